@@ -1,0 +1,147 @@
+#include "bpf/loader.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "bpf/verdict.skel.h"
+
+namespace skproxy::bpf {
+namespace {
+
+// libbpf's own chatter goes to stderr only for warnings; the verifier log is captured per program and
+// put into the error instead, where the operator sees why the kernel path is off.
+int LibbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
+  if (level == LIBBPF_DEBUG) return 0;
+  return vfprintf(stderr, format, args);
+}
+
+absl::Status Errno(int err, absl::string_view what) {
+  return absl::ErrnoToStatus(err < 0 ? -err : err, what);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SockmapProgram>> SockmapProgram::Load(uint32_t max_sockets) {
+  libbpf_set_print(LibbpfPrint);
+  skp_verdict_bpf* skel = skp_verdict_bpf::open();
+  if (skel == nullptr) return Errno(errno, "opening the BPF object");
+  std::unique_ptr<SockmapProgram> program(new SockmapProgram(skel));
+
+  for (bpf_map* map : {skel->maps.skp_socks, skel->maps.skp_dirs, skel->maps.skp_users}) {
+    if (int err = bpf_map__set_max_entries(map, max_sockets); err != 0)
+      return Errno(err, absl::StrCat("sizing map ", bpf_map__name(map)));
+  }
+  std::vector<char> log(1 << 20);
+  bpf_program__set_log_buf(skel->progs.skp_verdict, log.data(), log.size());
+  if (int err = skp_verdict_bpf::load(skel); err != 0) {
+    std::string verifier(log.data());
+    if (verifier.size() > 4000) verifier = "..." + verifier.substr(verifier.size() - 4000);
+    return Errno(err, absl::StrCat("loading the verdict program",
+                                   verifier.empty() ? "" : absl::StrCat(" (verifier: ", verifier, ")")));
+  }
+  bpf_program__set_log_buf(skel->progs.skp_verdict, nullptr, 0);
+  if (bpf_prog_attach(bpf_program__fd(skel->progs.skp_verdict), program->socks_fd(),
+                      BPF_SK_SKB_STREAM_VERDICT, 0) != 0)
+    return Errno(errno, "attaching the stream verdict to the sockhash");
+  program->attached_ = true;
+  return program;
+}
+
+SockmapProgram::~SockmapProgram() {
+  if (attached_)
+    bpf_prog_detach2(bpf_program__fd(skel_->progs.skp_verdict), socks_fd(), BPF_SK_SKB_STREAM_VERDICT);
+  skp_verdict_bpf::destroy(skel_);
+}
+
+int SockmapProgram::socks_fd() const { return bpf_map__fd(skel_->maps.skp_socks); }
+int SockmapProgram::dirs_fd() const { return bpf_map__fd(skel_->maps.skp_dirs); }
+int SockmapProgram::users_fd() const { return bpf_map__fd(skel_->maps.skp_users); }
+
+absl::Status SockmapProgram::Insert(const ConnectionKeys& keys, int downstream_fd, int upstream_fd,
+                                    uint64_t gate_limit) {
+  skp_dir down{};
+  down.peer = keys.upstream;
+  down.direction = SKP_DOWNSTREAM_TO_UPSTREAM;
+  down.gate_limit = gate_limit;
+  skp_dir up{};
+  up.peer = keys.downstream;
+  up.direction = SKP_UPSTREAM_TO_DOWNSTREAM;
+  up.gate_limit = gate_limit;
+  const skp_user zero{};
+  auto undo = [&](int err, absl::string_view what) {
+    Remove(keys);
+    return Errno(err, what);
+  };
+  if (bpf_map_update_elem(dirs_fd(), &keys.downstream, &down, BPF_ANY) != 0 ||
+      bpf_map_update_elem(dirs_fd(), &keys.upstream, &up, BPF_ANY) != 0 ||
+      bpf_map_update_elem(users_fd(), &keys.downstream, &zero, BPF_ANY) != 0 ||
+      bpf_map_update_elem(users_fd(), &keys.upstream, &zero, BPF_ANY) != 0)
+    return undo(errno, "adding connection state");
+  // Downstream first: a client that has already half-closed fails here (EOPNOTSUPP) before anything of
+  // the connection is on the kernel path.
+  uint64_t fd = downstream_fd;
+  if (bpf_map_update_elem(socks_fd(), &keys.downstream, &fd, BPF_NOEXIST) != 0)
+    return undo(errno, "inserting the downstream socket");
+  fd = upstream_fd;
+  if (bpf_map_update_elem(socks_fd(), &keys.upstream, &fd, BPF_NOEXIST) != 0)
+    return undo(errno, "inserting the upstream socket");
+  return absl::OkStatus();
+}
+
+void SockmapProgram::Remove(const ConnectionKeys& keys) {
+  for (const skp_key* key : {&keys.downstream, &keys.upstream}) {
+    bpf_map_delete_elem(socks_fd(), key);
+    bpf_map_delete_elem(dirs_fd(), key);
+    bpf_map_delete_elem(users_fd(), key);
+  }
+}
+
+absl::StatusOr<skp_dir> SockmapProgram::ReadDirection(const skp_key& source) const {
+  skp_dir dir;
+  if (bpf_map_lookup_elem(dirs_fd(), &source, &dir) != 0) return Errno(errno, "reading direction state");
+  return dir;
+}
+
+absl::Status SockmapProgram::PublishUserCopied(const skp_key& source, uint64_t copied) {
+  const skp_user user{copied};
+  if (bpf_map_update_elem(users_fd(), &source, &user, BPF_EXIST) != 0)
+    return Errno(errno, "publishing user-space progress");
+  return absl::OkStatus();
+}
+
+StatsSnapshot SockmapProgram::ReadStats() const {
+  StatsSnapshot out{};
+  const int cpus = libbpf_num_possible_cpus();
+  std::vector<uint64_t> per_cpu(cpus > 0 ? cpus : 1);
+  const int fd = bpf_map__fd(skel_->maps.skp_stats);
+  for (uint32_t d = 0; d < SKP_DIRECTIONS; ++d) {
+    for (uint32_t s = 0; s < SKP_STAT_COUNT; ++s) {
+      uint32_t index = d * SKP_STAT_COUNT + s;
+      if (bpf_map_lookup_elem(fd, &index, per_cpu.data()) != 0) continue;
+      for (uint64_t v : per_cpu) out[d][s] += v;
+    }
+  }
+  return out;
+}
+
+uint64_t SockmapProgram::CountSockets() const {
+  uint64_t count = 0;
+  skp_key key, next;
+  const skp_key* prev = nullptr;
+  while (bpf_map_get_next_key(socks_fd(), prev, &next) == 0 && count < (1ull << 32)) {
+    ++count;
+    key = next;
+    prev = &key;
+  }
+  return count;
+}
+
+}  // namespace skproxy::bpf

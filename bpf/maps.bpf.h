@@ -1,0 +1,38 @@
+/* Maps of the kernel data path. Sizes of the per-connection maps are set by the loader before load. */
+#ifndef SKPROXY_BPF_MAPS_BPF_H_
+#define SKPROXY_BPF_MAPS_BPF_H_
+
+#include "skproxy.h"
+
+/* Both legs of every kernel-path connection, keyed by their own 4-tuple. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 65536);
+	__type(key, struct skp_key);
+	__type(value, __u64);
+} skp_socks SEC(".maps");
+
+/* Per direction state, keyed like skp_socks by the socket the bytes arrive on. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct skp_key);
+	__type(value, struct skp_dir);
+} skp_dirs SEC(".maps");
+
+/* User space's progress in copying passed bytes, same key. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct skp_key);
+	__type(value, struct skp_user);
+} skp_users SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SKP_STATS_ENTRIES);
+	__type(key, __u32);
+	__type(value, __u64);
+} skp_stats SEC(".maps");
+
+#endif /* SKPROXY_BPF_MAPS_BPF_H_ */

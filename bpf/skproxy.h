@@ -1,0 +1,68 @@
+/* Types shared by the BPF programs and the C++ control plane: the one definition of every map key and value.
+ * Included from BPF (after vmlinux.h) and from C++ (after <linux/types.h>). */
+#ifndef SKPROXY_BPF_SKPROXY_H_
+#define SKPROXY_BPF_SKPROXY_H_
+
+#ifndef __bpf__
+#include <linux/types.h>
+#endif
+
+/* A socket's own 4-tuple as the verdict program sees it in struct __sk_buff and user space sees it with
+ * getsockname/getpeername. Addresses in network byte order (IPv4 in ip[0], the rest zero), ports in host
+ * byte order. A v4-mapped IPv6 socket is AF_INET6 with ::ffff:a.b.c.d on both sides. */
+struct skp_key {
+	__u32 family;
+	__u32 local_ip[4];
+	__u32 remote_ip[4];
+	__u32 local_port;
+	__u32 remote_port;
+};
+
+enum skp_direction {
+	SKP_DOWNSTREAM_TO_UPSTREAM = 0, /* bytes from the client to the upstream */
+	SKP_UPSTREAM_TO_DOWNSTREAM = 1,
+	SKP_DIRECTIONS = 2,
+};
+
+enum skp_dir_flags {
+	SKP_F_USER_MODE = 1 << 0, /* the gate is passing this direction's bytes to user space */
+	SKP_F_SEQ_INIT = 1 << 1,  /* next_seq holds the end of the last skb seen */
+	SKP_F_WSEQ_INIT = 1 << 2, /* peer_wseq_base holds the peer's write_seq at the first verdict */
+};
+
+/* One direction of a connection: bytes that arrive on the socket `skp_dirs` is keyed by and leave through
+ * `peer`. Written only by the verdict program once inserted (user space writes it once, before inserting). */
+struct skp_dir {
+	struct skp_key peer;
+	__u32 direction;      /* enum skp_direction, for the counters */
+	__u32 flags;          /* enum skp_dir_flags */
+	__u64 gate_limit;     /* peer write queue + psock backlog + this skb above this: hand over to user space */
+	__u32 peer_wseq_base; /* peer tcp_sock.write_seq at the first verdict: what entered it since is ours */
+	__u32 next_seq;       /* TCP sequence right after the last byte seen: older bytes are a retransmission */
+	__u64 redirected;     /* bytes redirected to the peer */
+	__u64 passed;         /* bytes passed to user space (to be copied by it to the peer) */
+};
+
+/* Written only by user space, read by the verdict: how many of `passed` it has written to the peer.
+ * A map of its own so that user space never overwrites the verdict's counters. */
+struct skp_user {
+	__u64 copied;
+};
+
+/* Per-CPU counters, index = direction * SKP_STAT_COUNT + stat. */
+enum skp_stat {
+	SKP_STAT_REDIRECTED_BYTES = 0,
+	SKP_STAT_PASSED_BYTES,
+	SKP_STAT_GATE_ENTER,       /* direction switched from redirect to user mode */
+	SKP_STAT_GATE_EXIT,        /* and back */
+	SKP_STAT_TRIMMED_BYTES,    /* retransmitted bytes removed from the head of a partly-old skb */
+	SKP_STAT_OLD_SKBS_DROPPED, /* wholly-old skbs (all bytes seen before) */
+	SKP_STAT_TRIM_ERRORS,      /* bpf_skb_adjust_room failed: the skb was passed untrimmed */
+	SKP_STAT_REDIRECT_ERRORS,  /* peer vanished between lookup and redirect: passed instead */
+	SKP_STAT_NO_STATE,         /* skb on a socket with no skp_dirs entry (insertion in progress) */
+	SKP_STAT_COUNT,
+};
+
+#define SKP_STATS_ENTRIES (SKP_DIRECTIONS * SKP_STAT_COUNT)
+
+#endif /* SKPROXY_BPF_SKPROXY_H_ */

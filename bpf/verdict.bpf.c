@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The kernel data path: an sk_skb stream verdict that moves each skb from the socket it arrived on to the
+ * egress of the connection's other leg, with a gate that hands a congested direction to user space.
+ *
+ * Why a gate: egress redirect has no flow control. Redirected skbs wait in the peer's psock backlog,
+ * uncharged from the sender's receive buffer, so a slow reader lets the whole stream pile up in kernel memory
+ * and deleting or shutting the peer down while it holds bytes drops them. The gate keeps
+ * (peer write queue + backlog) under gate_limit; above it, skbs are PASSed to the arriving socket's
+ * receive queue, where they are charged to its receive buffer, so its window closes and the sender slows.
+ * User space copies them (after the backlog has drained, so order holds) and publishes its count; the
+ * program redirects again only when every passed byte has been copied and the peer has room.
+ *
+ * Why the trim: without a stream parser tcp_read_skb() hands a partly-old skb (a retransmission merged with
+ * new bytes) whole to this program; its old head would go out twice. We remember where each direction's
+ * stream has got to and cut the old head with bpf_skb_adjust_room. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
+
+#include "maps.bpf.h"
+
+#define SK_DROP 0
+#define SK_PASS 1
+#define AF_INET 2
+#define AF_INET6 10
+
+/* bpf_skb_adjust_room removes at most this many bytes per call on sk_skb. */
+#define SKP_TRIM_CHUNK 4095
+#define SKP_TRIM_MAX_CALLS 64
+
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+
+static __always_inline void stat_add(__u32 direction, __u32 stat, __u64 value)
+{
+	__u32 index = direction * SKP_STAT_COUNT + stat;
+	__u64 *counter;
+
+	if (index >= SKP_STATS_ENTRIES)
+		return;
+	counter = bpf_map_lookup_elem(&skp_stats, &index);
+	if (counter)
+		*counter += value;
+}
+
+/* Mirrors SocketKey() in socket_key.cc; tests check both against each other for IPv4 and IPv6. */
+static __always_inline void key_from_skb(struct __sk_buff *skb, struct skp_key *key)
+{
+	__builtin_memset(key, 0, sizeof(*key));
+	key->family = skb->family;
+	if (skb->family == AF_INET6) {
+		key->local_ip[0] = skb->local_ip6[0];
+		key->local_ip[1] = skb->local_ip6[1];
+		key->local_ip[2] = skb->local_ip6[2];
+		key->local_ip[3] = skb->local_ip6[3];
+		key->remote_ip[0] = skb->remote_ip6[0];
+		key->remote_ip[1] = skb->remote_ip6[1];
+		key->remote_ip[2] = skb->remote_ip6[2];
+		key->remote_ip[3] = skb->remote_ip6[3];
+	} else {
+		key->local_ip[0] = skb->local_ip4;
+		key->remote_ip[0] = skb->remote_ip4;
+	}
+	key->local_port = skb->local_port;                     /* host order already */
+	key->remote_port = bpf_ntohs(skb->remote_port >> 16);  /* network order in the upper 16 bits */
+}
+
+/* Removes bytes this direction has already seen from the head of skb. Returns SK_PASS to go on with the
+ * (possibly trimmed) skb, SK_DROP if the skb holds nothing new. */
+static __always_inline int trim_old_head(struct __sk_buff *skb, struct skp_dir *dir)
+{
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)&kskb->cb[0];
+	__u32 seq = cb->seq, end_seq = cb->end_seq;
+	__s32 old;
+
+	if (!(dir->flags & SKP_F_SEQ_INIT)) {
+		dir->next_seq = seq;
+		dir->flags |= SKP_F_SEQ_INIT;
+	}
+	old = (__s32)(dir->next_seq - seq);
+	if (old > 0) {
+		__u32 left = old;
+
+		if ((__s32)(end_seq - dir->next_seq) <= 0) {
+			stat_add(dir->direction, SKP_STAT_OLD_SKBS_DROPPED, 1);
+			return SK_DROP;
+		}
+		for (int i = 0; i < SKP_TRIM_MAX_CALLS && left; i++) {
+			__u32 chunk = left > SKP_TRIM_CHUNK ? SKP_TRIM_CHUNK : left;
+
+			if (bpf_skb_adjust_room(skb, -(__s32)chunk, 0, 0))
+				break;
+			left -= chunk;
+		}
+		stat_add(dir->direction, SKP_STAT_TRIMMED_BYTES, old - left);
+		if (left)
+			stat_add(dir->direction, SKP_STAT_TRIM_ERRORS, 1);
+	}
+	if ((__s32)(end_seq - dir->next_seq) > 0)
+		dir->next_seq = end_seq;
+	return SK_PASS;
+}
+
+/* Bytes queued towards the peer that are ours: its write queue plus our psock backlog. */
+static __always_inline __u64 peer_pending(struct skp_dir *dir, struct bpf_sock *peer, __u64 user_copied)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(peer);
+	__u32 write_seq, entered;
+	__s32 backlog;
+
+	if (!tp)
+		return 0;
+	write_seq = tp->write_seq;
+	if (!(dir->flags & SKP_F_WSEQ_INIT)) {
+		dir->peer_wseq_base = write_seq;
+		dir->flags |= SKP_F_WSEQ_INIT;
+	}
+	/* Everything that entered the peer's write queue since the first verdict came from us (redirected or
+	 * copied by user space), so what we sent minus what entered is still in the backlog. 32-bit serial
+	 * arithmetic: the backlog is far below 2 GiB; a copy not yet published can make it briefly negative. */
+	entered = write_seq - dir->peer_wseq_base;
+	backlog = (__s32)((__u32)(dir->redirected + user_copied) - entered);
+	if (backlog < 0)
+		backlog = 0;
+	return (__u64)tp->inet_conn.icsk_inet.sk.sk_wmem_queued + (__u32)backlog;
+}
+
+static __always_inline int pass_to_user(struct skp_dir *dir, __u32 len)
+{
+	if (!(dir->flags & SKP_F_USER_MODE)) {
+		dir->flags |= SKP_F_USER_MODE;
+		stat_add(dir->direction, SKP_STAT_GATE_ENTER, 1);
+	}
+	dir->passed += len;
+	stat_add(dir->direction, SKP_STAT_PASSED_BYTES, len);
+	return SK_PASS;
+}
+
+SEC("sk_skb/stream_verdict")
+int skp_verdict(struct __sk_buff *skb)
+{
+	struct skp_key key, peer_key;
+	struct skp_dir *dir;
+	struct skp_user *user;
+	struct bpf_sock *peer;
+	__u64 user_copied, pending;
+	long ret;
+
+	/* A FIN-only skb: redirected, the backlog's zero-byte send is a hard error on the peer. The FIN still
+	 * reaches user space as EOF, which closes the other leg once the backlog has drained. */
+	if (skb->len == 0)
+		return SK_DROP;
+
+	key_from_skb(skb, &key);
+	dir = bpf_map_lookup_elem(&skp_dirs, &key);
+	if (!dir) {
+		stat_add(0, SKP_STAT_NO_STATE, 1);
+		return SK_PASS;
+	}
+	if (trim_old_head(skb, dir) == SK_DROP)
+		return SK_DROP;
+
+	user = bpf_map_lookup_elem(&skp_users, &key);
+	user_copied = user ? user->copied : 0;
+	/* Stay in user mode until user space has written every byte passed so far: a redirect now would
+	 * overtake them. */
+	if ((dir->flags & SKP_F_USER_MODE) && user_copied < dir->passed)
+		return pass_to_user(dir, skb->len);
+
+	__builtin_memcpy(&peer_key, &dir->peer, sizeof(peer_key));
+	peer = bpf_map_lookup_elem(&skp_socks, &peer_key);
+	if (!peer)
+		return pass_to_user(dir, skb->len);
+	pending = peer_pending(dir, peer, user_copied);
+	bpf_sk_release(peer);
+	if (pending + skb->len > dir->gate_limit)
+		return pass_to_user(dir, skb->len);
+
+	if (dir->flags & SKP_F_USER_MODE) {
+		dir->flags &= ~SKP_F_USER_MODE;
+		stat_add(dir->direction, SKP_STAT_GATE_EXIT, 1);
+	}
+	ret = bpf_sk_redirect_hash(skb, &skp_socks, &peer_key, 0);
+	if (ret != SK_PASS) {
+		/* The lookup failed, so no redirect was set up: deliver locally, user space copies it. */
+		stat_add(dir->direction, SKP_STAT_REDIRECT_ERRORS, 1);
+		return pass_to_user(dir, skb->len);
+	}
+	dir->redirected += skb->len;
+	stat_add(dir->direction, SKP_STAT_REDIRECTED_BYTES, skb->len);
+	return SK_PASS;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,35 @@
+// A listen or endpoint address as written in the config: "1.2.3.4:80", "[::1]:80", "localhost:80" is not
+// accepted (no DNS at startup: an address that cannot be parsed is a config error, not a runtime surprise).
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace skproxy {
+
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+
+  int family() const { return storage.ss_family; }
+  uint16_t port() const;
+  const sockaddr* sockaddr_ptr() const { return reinterpret_cast<const sockaddr*>(&storage); }
+  // "127.0.0.1:8080" or "[::1]:8080": the inverse of ParseSocketAddress.
+  std::string ToString() const;
+
+  friend bool operator==(const SocketAddress& a, const SocketAddress& b);
+};
+
+// Parses "IPv4:port" or "[IPv6]:port" with a port in 1..65535 (port 0 is allowed only when allow_port_zero,
+// which tests use to let the kernel pick a free port).
+absl::StatusOr<SocketAddress> ParseSocketAddress(std::string_view text, bool allow_port_zero = false);
+
+// Builds a SocketAddress from what getsockname/getpeername/accept returned.
+SocketAddress SocketAddressFrom(const sockaddr* sa, socklen_t len);
+
+}  // namespace skproxy

@@ -1,0 +1,66 @@
+// The configuration schema as plain structs, and the parser that fills them from YAML with errors that
+// name FILE:LINE: key. The proxy only ever sees a validated Config.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "config/address.h"
+
+namespace skproxy::config {
+
+enum class DatapathMode { kAuto, kSockmap, kUserspace };
+std::string_view DatapathModeName(DatapathMode mode);  // "auto" | "sockmap" | "userspace"
+absl::StatusOr<DatapathMode> ParseDatapathMode(std::string_view text);
+
+struct Admin {
+  SocketAddress address;  // default 127.0.0.1:9901
+};
+
+// Tuning of the kernel path (see bpf/verdict.bpf.c for what each knob bounds).
+struct Sockmap {
+  uint32_t max_entries = 65536;             // sockets in the SOCKHASH (2 per connection)
+  uint64_t gate_limit_bytes = 8ull << 20;   // per direction: peer write queue + psock backlog before user mode
+  uint32_t receive_buffer_bytes = 1u << 20; // SO_RCVBUF forced on both legs (>= 512 KiB: see the notes)
+};
+
+struct Listener {
+  std::string name;
+  SocketAddress address;
+  std::string cluster;
+  int line = 0;  // line of the listener in the file, for later error messages
+};
+
+struct Cluster {
+  std::string name;
+  absl::Duration connect_timeout = absl::Seconds(5);
+  std::vector<SocketAddress> endpoints;
+  int line = 0;
+};
+
+struct Config {
+  std::string source;  // file name, or "<default>" for the embedded config
+  Admin admin;
+  DatapathMode datapath = DatapathMode::kAuto;
+  int workers = 0;  // 0 = one per core
+  Sockmap sockmap;
+  std::vector<Listener> listeners;
+  std::vector<Cluster> clusters;
+
+  const Cluster* FindCluster(std::string_view name) const;
+};
+
+// Parses and validates. `source` names the file in error messages. Every error is
+// "SOURCE:LINE: key.path: what is wrong" (e.g. "a.yaml:7: listeners[0].address: port 70000 out of range").
+absl::StatusOr<Config> ParseConfig(std::string_view yaml_text, std::string_view source);
+absl::StatusOr<Config> LoadConfigFile(const std::string& path);
+
+// The default config (config/skproxy.yaml), embedded in the binary at build time.
+std::string_view DefaultConfigYaml();
+absl::StatusOr<Config> LoadDefaultConfig();
+
+}  // namespace skproxy::config

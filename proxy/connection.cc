@@ -1,0 +1,168 @@
+#include "proxy/connection.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "proxy/sockmap_pipe.h"
+#include "proxy/userspace_pipe.h"
+#include "proxy/worker_context.h"
+
+namespace skproxy {
+namespace {
+
+// The hand-over reads what the client sent while we connected; a client that keeps sending is not waited
+// for: bytes arriving after this are pushed through the verdict once the legs are in the map.
+constexpr size_t kHandoverChunk = 64 * 1024;
+constexpr size_t kHandoverMax = 4 * 1024 * 1024;
+
+void SetNoDelay(int fd) {
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+std::string FallbackReason(const absl::Status& status) {
+  return absl::AsciiStrToLower(absl::StatusCodeToString(status.code()));
+}
+
+}  // namespace
+
+Connection::Connection(WorkerContext& worker, ListenerContext& listener, UniqueFd client)
+    : TrackedHandler(*worker.ring), worker_(worker), listener_(listener), client_(std::move(client)) {
+  SetNoDelay(client_.get());
+}
+
+Connection::~Connection() {
+  if (counted_) listener_.metrics.connections_active[static_cast<int>(counted_kind_)]->Decrement();
+}
+
+bool Connection::done() const {
+  if (state_ == State::kPiping) return pipe_->done();
+  return state_ == State::kClosed && inflight() == 0;
+}
+
+void Connection::Start() {
+  first_endpoint_ = listener_.cluster->NextStart();
+  ConnectNext();
+}
+
+void Connection::ConnectNext() {
+  const config::Cluster& cluster = listener_.cluster->config();
+  while (attempts_ < cluster.endpoints.size()) {
+    const SocketAddress& endpoint = cluster.endpoints[(first_endpoint_ + attempts_++) % cluster.endpoints.size()];
+    upstream_.Reset(socket(endpoint.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!upstream_.valid()) {
+      listener_.cluster->CountConnectFailure();
+      continue;
+    }
+    SetNoDelay(upstream_.get());
+    if (worker_.sockmap != nullptr) {
+      // Set before connecting so the window scale offered in the SYN fits it. Below ~512 KiB the kernel
+      // path crawls on zero-window probes whenever the gate passes bytes to user space.
+      const int size = static_cast<int>(worker_.sockmap_config->receive_buffer_bytes);
+      if (setsockopt(upstream_.get(), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) != 0)
+        setsockopt(upstream_.get(), SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+    }
+    const absl::Duration timeout = cluster.connect_timeout;
+    connect_timeout_.tv_sec = absl::ToInt64Seconds(timeout);
+    connect_timeout_.tv_nsec = absl::ToInt64Nanoseconds(timeout - absl::Seconds(connect_timeout_.tv_sec));
+    io_uring_sqe* sqe = Submit(kConnect);
+    io_uring_prep_connect(sqe, upstream_.get(), endpoint.sockaddr_ptr(), endpoint.length);
+    sqe->flags |= IOSQE_IO_LINK;
+    io_uring_prep_link_timeout(ring_.PrepareUntracked(), &connect_timeout_, 0);
+    return;
+  }
+  CloseClient();  // no endpoint answered
+}
+
+void Connection::Handle(unsigned tag, int res, unsigned cqe_flags) {
+  if (tag == kConnect) {
+    OnConnected(res);
+  } else if (tag == kHandoverWritable) {
+    Handover();
+  }
+}
+
+void Connection::OnConnected(int res) {
+  if (res < 0) {  // refused, unreachable, or -ECANCELED when the linked timeout fired
+    listener_.cluster->CountConnectFailure();
+    upstream_.Reset();
+    ConnectNext();
+    return;
+  }
+  if (worker_.sockmap != nullptr) {
+    state_ = State::kHandover;
+    Handover();
+  } else {
+    StartPipe();
+  }
+}
+
+void Connection::Handover() {
+  for (;;) {
+    while (handover_sent_ < handover_.size()) {
+      const ssize_t n = send(upstream_.get(), handover_.data() + handover_sent_, handover_.size() - handover_sent_,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        handover_sent_ += static_cast<size_t>(n);
+        worker_.metrics->UserBytes(SKP_DOWNSTREAM_TO_UPSTREAM).fetch_add(n, std::memory_order_relaxed);
+      } else if (n < 0 && errno == EAGAIN) {
+        io_uring_prep_poll_add(Submit(kHandoverWritable), upstream_.get(), POLLOUT);
+        return;
+      } else if (n < 0 && errno != EINTR) {
+        CloseClient();
+        return;
+      }
+    }
+    handover_.clear();
+    handover_sent_ = 0;
+    if (handover_total_ >= kHandoverMax) break;
+    handover_.resize(kHandoverChunk);
+    const ssize_t n = recv(client_.get(), handover_.data(), handover_.size(), MSG_DONTWAIT);
+    if (n <= 0) {  // nothing more queued, EOF or an error: the pipe meets the same on its first read
+      handover_.clear();
+      break;
+    }
+    handover_.resize(static_cast<size_t>(n));
+    handover_total_ += static_cast<size_t>(n);
+  }
+  handover_.shrink_to_fit();
+  StartPipe();
+}
+
+void Connection::StartPipe() {
+  state_ = State::kPiping;
+  auto on_finish = [this] { worker_.finished->push_back(this); };
+  if (worker_.sockmap != nullptr) {
+    SockmapPipe::InsertFailure failure;
+    pipe_ = SockmapPipe::Create(ring_, *worker_.metrics, *worker_.sockmap, worker_.sockmap_config->gate_limit_bytes,
+                                std::move(client_), std::move(upstream_), on_finish, &failure);
+    if (pipe_ == nullptr) {
+      worker_.metrics->Fallback(FallbackReason(failure.status)).Increment();
+      client_ = std::move(failure.downstream);
+      upstream_ = std::move(failure.upstream);
+    }
+  }
+  if (pipe_ == nullptr)
+    pipe_ = std::make_unique<UserspacePipe>(ring_, *worker_.metrics, std::move(client_), std::move(upstream_),
+                                            on_finish);
+  counted_kind_ = pipe_->kind();
+  counted_ = true;
+  listener_.metrics.connections_total[static_cast<int>(counted_kind_)]->Increment();
+  listener_.metrics.connections_active[static_cast<int>(counted_kind_)]->Increment();
+  pipe_->Start();
+}
+
+void Connection::CloseClient() {
+  state_ = State::kClosed;
+  client_.Reset();
+  upstream_.Reset();
+  worker_.finished->push_back(this);
+}
+
+}  // namespace skproxy

@@ -1,0 +1,59 @@
+// One client connection from accept to close:
+//   connecting (each endpoint of the cluster in turn, each with the cluster's connect timeout)
+//   -> hand-over (kernel path only: bytes the client sent before the upstream answered are read and
+//      written to the upstream, so nothing is queued unseen when the legs go into the map)
+//   -> piping (a SockmapPipe, or a UserspacePipe when the kernel path is off or refuses this connection)
+//   -> done (the pipe closed both legs, or no endpoint answered and the client was closed).
+#pragma once
+
+#include <linux/time_types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proxy/datapath.h"
+#include "proxy/tracked_handler.h"
+#include "proxy/unique_fd.h"
+
+namespace skproxy {
+
+class ClusterState;
+struct WorkerContext;
+struct ListenerContext;
+
+class Connection final : public TrackedHandler {
+ public:
+  Connection(WorkerContext& worker, ListenerContext& listener, UniqueFd client);
+  ~Connection();
+  void Start();
+  bool done() const;
+
+ private:
+  enum class State { kConnecting, kHandover, kPiping, kClosed };
+  enum Tag : unsigned { kConnect = 0, kHandoverWritable = 1 };
+
+  void Handle(unsigned tag, int res, unsigned cqe_flags) override;
+  void ConnectNext();
+  void OnConnected(int res);
+  void Handover();
+  void StartPipe();
+  void CloseClient();
+
+  WorkerContext& worker_;
+  ListenerContext& listener_;
+  State state_ = State::kConnecting;
+  UniqueFd client_;
+  UniqueFd upstream_;
+  size_t first_endpoint_ = 0;
+  size_t attempts_ = 0;
+  __kernel_timespec connect_timeout_{};
+  std::vector<uint8_t> handover_;  // client bytes read before insertion, not yet written upstream
+  size_t handover_sent_ = 0;
+  size_t handover_total_ = 0;
+  std::unique_ptr<Pipe> pipe_;
+  PathKind counted_kind_ = PathKind::kUserspace;
+  bool counted_ = false;
+};
+
+}  // namespace skproxy

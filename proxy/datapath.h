@@ -1,0 +1,58 @@
+// A Pipe moves the bytes of one established connection (client leg and upstream leg) until both
+// directions have ended, then closes both. Two implementations: the kernel path (sockmap_pipe.h), where
+// the verdict program moves bytes and user space only watches, and the user-space copy (userspace_pipe.h).
+#pragma once
+
+#include <functional>
+
+#include "proxy/metrics.h"
+#include "proxy/tracked_handler.h"
+#include "proxy/unique_fd.h"
+
+namespace skproxy {
+
+class Pipe : public TrackedHandler {
+ public:
+  virtual ~Pipe() = default;
+  virtual PathKind kind() const = 0;
+  // Starts moving bytes. May finish (or abort) before returning.
+  virtual void Start() = 0;
+  // Both directions have ended (or the connection was reset) and the kernel holds no operation of ours:
+  // the owner may destroy the pipe, which closes both legs.
+  bool done() const { return finished_ && inflight() == 0; }
+
+ protected:
+  Pipe(Ring& ring, Metrics& metrics, UniqueFd downstream, UniqueFd upstream,
+       std::function<void()> on_finish)
+      : TrackedHandler(ring),
+        metrics_(metrics),
+        downstream_(std::move(downstream)),
+        upstream_(std::move(upstream)),
+        on_finish_(std::move(on_finish)) {}
+
+  // Index by enum skp_direction: the leg bytes of that direction arrive on, and the one they leave by.
+  int source(int direction) const { return direction == 0 ? downstream_.get() : upstream_.get(); }
+  int destination(int direction) const { return direction == 0 ? upstream_.get() : downstream_.get(); }
+
+  // Marks the pipe finished and tells the owner (once).
+  void Finish() {
+    if (finished_) return;
+    finished_ = true;
+    on_finish_();
+  }
+  // A reset on either leg, or an error, resets the other: SO_LINGER 0 makes the close send RST.
+  void ArmResetOnClose();
+  // Cancels every operation still in flight on either leg.
+  void CancelAll(unsigned cancel_tag);
+  bool finished() const { return finished_; }
+
+  Metrics& metrics_;
+  UniqueFd downstream_;
+  UniqueFd upstream_;
+
+ private:
+  std::function<void()> on_finish_;
+  bool finished_ = false;
+};
+
+}  // namespace skproxy

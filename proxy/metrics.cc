@@ -1,0 +1,124 @@
+#include "proxy/metrics.h"
+
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+
+#include <exception>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace skproxy {
+
+const char* PathKindName(PathKind kind) { return kind == PathKind::kSockmap ? "sockmap" : "userspace"; }
+
+const char* DirectionName(int direction) {
+  return direction == SKP_DOWNSTREAM_TO_UPSTREAM ? "downstream_to_upstream" : "upstream_to_downstream";
+}
+
+// What the verdict program counted, read from its per-CPU map when /metrics is scraped.
+class Metrics::KernelCollectable : public prometheus::Collectable {
+ public:
+  KernelCollectable(const bpf::SockmapProgram* program, const std::atomic<uint64_t>* user_bytes)
+      : program_(program), user_bytes_(user_bytes) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    bpf::StatsSnapshot stats{};
+    uint64_t sockets = 0;
+    if (program_ != nullptr) {
+      stats = program_->ReadStats();
+      sockets = program_->CountSockets();
+    }
+    std::vector<prometheus::MetricFamily> out;
+    out.reserve(4);  // family() hands out references into `out`: it must not reallocate
+    auto family = [&](const char* name, const char* help, prometheus::MetricType type) -> auto& {
+      out.push_back(prometheus::MetricFamily{name, help, type, {}});
+      return out.back().metric;
+    };
+    auto& bytes = family("skproxy_bytes_total", "Bytes proxied, by direction and by who moved them.",
+                         prometheus::MetricType::Counter);
+    auto& switches = family("skproxy_gate_switches_total",
+                            "Times a direction of a kernel-path connection was handed to user space.",
+                            prometheus::MetricType::Counter);
+    uint64_t trimmed = 0;
+    for (int d = 0; d < SKP_DIRECTIONS; ++d) {
+      prometheus::ClientMetric m;
+      m.label = {{"direction", DirectionName(d)}, {"path", "kernel"}};
+      m.counter.value = static_cast<double>(stats[d][SKP_STAT_REDIRECTED_BYTES]);
+      bytes.push_back(m);
+      m.label = {{"direction", DirectionName(d)}, {"path", "user"}};
+      m.counter.value = static_cast<double>(user_bytes_[d].load(std::memory_order_relaxed));
+      bytes.push_back(m);
+      prometheus::ClientMetric s;
+      s.label = {{"direction", DirectionName(d)}};
+      s.counter.value = static_cast<double>(stats[d][SKP_STAT_GATE_ENTER]);
+      switches.push_back(s);
+      trimmed += stats[d][SKP_STAT_TRIMMED_BYTES];
+    }
+    prometheus::ClientMetric t;
+    t.counter.value = static_cast<double>(trimmed);
+    family("skproxy_trimmed_bytes_total", "Retransmitted bytes the verdict program removed.",
+           prometheus::MetricType::Counter)
+        .push_back(t);
+    prometheus::ClientMetric e;
+    e.gauge.value = static_cast<double>(sockets);
+    family("skproxy_sockmap_entries", "Sockets in the sockhash now.", prometheus::MetricType::Gauge)
+        .push_back(e);
+    return out;
+  }
+
+ private:
+  const bpf::SockmapProgram* program_;
+  const std::atomic<uint64_t>* user_bytes_;
+};
+
+Metrics::Metrics(const bpf::SockmapProgram* program)
+    : registry_(std::make_shared<prometheus::Registry>()),
+      kernel_(std::make_shared<KernelCollectable>(program, user_bytes_)),
+      connections_total_(prometheus::BuildCounter()
+                             .Name("skproxy_connections_total")
+                             .Help("Client connections accepted, by listener and data path.")
+                             .Register(*registry_)),
+      connections_active_(prometheus::BuildGauge()
+                              .Name("skproxy_connections_active")
+                              .Help("Client connections open now, by listener and data path.")
+                              .Register(*registry_)),
+      fallbacks_(prometheus::BuildCounter()
+                     .Name("skproxy_fallbacks_total")
+                     .Help("Connections that took the user-space path although the kernel path was on.")
+                     .Register(*registry_)),
+      connect_failures_(prometheus::BuildCounter()
+                            .Name("skproxy_upstream_connect_failures_total")
+                            .Help("Upstream connection attempts that failed or timed out, by cluster.")
+                            .Register(*registry_)) {}
+
+ListenerMetrics Metrics::ForListener(const std::string& listener) {
+  ListenerMetrics m;
+  for (PathKind kind : {PathKind::kSockmap, PathKind::kUserspace}) {
+    const int i = static_cast<int>(kind);
+    m.connections_total[i] = &connections_total_.Add({{"listener", listener}, {"datapath", PathKindName(kind)}});
+    m.connections_active[i] = &connections_active_.Add({{"listener", listener}, {"datapath", PathKindName(kind)}});
+  }
+  return m;
+}
+
+prometheus::Counter& Metrics::ConnectFailures(const std::string& cluster) {
+  return connect_failures_.Add({{"cluster", cluster}});
+}
+
+prometheus::Counter& Metrics::Fallback(const std::string& reason) { return fallbacks_.Add({{"reason", reason}}); }
+
+absl::Status Metrics::StartAdmin(const SocketAddress& address) {
+  // prometheus-cpp (civetweb) reports bind failures by throwing; keep that inside this module.
+  std::string spec = address.ToString();
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(spec, 2);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("admin listener ", spec, ": ", e.what()));
+  }
+  exposer_->RegisterCollectable(registry_);
+  exposer_->RegisterCollectable(kernel_);
+  return absl::OkStatus();
+}
+
+}  // namespace skproxy

@@ -1,0 +1,61 @@
+// The process's metrics registry and the admin listener that serves it as /metrics. Kernel-path byte
+// counts are not counted here: the verdict program counts them in a per-CPU map, read at scrape time.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "bpf/loader.h"
+#include "config/address.h"
+
+namespace skproxy {
+
+enum class PathKind { kSockmap, kUserspace };
+const char* PathKindName(PathKind kind);  // "sockmap" | "userspace"
+
+// Counters of one listener, resolved once so the data path only increments.
+struct ListenerMetrics {
+  prometheus::Counter* connections_total[2];   // by PathKind
+  prometheus::Gauge* connections_active[2];
+};
+
+class Metrics {
+ public:
+  explicit Metrics(const bpf::SockmapProgram* program);  // program may be null (user-space only)
+
+  ListenerMetrics ForListener(const std::string& listener);
+  prometheus::Counter& ConnectFailures(const std::string& cluster);
+  prometheus::Counter& Fallback(const std::string& reason);
+  // Bytes user space copied, direction = enum skp_direction. Exposed with the kernel's count as
+  // skproxy_bytes_total{path="user"}, so one family holds both.
+  std::atomic<uint64_t>& UserBytes(int direction) { return user_bytes_[direction]; }
+
+  // Serves /metrics on `address` until destroyed.
+  absl::Status StartAdmin(const SocketAddress& address);
+
+  std::shared_ptr<prometheus::Registry> registry() { return registry_; }
+
+ private:
+  class KernelCollectable;
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<KernelCollectable> kernel_;  // keeps a pointer to user_bytes_ only
+  prometheus::Family<prometheus::Counter>& connections_total_;
+  prometheus::Family<prometheus::Gauge>& connections_active_;
+  prometheus::Family<prometheus::Counter>& fallbacks_;
+  prometheus::Family<prometheus::Counter>& connect_failures_;
+  std::atomic<uint64_t> user_bytes_[2] = {};
+  std::unique_ptr<prometheus::Exposer> exposer_;
+};
+
+const char* DirectionName(int direction);  // "downstream_to_upstream" | "upstream_to_downstream"
+
+}  // namespace skproxy

@@ -1,0 +1,97 @@
+#include "proxy/ring.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+
+namespace skproxy {
+namespace {
+
+constexpr uint64_t kTagMask = IoHandler::kMaxTags - 1;
+constexpr uint64_t kUntracked = 0;  // user_data of completions nobody waits for
+
+}  // namespace
+
+void BufferRing::Return(unsigned id) {
+  io_uring_buf_ring_add(ring_, buffer(id), size_, id, io_uring_buf_ring_mask(count_), 0);
+  io_uring_buf_ring_advance(ring_, 1);
+}
+
+absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(unsigned entries, unsigned buffer_count,
+                                                   unsigned buffer_size) {
+  std::unique_ptr<Ring> ring(new Ring());
+  io_uring_params params{};
+  // One thread owns each ring; deferring task work to our own waits saves IPIs on the data path.
+  params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL;
+  params.flags |= IORING_SETUP_CQSIZE;
+  params.cq_entries = entries * 4;
+  if (int err = io_uring_queue_init_params(entries, &ring->ring_, &params); err < 0)
+    return absl::ErrnoToStatus(-err, "io_uring_queue_init");
+  ring->initialized_ = true;
+
+  // The buffer ring entries and the buffers themselves, in one mapping that is touched only when used.
+  const size_t ring_bytes = sizeof(io_uring_buf) * buffer_count;
+  ring->buffer_memory_size_ = ring_bytes + static_cast<size_t>(buffer_count) * buffer_size;
+  void* mem = mmap(nullptr, ring->buffer_memory_size_, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return absl::ErrnoToStatus(errno, "mmap of the buffer ring");
+  ring->buffer_memory_ = mem;
+  auto* br = static_cast<io_uring_buf_ring*>(mem);
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<uint64_t>(br);
+  reg.ring_entries = buffer_count;
+  reg.bgid = BufferRing::kGroupId;
+  if (int err = io_uring_register_buf_ring(&ring->ring_, &reg, 0); err < 0)
+    return absl::ErrnoToStatus(-err, "io_uring_register_buf_ring");
+  io_uring_buf_ring_init(br);
+  ring->buffers_ = std::make_unique<BufferRing>(br, static_cast<uint8_t*>(mem) + ring_bytes, buffer_count,
+                                                buffer_size);
+  for (unsigned id = 0; id < buffer_count; ++id)
+    io_uring_buf_ring_add(br, ring->buffers_->buffer(id), buffer_size, id,
+                          io_uring_buf_ring_mask(buffer_count), id);
+  io_uring_buf_ring_advance(br, buffer_count);
+  return ring;
+}
+
+Ring::~Ring() {
+  if (initialized_) io_uring_queue_exit(&ring_);
+  if (buffer_memory_ != nullptr) munmap(buffer_memory_, buffer_memory_size_);
+}
+
+io_uring_sqe* Ring::Prepare(IoHandler* handler, unsigned tag) {
+  io_uring_sqe* sqe = PrepareUntracked();
+  io_uring_sqe_set_data64(sqe, reinterpret_cast<uint64_t>(handler) | (tag & kTagMask));
+  return sqe;
+}
+
+io_uring_sqe* Ring::PrepareUntracked() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  while (sqe == nullptr) {
+    io_uring_submit(&ring_);
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  io_uring_sqe_set_data64(sqe, kUntracked);
+  return sqe;
+}
+
+absl::Status Ring::SubmitAndDispatch() {
+  io_uring_cqe* cqe = nullptr;
+  int err = io_uring_submit_and_wait(&ring_, 1);
+  if (err < 0 && err != -EINTR && err != -EAGAIN && err != -EBUSY)
+    return absl::ErrnoToStatus(-err, "io_uring_submit_and_wait");
+  unsigned head;
+  unsigned seen = 0;
+  io_uring_for_each_cqe(&ring_, head, cqe) {
+    ++seen;
+    const uint64_t data = io_uring_cqe_get_data64(cqe);
+    if (data == kUntracked) continue;
+    auto* handler = reinterpret_cast<IoHandler*>(data & ~kTagMask);
+    handler->OnCompletion(static_cast<unsigned>(data & kTagMask), cqe->res, cqe->flags);
+  }
+  io_uring_cq_advance(&ring_, seen);
+  return absl::OkStatus();
+}
+
+}  // namespace skproxy

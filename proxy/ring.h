@@ -1,0 +1,74 @@
+// A thin RAII owner of one io_uring and its provided-buffer ring. Completions are dispatched to the
+// IoHandler whose address (with a 4-bit tag for which of its operations it was) is in user_data, so the
+// hot path allocates nothing per operation.
+#pragma once
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+
+namespace skproxy {
+
+// 16-byte aligned so the low 4 bits of its address carry the tag.
+class alignas(16) IoHandler {
+ public:
+  static constexpr unsigned kMaxTags = 16;
+
+  // Called once per CQE; IORING_CQE_F_MORE in cqe_flags means a multishot operation completes again.
+  virtual void OnCompletion(unsigned tag, int res, unsigned cqe_flags) = 0;
+
+ protected:
+  ~IoHandler() = default;
+};
+
+// Provided buffers for recv (IOSQE_BUFFER_SELECT): a connection holds a buffer only while bytes it read
+// wait to be sent, so idle connections cost no buffer memory.
+class BufferRing {
+ public:
+  static constexpr uint16_t kGroupId = 1;
+
+  BufferRing(io_uring_buf_ring* ring, uint8_t* memory, unsigned count, unsigned size)
+      : ring_(ring), memory_(memory), count_(count), size_(size) {}
+  uint8_t* buffer(unsigned id) const { return memory_ + static_cast<size_t>(id) * size_; }
+  unsigned buffer_size() const { return size_; }
+  unsigned count() const { return count_; }
+  // Gives buffer `id` back to the kernel for the next recv.
+  void Return(unsigned id);
+
+ private:
+  io_uring_buf_ring* ring_;
+  uint8_t* memory_;
+  unsigned count_;
+  unsigned size_;
+};
+
+class Ring {
+ public:
+  static absl::StatusOr<std::unique_ptr<Ring>> Create(unsigned entries, unsigned buffer_count,
+                                                      unsigned buffer_size);
+  ~Ring();
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+
+  // An SQE whose completion goes to handler->OnCompletion(tag, ...). Never null: submits when the SQ is full.
+  io_uring_sqe* Prepare(IoHandler* handler, unsigned tag);
+  // An SQE whose completion is ignored (e.g. the timeout half of a linked pair we track elsewhere).
+  io_uring_sqe* PrepareUntracked();
+  // Submits what is queued, waits for at least one completion and dispatches every ready one.
+  absl::Status SubmitAndDispatch();
+
+  BufferRing& buffers() { return *buffers_; }
+
+ private:
+  Ring() = default;
+  io_uring ring_{};
+  bool initialized_ = false;
+  void* buffer_memory_ = nullptr;
+  size_t buffer_memory_size_ = 0;
+  std::unique_ptr<BufferRing> buffers_;
+};
+
+}  // namespace skproxy

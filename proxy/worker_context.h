@@ -1,0 +1,32 @@
+// What a worker's connections share: the ring, the kernel path (if on), metrics, and how to be reaped.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bpf/loader.h"
+#include "config/config.h"
+#include "proxy/metrics.h"
+#include "proxy/ring.h"
+#include "proxy/upstream.h"
+
+namespace skproxy {
+
+class Connection;
+
+struct ListenerContext {
+  const config::Listener* config;
+  ClusterState* cluster;
+  ListenerMetrics metrics;
+};
+
+struct WorkerContext {
+  Ring* ring;
+  Metrics* metrics;
+  bpf::SockmapProgram* sockmap;  // null: every connection takes the user-space path
+  const config::Sockmap* sockmap_config;
+  std::vector<Connection*>* finished;  // connections that may be done: the worker reaps them
+};
+
+}  // namespace skproxy
