@@ -66,7 +66,7 @@ int SockmapProgram::dirs_fd() const { return bpf_map__fd(skel_->maps.skp_dirs); 
 int SockmapProgram::users_fd() const { return bpf_map__fd(skel_->maps.skp_users); }
 
 absl::Status SockmapProgram::Insert(const ConnectionKeys& keys, int downstream_fd, int upstream_fd,
-                                    uint64_t gate_limit) {
+                                    uint64_t gate_limit, int* failed_errno) {
   skp_dir down{};
   down.peer = keys.upstream;
   down.direction = SKP_DOWNSTREAM_TO_UPSTREAM;
@@ -78,6 +78,7 @@ absl::Status SockmapProgram::Insert(const ConnectionKeys& keys, int downstream_f
   const skp_user zero{};
   auto undo = [&](int err, absl::string_view what) {
     Remove(keys);
+    if (failed_errno != nullptr) *failed_errno = err;
     return Errno(err, what);
   };
   if (bpf_map_update_elem(dirs_fd(), &keys.downstream, &down, BPF_ANY) != 0 ||

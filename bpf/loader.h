@@ -34,8 +34,10 @@ class SockmapProgram {
 
   // Puts both legs on the kernel path: per-direction state first, then the sockets, so the verdict never
   // sees a socket without its state. On failure nothing stays in the maps; the error carries the errno
-  // (EBUSY, EOPNOTSUPP, ENOMEM, ...) so the caller can fall back for this one connection.
-  absl::Status Insert(const ConnectionKeys& keys, int downstream_fd, int upstream_fd, uint64_t gate_limit);
+  // (EBUSY, EOPNOTSUPP, ENOMEM, ...), also in *failed_errno, so the caller can fall back for this one
+  // connection and say why.
+  absl::Status Insert(const ConnectionKeys& keys, int downstream_fd, int upstream_fd, uint64_t gate_limit,
+                      int* failed_errno = nullptr);
   // Takes both legs off the kernel path. Only call once nothing is pending in the psock backlogs.
   void Remove(const ConnectionKeys& keys);
 

@@ -7,7 +7,6 @@
 
 #include <cerrno>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "proxy/sockmap_pipe.h"
 #include "proxy/userspace_pipe.h"
@@ -24,10 +23,6 @@ constexpr size_t kHandoverMax = 4 * 1024 * 1024;
 void SetNoDelay(int fd) {
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
-
-std::string FallbackReason(const absl::Status& status) {
-  return absl::AsciiStrToLower(absl::StatusCodeToString(status.code()));
 }
 
 }  // namespace
@@ -143,10 +138,12 @@ void Connection::StartPipe() {
     pipe_ = SockmapPipe::Create(ring_, *worker_.metrics, *worker_.sockmap, worker_.sockmap_config->gate_limit_bytes,
                                 std::move(client_), std::move(upstream_), on_finish, &failure);
     if (pipe_ == nullptr) {
-      worker_.metrics->Fallback(FallbackReason(failure.status)).Increment();
+      worker_.metrics->Fallback(failure.reason).Increment();
       client_ = std::move(failure.downstream);
       upstream_ = std::move(failure.upstream);
     }
+  } else if (worker_.kernel_path_wanted) {
+    worker_.metrics->Fallback("kernel_path_unavailable").Increment();
   }
   if (pipe_ == nullptr)
     pipe_ = std::make_unique<UserspacePipe>(ring_, *worker_.metrics, std::move(client_), std::move(upstream_),

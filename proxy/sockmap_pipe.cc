@@ -9,7 +9,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "bpf/socket_key.h"
 
 namespace skproxy {
@@ -39,26 +42,29 @@ absl::StatusOr<uint64_t> BytesEnteredWriteQueue(int fd) {
 std::unique_ptr<SockmapPipe> SockmapPipe::Create(Ring& ring, Metrics& metrics, bpf::SockmapProgram& program,
                                                  uint64_t gate_limit, UniqueFd downstream, UniqueFd upstream,
                                                  std::function<void()> on_finish, InsertFailure* failure) {
-  auto fail = [&](absl::Status status) -> std::unique_ptr<SockmapPipe> {
-    *failure = InsertFailure{std::move(status), std::move(downstream), std::move(upstream)};
+  auto fail = [&](std::string reason, absl::Status status) -> std::unique_ptr<SockmapPipe> {
+    *failure = InsertFailure{std::move(reason), std::move(status), std::move(downstream), std::move(upstream)};
     return nullptr;
   };
   // A leg that is already closing cannot be inserted (EOPNOTSUPP); checking first keeps the other leg from
   // spending a moment in the map, where bytes passed to it would be lost when it is taken out again.
   if (!Established(downstream.get()) || !Established(upstream.get()))
-    return fail(absl::FailedPreconditionError("a leg is no longer established"));
+    return fail("not_established", absl::FailedPreconditionError("a leg is no longer established"));
   absl::StatusOr<skp_key> down_key = bpf::SocketKey(downstream.get());
-  if (!down_key.ok()) return fail(down_key.status());
+  if (!down_key.ok()) return fail("socket_state", down_key.status());
   absl::StatusOr<skp_key> up_key = bpf::SocketKey(upstream.get());
-  if (!up_key.ok()) return fail(up_key.status());
+  if (!up_key.ok()) return fail("socket_state", up_key.status());
   absl::StatusOr<uint64_t> up_base = BytesEnteredWriteQueue(upstream.get());
-  if (!up_base.ok()) return fail(up_base.status());
+  if (!up_base.ok()) return fail("socket_state", up_base.status());
   absl::StatusOr<uint64_t> down_base = BytesEnteredWriteQueue(downstream.get());
-  if (!down_base.ok()) return fail(down_base.status());
+  if (!down_base.ok()) return fail("socket_state", down_base.status());
 
   bpf::ConnectionKeys keys{*down_key, *up_key};
-  if (absl::Status s = program.Insert(keys, downstream.get(), upstream.get(), gate_limit); !s.ok())
-    return fail(std::move(s));
+  int err = 0;
+  if (absl::Status s = program.Insert(keys, downstream.get(), upstream.get(), gate_limit, &err); !s.ok()) {
+    const char* name = strerrorname_np(err);  // EBUSY, EOPNOTSUPP, ENOMEM...: a bounded set of labels
+    return fail(absl::StrCat("insert_", absl::AsciiStrToLower(name != nullptr ? name : "error")), std::move(s));
+  }
   std::unique_ptr<SockmapPipe> pipe(new SockmapPipe(ring, metrics, program, keys, std::move(downstream),
                                                     std::move(upstream), std::move(on_finish)));
   pipe->dirs_[SKP_DOWNSTREAM_TO_UPSTREAM].destination_base = *up_base;

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "bpf/loader.h"
 #include "proxy/datapath.h"
@@ -23,6 +24,7 @@ class SockmapPipe final : public Pipe {
   // Inserts both legs into the maps. On failure (EOPNOTSUPP for a leg that is already closing, EBUSY, a
   // full map) returns the legs untouched, with the reason, so the caller can use the user-space path.
   struct InsertFailure {
+    std::string reason;  // short, for the fallback metric's label: "not_established", "insert_ebusy", ...
     absl::Status status;
     UniqueFd downstream;
     UniqueFd upstream;

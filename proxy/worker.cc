@@ -78,6 +78,7 @@ Worker::Worker(const config::Config& config, Metrics& metrics, bpf::SockmapProgr
   context_.ring = nullptr;
   context_.metrics = &metrics;
   context_.sockmap = sockmap;
+  context_.kernel_path_wanted = sockmap == nullptr && config.datapath == config::DatapathMode::kAuto;
   context_.sockmap_config = &config.sockmap;
   context_.finished = &finished_;
 }

@@ -25,6 +25,7 @@ struct WorkerContext {
   Ring* ring;
   Metrics* metrics;
   bpf::SockmapProgram* sockmap;  // null: every connection takes the user-space path
+  bool kernel_path_wanted;       // datapath auto, but BPF could not be loaded: count each as a fallback
   const config::Sockmap* sockmap_config;
   std::vector<Connection*>* finished;  // connections that may be done: the worker reaps them
 };
