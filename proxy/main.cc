@@ -1,5 +1,6 @@
 // skproxy: flags, config, the kernel path (or why not), metrics, workers, then wait for a signal.
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <cstring>
@@ -110,6 +111,12 @@ int Main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+
+  // Two descriptors per connection: take every descriptor the hard limit allows.
+  if (rlimit limit{}; getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
 
   std::unique_ptr<bpf::SockmapProgram> sockmap;
   if (config.datapath != config::DatapathMode::kUserspace) {

@@ -65,17 +65,19 @@ std::unique_ptr<SockmapPipe> SockmapPipe::Create(Ring& ring, Metrics& metrics, b
     const char* name = strerrorname_np(err);  // EBUSY, EOPNOTSUPP, ENOMEM...: a bounded set of labels
     return fail(absl::StrCat("insert_", absl::AsciiStrToLower(name != nullptr ? name : "error")), std::move(s));
   }
-  std::unique_ptr<SockmapPipe> pipe(new SockmapPipe(ring, metrics, program, keys, std::move(downstream),
+  std::unique_ptr<SockmapPipe> pipe(new SockmapPipe(ring, metrics, program, gate_limit, keys, std::move(downstream),
                                                     std::move(upstream), std::move(on_finish)));
   pipe->dirs_[SKP_DOWNSTREAM_TO_UPSTREAM].destination_base = *up_base;
   pipe->dirs_[SKP_UPSTREAM_TO_DOWNSTREAM].destination_base = *down_base;
   return pipe;
 }
 
-SockmapPipe::SockmapPipe(Ring& ring, Metrics& metrics, bpf::SockmapProgram& program, bpf::ConnectionKeys keys,
+SockmapPipe::SockmapPipe(Ring& ring, Metrics& metrics, bpf::SockmapProgram& program, uint64_t gate_limit,
+                         bpf::ConnectionKeys keys,
                          UniqueFd downstream, UniqueFd upstream, std::function<void()> on_finish)
     : Pipe(ring, metrics, std::move(downstream), std::move(upstream), std::move(on_finish)),
       program_(program),
+      gate_limit_(gate_limit),
       keys_(keys) {
   dirs_[SKP_DOWNSTREAM_TO_UPSTREAM].source_key = keys.downstream;
   dirs_[SKP_UPSTREAM_TO_DOWNSTREAM].source_key = keys.upstream;
@@ -142,7 +144,13 @@ void SockmapPipe::Handle(unsigned tag, int res, unsigned cqe_flags) {
 void SockmapPipe::Pump(int d) {
   Direction& dir = dirs_[d];
   while (!aborting_ && !dir.shut) {
-    if (dir.length > dir.sent && !Flush(d)) return;
+    if (dir.length > dir.sent) {
+      if (!Flush(d)) return;
+      if (DestinationBusy(d)) {
+        WaitForBacklog();
+        return;
+      }
+    }
     if (dir.eof) {
       if (!BacklogDrained(d)) {
         WaitForBacklog();
@@ -209,6 +217,14 @@ bool SockmapPipe::Flush(int d) {
     return false;
   }
   return true;
+}
+
+// While the gate passes bytes to user space, read more only once the destination has worked off half of
+// what the gate allows: the passed bytes then wait in the source's receive buffer, whose window closes, so
+// the sender pauses and the verdict can find every passed byte copied and go back to redirecting.
+bool SockmapPipe::DestinationBusy(int d) {
+  int queued = 0;
+  return ioctl(destination(d), SIOCOUTQ, &queued) == 0 && static_cast<uint64_t>(queued) > gate_limit_ / 2;
 }
 
 // True when every byte the verdict redirected for direction d has entered the destination's write queue.

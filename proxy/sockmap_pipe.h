@@ -51,13 +51,15 @@ class SockmapPipe final : public Pipe {
     bool watching = false;  // a readable/writable poll is in flight
   };
 
-  SockmapPipe(Ring& ring, Metrics& metrics, bpf::SockmapProgram& program, bpf::ConnectionKeys keys,
+  SockmapPipe(Ring& ring, Metrics& metrics, bpf::SockmapProgram& program, uint64_t gate_limit,
+              bpf::ConnectionKeys keys,
               UniqueFd downstream, UniqueFd upstream, std::function<void()> on_finish);
   void Handle(unsigned tag, int res, unsigned cqe_flags) override;
   // Moves direction d as far as it can go now; arms a poll or the timer where it has to wait.
   void Pump(int d);
   bool Flush(int d);
   bool BacklogDrained(int d);
+  bool DestinationBusy(int d);
   void WatchReadable(int d);
   void WatchWritable(int d);
   void WaitForBacklog();
@@ -65,6 +67,7 @@ class SockmapPipe final : public Pipe {
   void Abort();
 
   bpf::SockmapProgram& program_;
+  uint64_t gate_limit_;
   bpf::ConnectionKeys keys_;
   Direction dirs_[2];
   bool timer_armed_ = false;
