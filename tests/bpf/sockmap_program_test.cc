@@ -167,9 +167,12 @@ TEST_P(SockmapProgramTest, FixtureRows) {
     const std::string up = Payload(row.to_upstream, 'a');
     const std::string down = Payload(row.to_downstream, 'z');
     const uint64_t redirected_before[2] = {Stat(0, SKP_STAT_REDIRECTED_BYTES), Stat(1, SKP_STAT_REDIRECTED_BYTES)};
-    if (!up.empty()) ASSERT_EQ(send(legs_.client.get(), up.data(), up.size(), 0), static_cast<ssize_t>(up.size()));
-    if (!down.empty())
+    if (!up.empty()) {
+      ASSERT_EQ(send(legs_.client.get(), up.data(), up.size(), 0), static_cast<ssize_t>(up.size()));
+    }
+    if (!down.empty()) {
       ASSERT_EQ(send(legs_.server.get(), down.data(), down.size(), 0), static_cast<ssize_t>(down.size()));
+    }
     if (row.expect_kernel) {
       EXPECT_EQ(ReadN(legs_.server.get(), up.size()), up);
       EXPECT_EQ(ReadN(legs_.client.get(), down.size()), down);

@@ -1,0 +1,460 @@
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <utility>
+
+#include "absl/algorithm/container.h"
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+// The parser is a long chain of steps that each may fail with the error to report.
+#define CONFIG_RETURN_IF_ERROR(expr)                                  \
+  do {                                                                \
+    if (absl::Status status_ = (expr); !status_.ok()) return status_; \
+  } while (0)
+#define CONFIG_CONCAT_(a, b) a##b
+#define CONFIG_CONCAT(a, b) CONFIG_CONCAT_(a, b)
+#define CONFIG_ASSIGN_OR_RETURN(lhs, expr) CONFIG_ASSIGN_OR_RETURN_(CONFIG_CONCAT(statusor_, __LINE__), lhs, expr)
+#define CONFIG_ASSIGN_OR_RETURN_(statusor, lhs, expr)      \
+  auto statusor = (expr);                                  \
+  if (!statusor.ok()) return std::move(statusor).status(); \
+  lhs = *std::move(statusor)
+
+namespace skproxy::config {
+namespace {
+
+constexpr char kDefaultAdminAddress[] = "127.0.0.1:9901";
+constexpr uint64_t kMaxWorkers = 1024;
+constexpr uint64_t kMinReceiveBuffer = 512 << 10;
+constexpr uint64_t kMaxReceiveBuffer = 1 << 30;
+constexpr size_t kMaxConfigFileBytes = 1 << 20;  // so that LoadConfigFile("/dev/zero") ends
+
+// A YAML node with what an error about it must name: its key path and its line.
+struct Value {
+  YAML::Node node;
+  std::string path;  // "listeners[0].address"; empty for the document itself
+  int line = 1;
+};
+
+// yaml-cpp marks are 0-based, and -1 when the node has no position (an empty document).
+int LineOf(const YAML::Mark& mark, int fallback) { return mark.line >= 0 ? mark.line + 1 : fallback; }
+
+std::string Join(absl::string_view path, absl::string_view key) {
+  return path.empty() ? std::string(key) : absl::StrCat(path, ".", key);
+}
+
+// The entries of one mapping, already checked against the keys its schema allows.
+struct Fields {
+  Value parent;
+  std::vector<std::pair<std::string, Value>> entries;
+
+  std::optional<Value> Find(absl::string_view key) const {
+    for (const auto& [name, value] : entries) {
+      if (name == key) return value;
+    }
+    return std::nullopt;
+  }
+  // A key that should be there and is not is blamed on the mapping that lacks it.
+  Value Absent(absl::string_view key) const { return {YAML::Node(), Join(parent.path, key), parent.line}; }
+};
+
+const sockaddr_in& AsV4(const SocketAddress& a) { return reinterpret_cast<const sockaddr_in&>(a.storage); }
+const sockaddr_in6& AsV6(const SocketAddress& a) { return reinterpret_cast<const sockaddr_in6&>(a.storage); }
+
+bool IsWildcard(const SocketAddress& a) {
+  return a.family() == AF_INET ? AsV4(a).sin_addr.s_addr == htonl(INADDR_ANY)
+                               : IN6_IS_ADDR_UNSPECIFIED(&AsV6(a).sin6_addr);
+}
+
+bool SameIp(const SocketAddress& a, const SocketAddress& b) {
+  if (a.family() != b.family()) return false;
+  return a.family() == AF_INET ? AsV4(a).sin_addr.s_addr == AsV4(b).sin_addr.s_addr
+                               : std::memcmp(&AsV6(a).sin6_addr, &AsV6(b).sin6_addr, sizeof(in6_addr)) == 0;
+}
+
+// Whether two listen addresses would fight over one port. skproxy binds [::] with IPV6_V6ONLY, so a
+// wildcard takes the port only from addresses of its own family.
+bool Overlaps(const SocketAddress& a, const SocketAddress& b) {
+  if (a.port() != b.port()) return false;
+  auto covers = [](const SocketAddress& wildcard, const SocketAddress& other) {
+    return IsWildcard(wildcard) && wildcard.family() == other.family();
+  };
+  return SameIp(a, b) || covers(a, b) || covers(b, a);
+}
+
+// Names end up in metric labels and log lines, hence the conservative alphabet.
+bool IsValidName(absl::string_view name) {
+  return !name.empty() &&
+         absl::c_all_of(name, [](char c) { return absl::ascii_isalnum(c) || c == '_' || c == '-' || c == '.'; });
+}
+
+class Parser {
+ public:
+  explicit Parser(std::string_view source) : source_(source) {}
+
+  absl::StatusOr<Config> Parse(const YAML::Node& root);
+
+ private:
+  absl::Status Error(const Value& at, absl::string_view what) const {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s:%d: %s: %s", source_, at.line, at.path.empty() ? "document" : at.path, what));
+  }
+
+  absl::StatusOr<Fields> Mapping(const Value& v, std::initializer_list<absl::string_view> allowed) const;
+  absl::StatusOr<std::vector<Value>> Sequence(const Value& v) const;
+  absl::StatusOr<Value> Required(const Fields& fields, absl::string_view key) const;
+
+  absl::StatusOr<std::string> String(const Value& v) const;
+  absl::StatusOr<std::string> Name(const Value& v) const;
+  absl::StatusOr<uint64_t> Integer(const Value& v, uint64_t max) const;
+  absl::StatusOr<uint64_t> ByteSize(const Value& v) const;
+  absl::StatusOr<absl::Duration> PositiveDuration(const Value& v) const;
+  absl::StatusOr<SocketAddress> Address(const Value& v) const;
+
+  absl::Status ParseAdmin(const Value& v, Admin& admin);
+  absl::Status ParseSockmap(const Value& v, Sockmap& sockmap) const;
+  absl::StatusOr<Cluster> ParseCluster(const Value& v, const Config& config) const;
+  absl::StatusOr<Listener> ParseListener(const Value& v, const Config& config) const;
+
+  std::string source_;
+  std::optional<int> admin_line_;  // line of admin.address when the file sets it
+};
+
+absl::StatusOr<Fields> Parser::Mapping(const Value& v, std::initializer_list<absl::string_view> allowed) const {
+  Fields fields{v, {}};
+  if (v.node.IsNull()) return fields;  // "sockmap:" with every key commented out
+  if (!v.node.IsMap()) return Error(v, "expected a mapping");
+  for (const auto& entry : v.node) {
+    int line = LineOf(entry.first.Mark(), v.line);
+    if (!entry.first.IsScalar()) return Error({entry.first, v.path, line}, "keys must be strings");
+    const std::string& key = entry.first.Scalar();
+    // The key's line, not the value's: a null value has no line of its own and an alias has its anchor's.
+    Value field{entry.second, Join(v.path, key), line};
+    if (absl::c_find(allowed, key) == allowed.end()) return Error(field, "unknown key");
+    if (std::optional<Value> first = fields.Find(key)) {
+      return Error(field, absl::StrFormat("duplicate key (first at line %d)", first->line));
+    }
+    fields.entries.emplace_back(key, std::move(field));
+  }
+  return fields;
+}
+
+absl::StatusOr<std::vector<Value>> Parser::Sequence(const Value& v) const {
+  std::vector<Value> items;
+  if (v.node.IsNull()) return items;
+  if (!v.node.IsSequence()) return Error(v, "expected a list");
+  for (const YAML::Node& item : v.node) {
+    items.push_back({item, absl::StrCat(v.path, "[", items.size(), "]"), LineOf(item.Mark(), v.line)});
+  }
+  return items;
+}
+
+absl::StatusOr<Value> Parser::Required(const Fields& fields, absl::string_view key) const {
+  if (std::optional<Value> value = fields.Find(key)) return *std::move(value);
+  return Error(fields.Absent(key), "required key is missing");
+}
+
+absl::StatusOr<std::string> Parser::String(const Value& v) const {
+  if (!v.node.IsScalar()) return Error(v, "expected a string");
+  return v.node.Scalar();
+}
+
+absl::StatusOr<std::string> Parser::Name(const Value& v) const {
+  CONFIG_ASSIGN_OR_RETURN(std::string name, String(v));
+  if (!IsValidName(name)) {
+    return Error(v, absl::StrFormat("'%s' is not a valid name (use letters, digits, '_', '-', '.')", name));
+  }
+  return name;
+}
+
+absl::StatusOr<uint64_t> Parser::Integer(const Value& v, uint64_t max) const {
+  constexpr absl::string_view kExpected = "expected a non-negative integer";
+  if (!v.node.IsScalar()) return Error(v, kExpected);
+  const std::string& text = v.node.Scalar();
+  if (text.empty() || !absl::c_all_of(text, absl::ascii_isdigit)) return Error(v, kExpected);
+  uint64_t n = 0;
+  if (!absl::SimpleAtoi(text, &n) || n > max) {
+    return Error(v, absl::StrFormat("%s is too large (at most %d)", text, max));
+  }
+  return n;
+}
+
+// "1048576", "512KiB", "8MiB", "1GiB": binary units only, so that a size means one thing.
+absl::StatusOr<uint64_t> Parser::ByteSize(const Value& v) const {
+  static constexpr std::pair<absl::string_view, int> kUnits[] = {{"", 0}, {"KiB", 10}, {"MiB", 20}, {"GiB", 30}};
+  constexpr absl::string_view kExpected = "expected a byte size like 8MiB, 512KiB or 1048576";
+  if (!v.node.IsScalar()) return Error(v, kExpected);
+  absl::string_view text = v.node.Scalar();
+  size_t digits = 0;
+  while (digits < text.size() && absl::ascii_isdigit(text[digits])) ++digits;
+  absl::string_view unit = absl::StripLeadingAsciiWhitespace(text.substr(digits));
+  const auto* found = absl::c_find_if(kUnits, [&](const auto& u) { return u.first == unit; });
+  if (digits == 0 || found == std::end(kUnits)) return Error(v, kExpected);
+  uint64_t n = 0;
+  if (!absl::SimpleAtoi(text.substr(0, digits), &n) || n > (std::numeric_limits<uint64_t>::max() >> found->second)) {
+    return Error(v, absl::StrFormat("%s is too large", text));
+  }
+  return n << found->second;
+}
+
+absl::StatusOr<absl::Duration> Parser::PositiveDuration(const Value& v) const {
+  absl::Duration d;
+  if (!v.node.IsScalar() || !absl::ParseDuration(v.node.Scalar(), &d) || d == absl::InfiniteDuration() ||
+      d == -absl::InfiniteDuration()) {
+    return Error(v, "expected a duration like 5s, 250ms or 1m");
+  }
+  if (d <= absl::ZeroDuration()) return Error(v, "must be greater than 0");
+  return d;
+}
+
+absl::StatusOr<SocketAddress> Parser::Address(const Value& v) const {
+  CONFIG_ASSIGN_OR_RETURN(std::string text, String(v));
+  absl::StatusOr<SocketAddress> address = ParseSocketAddress(text);
+  if (!address.ok()) return Error(v, address.status().message());
+  return address;
+}
+
+absl::Status Parser::ParseAdmin(const Value& v, Admin& admin) {
+  CONFIG_ASSIGN_OR_RETURN(Fields fields, Mapping(v, {"address"}));
+  if (std::optional<Value> address = fields.Find("address")) {
+    CONFIG_ASSIGN_OR_RETURN(admin.address, Address(*address));
+    admin_line_ = address->line;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ParseSockmap(const Value& v, Sockmap& sockmap) const {
+  CONFIG_ASSIGN_OR_RETURN(Fields fields, Mapping(v, {"max_entries", "gate_limit", "receive_buffer"}));
+  if (std::optional<Value> entries = fields.Find("max_entries")) {
+    CONFIG_ASSIGN_OR_RETURN(uint64_t n, Integer(*entries, std::numeric_limits<uint32_t>::max()));
+    if (n == 0) return Error(*entries, "must be greater than 0");
+    sockmap.max_entries = static_cast<uint32_t>(n);
+  }
+  if (std::optional<Value> gate = fields.Find("gate_limit")) {
+    CONFIG_ASSIGN_OR_RETURN(sockmap.gate_limit_bytes, ByteSize(*gate));
+    if (sockmap.gate_limit_bytes == 0) return Error(*gate, "must be greater than 0");
+  }
+  if (std::optional<Value> buffer = fields.Find("receive_buffer")) {
+    CONFIG_ASSIGN_OR_RETURN(uint64_t n, ByteSize(*buffer));
+    if (n < kMinReceiveBuffer) {
+      return Error(*buffer, absl::StrFormat("must be at least %dKiB", kMinReceiveBuffer >> 10));
+    }
+    if (n > kMaxReceiveBuffer) return Error(*buffer, absl::StrFormat("must be at most %dGiB", kMaxReceiveBuffer >> 30));
+    sockmap.receive_buffer_bytes = static_cast<uint32_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Cluster> Parser::ParseCluster(const Value& v, const Config& config) const {
+  CONFIG_ASSIGN_OR_RETURN(Fields fields, Mapping(v, {"name", "connect_timeout", "endpoints"}));
+  Cluster cluster;
+  cluster.line = v.line;
+  CONFIG_ASSIGN_OR_RETURN(Value name, Required(fields, "name"));
+  CONFIG_ASSIGN_OR_RETURN(cluster.name, Name(name));
+  if (const Cluster* first = config.FindCluster(cluster.name)) {
+    return Error(name, absl::StrFormat("duplicate cluster name '%s' (first at line %d)", cluster.name, first->line));
+  }
+  if (std::optional<Value> timeout = fields.Find("connect_timeout")) {
+    CONFIG_ASSIGN_OR_RETURN(cluster.connect_timeout, PositiveDuration(*timeout));
+  }
+  Value endpoints = fields.Find("endpoints").value_or(fields.Absent("endpoints"));
+  CONFIG_ASSIGN_OR_RETURN(std::vector<Value> items, Sequence(endpoints));
+  if (items.empty()) return Error(endpoints, "at least one endpoint is required");
+  for (const Value& item : items) {
+    CONFIG_ASSIGN_OR_RETURN(SocketAddress address, Address(item));
+    if (IsWildcard(address)) {
+      return Error(item, absl::StrFormat("%s is a wildcard address, not one to connect to", address.ToString()));
+    }
+    cluster.endpoints.push_back(address);
+  }
+  return cluster;
+}
+
+absl::StatusOr<Listener> Parser::ParseListener(const Value& v, const Config& config) const {
+  CONFIG_ASSIGN_OR_RETURN(Fields fields, Mapping(v, {"name", "address", "cluster"}));
+  Listener listener;
+  listener.line = v.line;
+
+  CONFIG_ASSIGN_OR_RETURN(Value name, Required(fields, "name"));
+  CONFIG_ASSIGN_OR_RETURN(listener.name, Name(name));
+  for (const Listener& other : config.listeners) {
+    if (other.name == listener.name) {
+      return Error(name, absl::StrFormat("duplicate listener name '%s' (first at line %d)", other.name, other.line));
+    }
+  }
+
+  CONFIG_ASSIGN_OR_RETURN(Value address, Required(fields, "address"));
+  CONFIG_ASSIGN_OR_RETURN(listener.address, Address(address));
+  const int port = listener.address.port();
+  for (const Listener& other : config.listeners) {
+    if (Overlaps(other.address, listener.address)) {
+      return Error(address,
+                   absl::StrFormat("port %d already used by listener '%s' (line %d)", port, other.name, other.line));
+    }
+  }
+  if (Overlaps(config.admin.address, listener.address)) {
+    std::string admin = admin_line_ ? absl::StrFormat("admin.address (line %d)", *admin_line_)
+                                    : absl::StrCat("the default admin.address ", config.admin.address.ToString());
+    return Error(address, absl::StrFormat("port %d already used by %s", port, admin));
+  }
+
+  CONFIG_ASSIGN_OR_RETURN(Value cluster, Required(fields, "cluster"));
+  CONFIG_ASSIGN_OR_RETURN(listener.cluster, String(cluster));
+  if (config.FindCluster(listener.cluster) == nullptr) {
+    return Error(cluster, absl::StrFormat("no cluster named '%s'", listener.cluster));
+  }
+  return listener;
+}
+
+absl::StatusOr<Config> Parser::Parse(const YAML::Node& root) {
+  Config config;
+  config.source = source_;
+  config.admin.address = *ParseSocketAddress(kDefaultAdminAddress);
+
+  CONFIG_ASSIGN_OR_RETURN(Fields top, Mapping({root, "", LineOf(root.Mark(), 1)},
+                                              {"admin", "datapath", "workers", "sockmap", "listeners", "clusters"}));
+  if (std::optional<Value> admin = top.Find("admin")) CONFIG_RETURN_IF_ERROR(ParseAdmin(*admin, config.admin));
+  if (std::optional<Value> datapath = top.Find("datapath")) {
+    CONFIG_ASSIGN_OR_RETURN(std::string text, String(*datapath));
+    absl::StatusOr<DatapathMode> mode = ParseDatapathMode(text);
+    if (!mode.ok()) return Error(*datapath, mode.status().message());
+    config.datapath = *mode;
+  }
+  if (std::optional<Value> workers = top.Find("workers")) {
+    CONFIG_ASSIGN_OR_RETURN(uint64_t n, Integer(*workers, kMaxWorkers));
+    config.workers = static_cast<int>(n);
+  }
+  if (std::optional<Value> sockmap = top.Find("sockmap")) {
+    CONFIG_RETURN_IF_ERROR(ParseSockmap(*sockmap, config.sockmap));
+  }
+
+  // Clusters before listeners, wherever they are in the file: listeners refer to them.
+  Value clusters = top.Find("clusters").value_or(top.Absent("clusters"));
+  CONFIG_ASSIGN_OR_RETURN(std::vector<Value> cluster_items, Sequence(clusters));
+  for (const Value& item : cluster_items) {
+    CONFIG_ASSIGN_OR_RETURN(Cluster cluster, ParseCluster(item, config));
+    config.clusters.push_back(std::move(cluster));
+  }
+
+  Value listeners = top.Find("listeners").value_or(top.Absent("listeners"));
+  CONFIG_ASSIGN_OR_RETURN(std::vector<Value> listener_items, Sequence(listeners));
+  if (listener_items.empty()) return Error(listeners, "at least one listener is required");
+  for (const Value& item : listener_items) {
+    CONFIG_ASSIGN_OR_RETURN(Listener listener, ParseListener(item, config));
+    config.listeners.push_back(std::move(listener));
+  }
+  return config;
+}
+
+// Records where a document's content starts; an empty document ("---" alone) has none.
+class ContentFinder : public YAML::EventHandler {
+ public:
+  std::optional<YAML::Mark> start;
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { Found(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override {
+    Found(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    Found(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    Found(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void Found(const YAML::Mark& mark) {
+    if (!start) start = mark;
+  }
+};
+
+// YAML::Load reads the first document only; a second one with content would be silently ignored, so
+// this returns its line. Not YAML::LoadAll: in yaml-cpp 0.7 it never returns on input such as ","
+// (jbeder/yaml-cpp#1040), whose parser keeps yielding empty documents without consuming anything.
+// Like the upstream fix (#1319), the search stops at the first empty document.
+std::optional<int> SecondDocumentLine(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  ContentFinder first, second;
+  if (!parser.HandleNextDocument(first) || !parser.HandleNextDocument(second) || !second.start) return std::nullopt;
+  return LineOf(*second.start, 1);
+}
+
+struct FileCloser {
+  void operator()(FILE* file) const { std::fclose(file); }
+};
+
+}  // namespace
+
+std::string_view DatapathModeName(DatapathMode mode) {
+  switch (mode) {
+    case DatapathMode::kAuto:
+      return "auto";
+    case DatapathMode::kSockmap:
+      return "sockmap";
+    case DatapathMode::kUserspace:
+      return "userspace";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<DatapathMode> ParseDatapathMode(std::string_view text) {
+  for (DatapathMode mode : {DatapathMode::kAuto, DatapathMode::kSockmap, DatapathMode::kUserspace}) {
+    if (text == DatapathModeName(mode)) return mode;
+  }
+  return absl::InvalidArgumentError(absl::StrFormat("expected auto, sockmap or userspace, got '%s'", text));
+}
+
+const Cluster* Config::FindCluster(std::string_view name) const {
+  auto it = absl::c_find_if(clusters, [&](const Cluster& c) { return c.name == name; });
+  return it == clusters.end() ? nullptr : &*it;
+}
+
+absl::StatusOr<Config> ParseConfig(std::string_view yaml_text, std::string_view source) {
+  const std::string text(yaml_text);
+  try {
+    YAML::Node root = YAML::Load(text);
+    if (std::optional<int> line = SecondDocumentLine(text)) {
+      return absl::InvalidArgumentError(absl::StrFormat("%s:%d: document: expected one YAML document", source, *line));
+    }
+    return Parser(source).Parse(root);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrFormat("%s:%d: syntax error: %s", source, LineOf(e.mark, 1), e.msg));
+  }
+}
+
+absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
+  auto cannot_read = [&](int error) { return absl::ErrnoToStatus(error, absl::StrCat(path, ": cannot read")); };
+  std::unique_ptr<FILE, FileCloser> file(std::fopen(path.c_str(), "re"));
+  if (!file) return cannot_read(errno);
+  std::string text;
+  char buffer[4096];
+  while (size_t n = std::fread(buffer, 1, sizeof(buffer), file.get())) {
+    text.append(buffer, n);
+    if (text.size() > kMaxConfigFileBytes) return cannot_read(EFBIG);
+  }
+  if (std::ferror(file.get())) return cannot_read(errno);
+  return ParseConfig(text, path);
+}
+
+absl::StatusOr<Config> LoadDefaultConfig() { return ParseConfig(DefaultConfigYaml(), "<default>"); }
+
+}  // namespace skproxy::config

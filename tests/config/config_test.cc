@@ -1,0 +1,430 @@
+#include "config/config.h"
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "absl/algorithm/container.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "gtest/gtest.h"
+
+namespace skproxy::config {
+namespace {
+
+// Appended after the part under test, so that the line numbers of that part are those of its text.
+constexpr std::string_view kDemoCluster = R"(
+clusters:
+  - name: demo
+    endpoints: ["127.0.0.1:8080"]
+)";
+
+// A listener whose line numbers tests can count on: it is at line 2, its address at line 3.
+constexpr char kWeb[] = R"(listeners:
+  - name: web
+    address: "0.0.0.0:10000"
+    cluster: demo
+)";
+
+std::string WithDemoCluster(std::string_view yaml) { return std::string(yaml) + std::string(kDemoCluster); }
+
+Config Parse(std::string_view yaml) {
+  absl::StatusOr<Config> config = ParseConfig(yaml, "good.yaml");
+  EXPECT_TRUE(config.ok()) << config.status();
+  return config.ok() ? *std::move(config) : Config{};
+}
+
+std::string ErrorOf(std::string_view yaml) {
+  absl::StatusOr<Config> config = ParseConfig(yaml, "bad.yaml");
+  if (config.ok()) return "(parsed without error)";
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  return std::string(config.status().message());
+}
+
+SocketAddress Address(std::string_view text) { return *ParseSocketAddress(text); }
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+const std::string kConfigDir = SKPROXY_CONFIG_DIR;
+
+TEST(ParseConfig, MinimalConfigGetsTheDefaults) {
+  Config config = Parse(R"(
+listeners:
+  - name: web
+    address: "0.0.0.0:10000"
+    cluster: demo
+clusters:
+  - name: demo
+    endpoints: ["127.0.0.1:8080"]
+)");
+  EXPECT_EQ(config.source, "good.yaml");
+  EXPECT_EQ(config.admin.address, Address("127.0.0.1:9901"));
+  EXPECT_EQ(config.datapath, DatapathMode::kAuto);
+  EXPECT_EQ(config.workers, 0);
+  EXPECT_EQ(config.sockmap.max_entries, 65536u);
+  EXPECT_EQ(config.sockmap.gate_limit_bytes, 8u << 20);
+  EXPECT_EQ(config.sockmap.receive_buffer_bytes, 1u << 20);
+  ASSERT_EQ(config.listeners.size(), 1u);
+  EXPECT_EQ(config.listeners[0].name, "web");
+  EXPECT_EQ(config.listeners[0].address, Address("0.0.0.0:10000"));
+  EXPECT_EQ(config.listeners[0].cluster, "demo");
+  EXPECT_EQ(config.listeners[0].line, 3);
+  ASSERT_EQ(config.clusters.size(), 1u);
+  EXPECT_EQ(config.clusters[0].connect_timeout, absl::Seconds(5));
+  EXPECT_EQ(config.clusters[0].line, 7);
+  EXPECT_EQ(config.FindCluster("demo"), &config.clusters[0]);
+  EXPECT_EQ(config.FindCluster("nope"), nullptr);
+}
+
+TEST(ParseConfig, EveryKey) {
+  Config config = Parse(R"(
+admin: { address: "[::1]:9902" }
+datapath: sockmap
+workers: 3
+sockmap:
+  max_entries: 1024
+  gate_limit: 512KiB
+  receive_buffer: 2MiB
+listeners:
+  - name: web
+    address: "0.0.0.0:10000"
+    cluster: backend
+  - name: web6
+    address: "[::1]:10001"
+    cluster: backend
+clusters:
+  - name: backend
+    connect_timeout: 250ms
+    endpoints: ["127.0.0.1:8080", "[::1]:8080"]
+  - name: unused
+    endpoints:
+      - "10.0.0.1:1"
+)");
+  EXPECT_EQ(config.admin.address, Address("[::1]:9902"));
+  EXPECT_EQ(config.datapath, DatapathMode::kSockmap);
+  EXPECT_EQ(config.workers, 3);
+  EXPECT_EQ(config.sockmap.max_entries, 1024u);
+  EXPECT_EQ(config.sockmap.gate_limit_bytes, 512u << 10);
+  EXPECT_EQ(config.sockmap.receive_buffer_bytes, 2u << 20);
+  ASSERT_EQ(config.listeners.size(), 2u);
+  EXPECT_EQ(config.listeners[1].address.family(), AF_INET6);
+  EXPECT_EQ(config.listeners[1].address.ToString(), "[::1]:10001");
+  ASSERT_EQ(config.clusters.size(), 2u);
+  EXPECT_EQ(config.clusters[0].connect_timeout, absl::Milliseconds(250));
+  ASSERT_EQ(config.clusters[0].endpoints.size(), 2u);
+  EXPECT_EQ(config.clusters[0].endpoints[0], Address("127.0.0.1:8080"));
+  EXPECT_EQ(config.clusters[0].endpoints[1], Address("[::1]:8080"));
+  EXPECT_EQ(config.clusters[1].endpoints, std::vector<SocketAddress>{Address("10.0.0.1:1")});
+}
+
+TEST(ParseConfig, EmptySectionsMeanDefaults) {
+  Config config = Parse(WithDemoCluster(R"(admin:
+sockmap:
+listeners:
+  - name: web
+    address: "0.0.0.0:10000"
+    cluster: demo
+)"));
+  EXPECT_EQ(config.admin.address, Address("127.0.0.1:9901"));
+  EXPECT_EQ(config.sockmap.max_entries, 65536u);
+}
+
+TEST(ParseConfig, EmptyDocumentMarkersAreFine) {
+  Config config = Parse(absl::StrCat("---\n", WithDemoCluster(kWeb), "---\n...\n"));
+  EXPECT_EQ(config.listeners.size(), 1u);
+}
+
+TEST(ParseConfig, ClustersMayComeFirst) {
+  Config config = Parse(R"(
+clusters: [{ name: demo, endpoints: ["127.0.0.1:8080"] }]
+listeners: [{ name: web, address: "0.0.0.0:10000", cluster: demo }]
+)");
+  EXPECT_EQ(config.listeners[0].cluster, "demo");
+}
+
+TEST(ParseConfig, Durations) {
+  const std::vector<std::pair<std::string, absl::Duration>> cases = {
+      {"5s", absl::Seconds(5)},           {"250ms", absl::Milliseconds(250)}, {"1m", absl::Minutes(1)},
+      {"1.5s", absl::Milliseconds(1500)}, {"1m30s", absl::Seconds(90)},       {"100us", absl::Microseconds(100)}};
+  for (const auto& [text, expected] : cases) {
+    Config config = Parse(absl::StrCat(R"(
+listeners: [{ name: web, address: "0.0.0.0:10000", cluster: demo }]
+clusters: [{ name: demo, endpoints: ["127.0.0.1:8080"], connect_timeout: )",
+                                       text, " }]\n"));
+    ASSERT_EQ(config.clusters.size(), 1u) << text;
+    EXPECT_EQ(config.clusters[0].connect_timeout, expected) << text;
+  }
+}
+
+TEST(ParseConfig, ByteSizes) {
+  const std::vector<std::pair<std::string, uint64_t>> cases = {{"1048576", 1048576}, {"512KiB", 512u << 10},
+                                                               {"8MiB", 8u << 20},   {"8 MiB", 8u << 20},
+                                                               {"3GiB", 3ull << 30}, {"1", 1}};
+  for (const auto& [text, expected] : cases) {
+    Config config = Parse(WithDemoCluster(absl::StrCat("sockmap: { gate_limit: ", text, " }\n", R"(
+listeners: [{ name: web, address: "0.0.0.0:10000", cluster: demo }])")));
+    EXPECT_EQ(config.sockmap.gate_limit_bytes, expected) << text;
+  }
+}
+
+TEST(ParseConfig, ListenerPortsMayOverlapOnlyWhereTheKernelWouldAllowIt) {
+  struct Pair {
+    const char* a;
+    const char* b;
+    bool conflict;
+  };
+  for (const Pair& pair : std::vector<Pair>{
+           {"0.0.0.0:80", "127.0.0.1:80", true},
+           {"127.0.0.1:80", "0.0.0.0:80", true},
+           {"127.0.0.1:80", "127.0.0.1:80", true},
+           {"[::]:80", "127.0.0.1:80", false},  // IPV6_V6ONLY: each wildcard covers its own family
+           {"[::]:80", "0.0.0.0:80", false},
+           {"[::1]:80", "[::]:80", true},
+           {"[::1]:80", "[::1]:80", true},
+           {"127.0.0.1:80", "127.0.0.2:80", false},
+           {"127.0.0.1:80", "127.0.0.1:81", false},
+           {"0.0.0.0:80", "[::1]:80", false},
+           {"[::1]:80", "127.0.0.1:80", false},
+           {"[::1]:80", "[::2]:80", false},
+       }) {
+    std::string yaml = WithDemoCluster(absl::StrFormat(R"(listeners:
+  - { name: a, address: "%s", cluster: demo }
+  - { name: b, address: "%s", cluster: demo }
+)",
+                                                       pair.a, pair.b));
+    std::string expected_error = pair.conflict
+                                     ? "bad.yaml:3: listeners[1].address: port 80 already used by listener 'a' (line 2)"
+                                     : "(parsed without error)";
+    EXPECT_EQ(ErrorOf(yaml), expected_error) << pair.a << " and " << pair.b;
+  }
+}
+
+struct ErrorCase {
+  std::string name;
+  std::string yaml;
+  std::string error;
+};
+
+void PrintTo(const ErrorCase& error_case, std::ostream* out) { *out << error_case.name; }
+
+class ConfigErrorTest : public testing::TestWithParam<ErrorCase> {};
+
+TEST_P(ConfigErrorTest, NamesFileLineAndKey) { EXPECT_EQ(ErrorOf(GetParam().yaml), GetParam().error); }
+
+INSTANTIATE_TEST_SUITE_P(
+    Errors, ConfigErrorTest,
+    testing::ValuesIn(std::vector<ErrorCase>{
+        // Syntax.
+        {"UnclosedFlowSequence", "workers: 1\nlisteners: [\n",
+         "bad.yaml:3: syntax error: end of sequence flow not found"},
+        {"BadIndentation", "listeners:\n  - name: web\n   address: x\n",
+         "bad.yaml:3: syntax error: end of sequence not found"},
+        {"IndentedKey", "workers: 1\n  datapath: auto\n", "bad.yaml:2: syntax error: illegal map value"},
+        {"MismatchedBrackets", "workers: [1, 2}\n", "bad.yaml:1: syntax error: illegal flow end"},
+        {"UnclosedQuote", "workers: 1\ndatapath: \"auto\n\nx", "bad.yaml:4: syntax error: illegal EOF in scalar"},
+        {"UndefinedAlias", "workers: *nope\n", "bad.yaml:1: syntax error: the referenced anchor is not defined"},
+        {"TwoDocuments", "workers: 1\n---\nworkers: 2\n", "bad.yaml:3: document: expected one YAML document"},
+        // Shapes.
+        {"DocumentNotAMapping", "- web\n", "bad.yaml:1: document: expected a mapping"},
+        {"NonStringKey", "[a, b]: 1\n", "bad.yaml:1: document: keys must be strings"},
+        {"ListenersNotAList", "listeners: web\n", "bad.yaml:1: listeners: expected a list"},
+        {"ListenerNotAMapping", "listeners:\n  - web\n", "bad.yaml:2: listeners[0]: expected a mapping"},
+        {"AdminNotAMapping", WithDemoCluster(std::string(kWeb) + "admin: \"127.0.0.1:9901\"\n"),
+         "bad.yaml:5: admin: expected a mapping"},
+        {"SockmapNotAMapping", "sockmap: [1]\n", "bad.yaml:1: sockmap: expected a mapping"},
+        {"NameNotAString", "listeners:\n  - name: {a: b}\n", "bad.yaml:2: listeners[0].name: expected a string"},
+        {"NameNull", "listeners:\n  - name:\n    cluster: demo\n", "bad.yaml:2: listeners[0].name: expected a string"},
+        {"EndpointsNotAList", "listeners: []\nclusters:\n  - name: demo\n    endpoints: \"127.0.0.1:80\"\n",
+         "bad.yaml:4: clusters[0].endpoints: expected a list"},
+        // Keys.
+        {"UnknownTopLevelKey", "workers: 1\n\nlistners: []\n", "bad.yaml:3: listners: unknown key"},
+        {"UnknownListenerKey", "listeners:\n  - name: web\n    adress: \"0.0.0.0:10000\"\n",
+         "bad.yaml:3: listeners[0].adress: unknown key"},
+        {"UnknownClusterKey", "clusters:\n  - name: demo\n    timeout: 5s\n",
+         "bad.yaml:3: clusters[0].timeout: unknown key"},
+        {"UnknownAdminKey", "admin: { port: 9901 }\n", "bad.yaml:1: admin.port: unknown key"},
+        {"UnknownSockmapKey", "sockmap:\n  max_entries: 1\n  gate: 1MiB\n", "bad.yaml:3: sockmap.gate: unknown key"},
+        {"DuplicateKey", "workers: 1\ndatapath: auto\nworkers: 2\n",
+         "bad.yaml:3: workers: duplicate key (first at line 1)"},
+        {"MissingListenerName", "listeners:\n  - address: \"0.0.0.0:1\"\n    cluster: demo\n",
+         "bad.yaml:2: listeners[0].name: required key is missing"},
+        {"MissingListenerAddress", WithDemoCluster("listeners:\n  - name: web\n    cluster: demo\n"),
+         "bad.yaml:2: listeners[0].address: required key is missing"},
+        {"MissingListenerCluster", "listeners:\n  - name: web\n    address: \"0.0.0.0:10000\"\n",
+         "bad.yaml:2: listeners[0].cluster: required key is missing"},
+        {"MissingClusterName", "clusters:\n  - endpoints: [\"127.0.0.1:80\"]\n",
+         "bad.yaml:2: clusters[0].name: required key is missing"},
+        // Required content.
+        {"NoListenersKey", "\n# nothing but\nworkers: 1\n", "bad.yaml:3: listeners: at least one listener is required"},
+        {"EmptyListeners", WithDemoCluster("workers: 1\nlisteners: []\n"),
+         "bad.yaml:2: listeners: at least one listener is required"},
+        {"EmptyDocument", "", "bad.yaml:1: listeners: at least one listener is required"},
+        {"MissingEndpoints", std::string(kWeb) + "clusters:\n  - name: demo\n    connect_timeout: 1s\n",
+         "bad.yaml:6: clusters[0].endpoints: at least one endpoint is required"},
+        {"EmptyEndpoints", std::string(kWeb) + "clusters:\n  - name: demo\n    endpoints: []\n",
+         "bad.yaml:7: clusters[0].endpoints: at least one endpoint is required"},
+        // Names and references.
+        {"UnknownCluster",
+         WithDemoCluster("listeners:\n  - name: web\n    address: \"0.0.0.0:10000\"\n    cluster: nope\n"),
+         "bad.yaml:4: listeners[0].cluster: no cluster named 'nope'"},
+        {"DuplicateListenerName",
+         WithDemoCluster(std::string(kWeb) + "  - name: web\n    address: \"0.0.0.0:10001\"\n    cluster: demo\n"),
+         "bad.yaml:5: listeners[1].name: duplicate listener name 'web' (first at line 2)"},
+        {"DuplicateClusterName",
+         std::string(kWeb) + "clusters:\n  - name: demo\n    endpoints: [\"127.0.0.1:1\"]\n"
+                             "  - name: demo\n    endpoints: [\"127.0.0.1:2\"]\n",
+         "bad.yaml:8: clusters[1].name: duplicate cluster name 'demo' (first at line 6)"},
+        {"InvalidName", "listeners:\n  - name: \"a b\"\n",
+         "bad.yaml:2: listeners[0].name: 'a b' is not a valid name (use letters, digits, '_', '-', '.')"},
+        {"EmptyName", "listeners:\n  - name: \"\"\n",
+         "bad.yaml:2: listeners[0].name: '' is not a valid name (use letters, digits, '_', '-', '.')"},
+        // Addresses.
+        {"PortOutOfRange", WithDemoCluster("listeners:\n  - name: web\n    address: \"0.0.0.0:70000\"\n"),
+         "bad.yaml:3: listeners[0].address: port 70000 out of range"},
+        {"PortZero", WithDemoCluster("listeners:\n  - name: web\n    address: \"0.0.0.0:0\"\n"),
+         "bad.yaml:3: listeners[0].address: port 0 is not allowed"},
+        {"Hostname", WithDemoCluster("listeners:\n  - name: web\n    address: \"localhost:80\"\n"),
+         "bad.yaml:3: listeners[0].address: 'localhost' is not an IP address (hostnames are not resolved)"},
+        {"MissingPort", WithDemoCluster("listeners:\n  - name: web\n    address: 0.0.0.0\n"),
+         "bad.yaml:3: listeners[0].address: missing port in '0.0.0.0' (expected IP:PORT)"},
+        {"BadEndpoint",
+         std::string(kWeb) +
+             "clusters:\n  - name: demo\n    endpoints:\n      - \"127.0.0.1:80\"\n      - \"127.0.0.1\"\n",
+         "bad.yaml:9: clusters[0].endpoints[1]: missing port in '127.0.0.1' (expected IP:PORT)"},
+        {"WildcardEndpoint", std::string(kWeb) + "clusters:\n  - name: demo\n    endpoints: [\"0.0.0.0:8080\"]\n",
+         "bad.yaml:7: clusters[0].endpoints[0]: 0.0.0.0:8080 is a wildcard address, not one to connect to"},
+        {"BadAdminAddress", "admin:\n  address: \"[::1]:99999\"\n",
+         "bad.yaml:2: admin.address: port 99999 out of range"},
+        {"DuplicatePort",
+         WithDemoCluster(std::string(kWeb) + "  - name: api\n    address: \"127.0.0.1:10000\"\n    cluster: demo\n"),
+         "bad.yaml:6: listeners[1].address: port 10000 already used by listener 'web' (line 2)"},
+        {"PortOfTheAdmin", WithDemoCluster("admin:\n  address: \"127.0.0.1:10000\"\n" + std::string(kWeb)),
+         "bad.yaml:5: listeners[0].address: port 10000 already used by admin.address (line 2)"},
+        {"PortOfTheDefaultAdmin",
+         WithDemoCluster("listeners:\n  - name: web\n    address: \"0.0.0.0:9901\"\n    cluster: demo\n"),
+         "bad.yaml:3: listeners[0].address: port 9901 already used by the default admin.address 127.0.0.1:9901"},
+        // Scalars.
+        {"WorkersNotANumber", "workers: many\n", "bad.yaml:1: workers: expected a non-negative integer"},
+        {"WorkersNegative", "workers: -1\n", "bad.yaml:1: workers: expected a non-negative integer"},
+        {"WorkersFraction", "workers: 1.5\n", "bad.yaml:1: workers: expected a non-negative integer"},
+        {"WorkersList", "workers: [1]\n", "bad.yaml:1: workers: expected a non-negative integer"},
+        {"WorkersTooMany", "workers: 5000\n", "bad.yaml:1: workers: 5000 is too large (at most 1024)"},
+        {"WorkersOverflow", "workers: 99999999999999999999999\n",
+         "bad.yaml:1: workers: 99999999999999999999999 is too large (at most 1024)"},
+        {"UnknownDatapath", "datapath: fast\n",
+         "bad.yaml:1: datapath: expected auto, sockmap or userspace, got 'fast'"},
+        {"DatapathNotAString", "datapath: [auto]\n", "bad.yaml:1: datapath: expected a string"},
+        {"TimeoutWithoutUnit", std::string(kWeb) + "clusters:\n  - name: demo\n    connect_timeout: 5\n",
+         "bad.yaml:7: clusters[0].connect_timeout: expected a duration like 5s, 250ms or 1m"},
+        {"TimeoutZero", std::string(kWeb) + "clusters:\n  - name: demo\n    connect_timeout: 0s\n",
+         "bad.yaml:7: clusters[0].connect_timeout: must be greater than 0"},
+        {"TimeoutNegative", std::string(kWeb) + "clusters:\n  - name: demo\n    connect_timeout: -1s\n",
+         "bad.yaml:7: clusters[0].connect_timeout: must be greater than 0"},
+        {"TimeoutInfinite", std::string(kWeb) + "clusters:\n  - name: demo\n    connect_timeout: inf\n",
+         "bad.yaml:7: clusters[0].connect_timeout: expected a duration like 5s, 250ms or 1m"},
+        {"SizeWithDecimalUnit", "sockmap:\n  gate_limit: 8MB\n",
+         "bad.yaml:2: sockmap.gate_limit: expected a byte size like 8MiB, 512KiB or 1048576"},
+        {"SizeFraction", "sockmap:\n  gate_limit: 1.5MiB\n",
+         "bad.yaml:2: sockmap.gate_limit: expected a byte size like 8MiB, 512KiB or 1048576"},
+        {"SizeWithoutNumber", "sockmap:\n  gate_limit: MiB\n",
+         "bad.yaml:2: sockmap.gate_limit: expected a byte size like 8MiB, 512KiB or 1048576"},
+        {"SizeNegative", "sockmap:\n  receive_buffer: -1\n",
+         "bad.yaml:2: sockmap.receive_buffer: expected a byte size like 8MiB, 512KiB or 1048576"},
+        {"SizeOverflow", "sockmap:\n  gate_limit: 99999999999GiB\n",
+         "bad.yaml:2: sockmap.gate_limit: 99999999999GiB is too large"},
+        {"GateLimitZero", "sockmap:\n  gate_limit: 0\n", "bad.yaml:2: sockmap.gate_limit: must be greater than 0"},
+        {"ReceiveBufferTooSmall", "sockmap:\n  receive_buffer: 256KiB\n",
+         "bad.yaml:2: sockmap.receive_buffer: must be at least 512KiB"},
+        {"ReceiveBufferTooLarge", "sockmap:\n  receive_buffer: 2GiB\n",
+         "bad.yaml:2: sockmap.receive_buffer: must be at most 1GiB"},
+        {"MaxEntriesZero", "sockmap:\n  max_entries: 0\n", "bad.yaml:2: sockmap.max_entries: must be greater than 0"},
+        {"MaxEntriesTooLarge", "sockmap:\n  max_entries: 4294967296\n",
+         "bad.yaml:2: sockmap.max_entries: 4294967296 is too large (at most 4294967295)"},
+    }),
+    [](const testing::TestParamInfo<ErrorCase>& info) { return info.param.name; });
+
+TEST(DatapathMode, NamesRoundTrip) {
+  for (DatapathMode mode : {DatapathMode::kAuto, DatapathMode::kSockmap, DatapathMode::kUserspace}) {
+    absl::StatusOr<DatapathMode> parsed = ParseDatapathMode(DatapathModeName(mode));
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(*parsed, mode);
+  }
+  EXPECT_EQ(ParseDatapathMode("Sockmap").status().message(), "expected auto, sockmap or userspace, got 'Sockmap'");
+}
+
+TEST(DefaultConfig, IsTheEmbeddedSkproxyYaml) {
+  EXPECT_EQ(DefaultConfigYaml(), ReadFile(kConfigDir + "/skproxy.yaml"));
+}
+
+TEST(DefaultConfig, IsValidAndWhatTheDocsSay) {
+  absl::StatusOr<Config> config = LoadDefaultConfig();
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->source, "<default>");
+  EXPECT_EQ(config->admin.address, Address("127.0.0.1:9901"));
+  EXPECT_EQ(config->datapath, DatapathMode::kAuto);
+  EXPECT_EQ(config->workers, 0);
+  ASSERT_EQ(config->listeners.size(), 1u);
+  EXPECT_EQ(config->listeners[0].name, "web");
+  EXPECT_EQ(config->listeners[0].address, Address("0.0.0.0:10000"));
+  EXPECT_EQ(config->listeners[0].cluster, "demo");
+  ASSERT_EQ(config->clusters.size(), 1u);
+  EXPECT_EQ(config->clusters[0].name, "demo");
+  EXPECT_EQ(config->clusters[0].connect_timeout, absl::Seconds(5));
+  EXPECT_EQ(config->clusters[0].endpoints, std::vector<SocketAddress>{Address("127.0.0.1:8080")});
+}
+
+TEST(Examples, EdgeIsValid) {
+  absl::StatusOr<Config> config = LoadConfigFile(kConfigDir + "/examples/edge.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->listeners.size(), 2u);
+  EXPECT_EQ(config->clusters.size(), 2u);
+  EXPECT_TRUE(absl::c_any_of(config->listeners, [](const Listener& l) { return l.address.family() == AF_INET6; }));
+}
+
+TEST(Examples, SidecarIsValid) {
+  absl::StatusOr<Config> config = LoadConfigFile(kConfigDir + "/examples/sidecar.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->listeners.size(), 1u);
+}
+
+class LoadConfigFileTest : public testing::Test {
+ protected:
+  std::string WriteFile(const std::string& name, std::string_view text) {
+    std::string path = testing::TempDir() + name;
+    std::ofstream(path) << text;
+    return path;
+  }
+};
+
+TEST_F(LoadConfigFileTest, UsesThePathAsSource) {
+  std::string path = WriteFile("config_test_good.yaml", WithDemoCluster(kWeb));
+  absl::StatusOr<Config> config = LoadConfigFile(path);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->source, path);
+
+  path = WriteFile("config_test_bad.yaml", "workers: x\n");
+  EXPECT_EQ(LoadConfigFile(path).status().message(), path + ":1: workers: expected a non-negative integer");
+}
+
+TEST_F(LoadConfigFileTest, MissingFile) {
+  std::string path = testing::TempDir() + "config_test_no_such_file.yaml";
+  absl::StatusOr<Config> config = LoadConfigFile(path);
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(config.status().message(), path + ": cannot read: No such file or directory");
+}
+
+TEST_F(LoadConfigFileTest, Directory) {
+  EXPECT_EQ(LoadConfigFile(kConfigDir).status().message(), kConfigDir + ": cannot read: Is a directory");
+}
+
+TEST_F(LoadConfigFileTest, EndlessFile) {
+  EXPECT_EQ(LoadConfigFile("/dev/zero").status().message(), "/dev/zero: cannot read: File too large");
+}
+
+}  // namespace
+}  // namespace skproxy::config
