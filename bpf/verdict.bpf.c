@@ -65,9 +65,27 @@ static __always_inline void key_from_skb(struct __sk_buff *skb, struct skp_key *
 	key->remote_port = bpf_ntohs(skb->remote_port >> 16);  /* network order in the upper 16 bits */
 }
 
-/* Removes bytes this direction has already seen from the head of skb. Returns SK_PASS to go on with the
- * (possibly trimmed) skb, SK_DROP if the skb holds nothing new. */
-static __always_inline int trim_old_head(struct __sk_buff *skb, struct skp_dir *dir)
+/* Where this direction's stream stood when the socket entered the map: user space may have read part of
+ * the skb now at the head of the queue (the hand-over), and tcp_read_skb() hands that skb over whole, so
+ * the first verdict must start from the socket's copied_seq, not from the skb. */
+static __always_inline __u32 stream_start(struct skp_key *key, __u32 skb_seq)
+{
+	struct bpf_sock *self = bpf_map_lookup_elem(&skp_socks, key);
+	struct tcp_sock *tp;
+	__u32 start = skb_seq;
+
+	if (!self)
+		return start;
+	tp = bpf_skc_to_tcp_sock(self);
+	if (tp)
+		start = tp->copied_seq;
+	bpf_sk_release(self);
+	return start;
+}
+
+/* Removes bytes this direction has already seen (or user space already read) from the head of skb.
+ * Returns SK_PASS to go on with the (possibly trimmed) skb, SK_DROP if the skb holds nothing new. */
+static __always_inline int trim_old_head(struct __sk_buff *skb, struct skp_key *key, struct skp_dir *dir)
 {
 	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
 	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)&kskb->cb[0];
@@ -75,7 +93,7 @@ static __always_inline int trim_old_head(struct __sk_buff *skb, struct skp_dir *
 	__s32 old;
 
 	if (!(dir->flags & SKP_F_SEQ_INIT)) {
-		dir->next_seq = seq;
+		dir->next_seq = stream_start(key, seq);
 		dir->flags |= SKP_F_SEQ_INIT;
 	}
 	old = (__s32)(dir->next_seq - seq);
@@ -158,7 +176,7 @@ int skp_verdict(struct __sk_buff *skb)
 		stat_add(0, SKP_STAT_NO_STATE, 1);
 		return SK_PASS;
 	}
-	if (trim_old_head(skb, dir) == SK_DROP)
+	if (trim_old_head(skb, &key, dir) == SK_DROP)
 		return SK_DROP;
 
 	user = bpf_map_lookup_elem(&skp_users, &key);

@@ -210,6 +210,22 @@ TEST_P(SockmapProgramTest, BytesQueuedBeforeInsertionGoFirst) {
   EXPECT_EQ(ReadN(legs_.server.get(), late.size()), late);
 }
 
+// User space read part of the skb at the head of the queue before inserting (the proxy's hand-over does
+// this). tcp_read_skb() hands that skb to the verdict whole; only the unread rest may go out.
+TEST_P(SockmapProgramTest, PartlyReadSkbIsNotSentTwice) {
+  const std::string data = Payload(3000, 'p');
+  ASSERT_EQ(send(legs_.client.get(), data.data(), data.size(), 0), 3000);
+  ASSERT_TRUE(Readable(legs_.downstream.get(), 2000));
+  char head[1000];
+  ASSERT_EQ(recv(legs_.downstream.get(), head, sizeof(head), 0), 1000);
+  Insert(8 << 20);
+  const int one = 1;
+  ASSERT_EQ(setsockopt(legs_.downstream.get(), SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one)), 0);
+  EXPECT_EQ(ReadN(legs_.server.get(), 2000), data.substr(1000));
+  EXPECT_FALSE(Readable(legs_.server.get(), 200)) << "bytes already read by user space went out again";
+  EXPECT_EQ(Stat(0, SKP_STAT_TRIMMED_BYTES), 1000u);
+}
+
 // With the upstream not reading, the gate redirects until the upstream leg's write queue plus backlog
 // reach the limit, then passes the rest to user space: kernel memory held for the connection is bounded.
 TEST_P(SockmapProgramTest, GateBoundsWhatWaitsForASlowReader) {
