@@ -1,0 +1,155 @@
+// A slow receiver in each direction: 64 MiB read at 5 MiB/s must complete byte-exact in under twice the
+// ideal time, while the bytes held between the sender and the receiver, and the memory the system loses,
+// stay bounded. On the kernel path an ungated sockmap redirect fails this: the sender writes everything
+// into the psock backlog at once (notes/sockmap-datapath.md: 512 MiB queued, MemAvailable -460 MiB).
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/test_helpers.h"
+#include "tests/integration/upstreams.h"
+
+namespace skproxy::itest {
+namespace {
+
+constexpr uint64_t kBytes = 64 * MiB;
+constexpr double kRate = 5.0 * MiB;                    // bytes/s
+constexpr double kIdealSeconds = kBytes / kRate;        // 12.8 s
+constexpr double kMaxSeconds = 2 * kIdealSeconds;
+// Bytes accepted from the sender but not yet read by the receiver, at most. They sit in the sender's send
+// buffer (128 KiB asked), the proxy (gate limit 8 MiB + the upstream leg's send buffer + 1 MiB receive
+// buffer per direction on the kernel path) and the receiver's receive buffer (128 KiB asked). This is the
+// exact measure of what the proxy lets pile up, immune to other processes on the machine.
+// TODO(lead): replace with the product's documented bound once it is fixed.
+constexpr uint64_t kMaxHeldBytes = 32 * MiB;
+// The proxy's resident memory may not grow by more than this during a transfer. Measured: the user-space
+// path touches a 64 MiB buffer pool of the worker that takes the connection (+63.8 MiB here, and no more
+// over further connections on that worker); the kernel path +0.3 MiB.
+constexpr uint64_t kMaxProxyRssGrowth = 96 * MiB;
+// MemAvailable may not fall further than this during a transfer. Skbs queued in a psock backlog are charged
+// to no socket and no cgroup, so MemAvailable is the only outside view of them; but it is system-wide, and on
+// a shared machine other processes move it by gigabytes (seen: -1.6 to -3.0 GB during transfers holding
+// 6-10 MiB). So it is asserted only with SKPROXY_STRICT_MEMORY=1 (a quiet machine) and printed otherwise;
+// the held-bytes bound above catches the same fault exactly, through the sender running ahead.
+constexpr int64_t kMaxMemAvailableDrop = 64 * MiB;
+
+class SlowReceiverTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  const std::string& datapath() const { return GetParam(); }
+};
+
+// Samples, every 5 ms: sender progress minus receiver progress (held bytes), and the proxy's RSS.
+class TransferMonitor {
+ public:
+  TransferMonitor(const std::atomic<uint64_t>& sent, const std::atomic<uint64_t>& received, pid_t proxy)
+      : sent_(sent), received_(received), proxy_(proxy), rss_base_(ProcessRssBytes(proxy)), rss_max_(rss_base_),
+        thread_([this] {
+          while (!stop_) {
+            uint64_t r = received_.load(), s = sent_.load();
+            if (s > r) held_max_ = std::max<uint64_t>(held_max_, s - r);
+            rss_max_ = std::max<uint64_t>(rss_max_, ProcessRssBytes(proxy_));
+            std::this_thread::sleep_for(5ms);  // sampling period
+          }
+        }) {}
+  ~TransferMonitor() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  uint64_t held_max() const { return held_max_; }
+  uint64_t rss_growth() const { return rss_max_ - rss_base_; }
+
+ private:
+  const std::atomic<uint64_t>& sent_;
+  const std::atomic<uint64_t>& received_;
+  const pid_t proxy_;
+  const uint64_t rss_base_;
+  std::atomic<uint64_t> rss_max_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> held_max_{0};
+  std::thread thread_;
+};
+
+bool StrictMemory() {
+  const char* strict = getenv("SKPROXY_STRICT_MEMORY");
+  return strict && std::string(strict) == "1";
+}
+
+void CheckBounds(const std::string& what, double secs, const TransferMonitor& mon, const MemAvailableSampler& mem) {
+  printf("%s: %.2f s (ideal %.1f, limit %.1f), max held %.1f MiB (limit %.0f), proxy RSS +%.1f MiB (limit %.0f), "
+         "MemAvailable drop %.1f MiB (limit %.0f%s)\n",
+         what.c_str(), secs, kIdealSeconds, kMaxSeconds, mon.held_max() / double(MiB), kMaxHeldBytes / double(MiB),
+         mon.rss_growth() / double(MiB), kMaxProxyRssGrowth / double(MiB), mem.max_drop() / double(MiB),
+         kMaxMemAvailableDrop / double(MiB), StrictMemory() ? "" : ", not asserted: set SKPROXY_STRICT_MEMORY=1");
+  EXPECT_LT(secs, kMaxSeconds);
+  EXPECT_LT(mon.held_max(), kMaxHeldBytes) << "the proxy let the sender run ahead of the slow reader";
+  EXPECT_LT(mon.rss_growth(), kMaxProxyRssGrowth);
+  if (StrictMemory()) {
+    EXPECT_LT(mem.max_drop(), kMaxMemAvailableDrop);
+  }
+}
+
+// 7a. The upstream reads at 5 MiB/s.
+TEST_P(SlowReceiverTest, SlowUpstreamReaderBoundsMemoryAndCompletes) {
+  SinkOptions o;
+  o.pacing.rate = kRate;
+  auto sink = StartServer(SinkHandler(o), AF_INET, SocketOptions{128 * KiB, 0});
+  ASSERT_TRUE(sink);
+  SKPROXY_START(proxy, baseline_fds, SimpleProxyConfig(datapath(), {sink->endpoint()}));
+  auto fd = Connect(proxy->listener(), 2s, SocketOptions{0, 128 * KiB});
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  std::atomic<uint64_t> sent{0};
+  MemAvailableSampler mem;
+  TransferMonitor mon(sent, sink->bytes_in, proxy->pid());
+  auto start = Clock::now();
+  IoResult w = SendPattern(fd->get(), NextStreamId(), 0, kBytes, DeadlineIn(60s), 0, &sent);
+  ASSERT_EQ(w.bytes, kBytes) << w.Describe();
+  shutdown(fd->get(), SHUT_WR);
+  bool done = sink->WaitForFinished(1, Millis(static_cast<int64_t>((kMaxSeconds + 5) * 1000)));
+  double secs = SecondsSince(start);
+  mon.Stop();
+  ASSERT_TRUE(done) << "the upstream did not finish\n" << proxy->StderrTail();
+  ConnStats s = sink->Finished()[0];
+  EXPECT_EQ(s.bytes_in, kBytes) << s.Describe();
+  EXPECT_TRUE(s.eof && s.first_bad < 0) << s.Describe();
+  CheckBounds("[" + datapath() + "] slow upstream", secs, mon, mem);
+  fd->reset();
+  EXPECT_PROXY_IDLE(proxy, baseline_fds);
+}
+
+// 7b. The upstream sends as fast as it can; the client reads at 5 MiB/s.
+TEST_P(SlowReceiverTest, SlowClientReaderBoundsMemoryAndCompletes) {
+  auto source = StartServer(SourceHandler({kBytes, 0}), AF_INET, SocketOptions{0, 128 * KiB});
+  ASSERT_TRUE(source);
+  SKPROXY_START(proxy, baseline_fds, SimpleProxyConfig(datapath(), {source->endpoint()}));
+  // The source starts sending on accept: measure from before the connect.
+  std::atomic<uint64_t> received{0};
+  MemAvailableSampler mem;
+  TransferMonitor mon(source->bytes_out, received, proxy->pid());
+  auto start = Clock::now();
+  auto fd = Connect(proxy->listener(), 2s, SocketOptions{128 * KiB, 0});
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  PatternChecker checker;
+  ReadPacing pacing;
+  pacing.rate = kRate;
+  IoResult r = ReadStream(fd->get(), &checker, DeadlineIn(Millis(static_cast<int64_t>((kMaxSeconds + 5) * 1000))),
+                          pacing, &received);
+  double secs = SecondsSince(start);
+  mon.Stop();
+  EXPECT_EQ(r.bytes, kBytes) << r.Describe();
+  EXPECT_TRUE(r.eof) << r.Describe();
+  EXPECT_TRUE(checker.ok()) << checker.Describe();
+  CheckBounds("[" + datapath() + "] slow client", secs, mon, mem);
+  fd->reset();
+  EXPECT_PROXY_IDLE(proxy, baseline_fds);
+}
+
+INSTANTIATE_TEST_SUITE_P(Datapaths, SlowReceiverTest, ::testing::Values("sockmap", "userspace"), DatapathParamName);
+
+}  // namespace
+}  // namespace skproxy::itest
