@@ -43,7 +43,7 @@ absl::StatusOr<std::unique_ptr<SockmapProgram>> SockmapProgram::Load(uint32_t ma
   bpf_program__set_log_buf(skel->progs.skp_verdict, log.data(), log.size());
   if (int err = skp_verdict_bpf::load(skel); err != 0) {
     std::string verifier(log.data());
-    if (verifier.size() > 4000) verifier = "..." + verifier.substr(verifier.size() - 4000);
+    if (verifier.size() > 1500) verifier = "..." + verifier.substr(verifier.size() - 1500);
     return Errno(err, absl::StrCat("loading the verdict program",
                                    verifier.empty() ? "" : absl::StrCat(" (verifier: ", verifier, ")")));
   }

@@ -30,6 +30,7 @@
 #define SKP_TRIM_MAX_CALLS 64
 
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
 static __always_inline void stat_add(__u32 direction, __u32 stat, __u64 value)
 {
@@ -66,26 +67,25 @@ static __always_inline void key_from_skb(struct __sk_buff *skb, struct skp_key *
 }
 
 /* Where this direction's stream stood when the socket entered the map: user space may have read part of
- * the skb now at the head of the queue (the hand-over), and tcp_read_skb() hands that skb over whole, so
- * the first verdict must start from the socket's copied_seq, not from the skb. */
-static __always_inline __u32 stream_start(struct skp_key *key, __u32 skb_seq)
+ * the skb now at the head of the queue, and tcp_read_skb() hands that skb over whole, so
+ * the first verdict must start from the socket's copied_seq, not from the skb. The socket comes from the
+ * skb itself (tcp_read_skb sets skb->sk): the first verdict can run before the socket's own sockhash
+ * element exists, since the psock is attached before the element is linked. */
+static __always_inline __u32 stream_start(struct sk_buff *kskb, __u32 skb_seq)
 {
-	struct bpf_sock *self = bpf_map_lookup_elem(&skp_socks, key);
+	struct sock *sk = kskb->sk;
 	struct tcp_sock *tp;
-	__u32 start = skb_seq;
 
-	if (!self)
-		return start;
-	tp = bpf_skc_to_tcp_sock(self);
-	if (tp)
-		start = tp->copied_seq;
-	bpf_sk_release(self);
-	return start;
+	if (!sk)
+		return skb_seq;
+	/* Only TCP sockets are ever inserted; a read-only cast is enough to load one field. */
+	tp = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
+	return tp->copied_seq;
 }
 
 /* Removes bytes this direction has already seen (or user space already read) from the head of skb.
  * Returns SK_PASS to go on with the (possibly trimmed) skb, SK_DROP if the skb holds nothing new. */
-static __always_inline int trim_old_head(struct __sk_buff *skb, struct skp_key *key, struct skp_dir *dir)
+static __always_inline int trim_old_head(struct __sk_buff *skb, struct skp_dir *dir)
 {
 	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
 	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)&kskb->cb[0];
@@ -93,7 +93,7 @@ static __always_inline int trim_old_head(struct __sk_buff *skb, struct skp_key *
 	__s32 old;
 
 	if (!(dir->flags & SKP_F_SEQ_INIT)) {
-		dir->next_seq = stream_start(key, seq);
+		dir->next_seq = stream_start(kskb, seq);
 		dir->flags |= SKP_F_SEQ_INIT;
 	}
 	old = (__s32)(dir->next_seq - seq);
@@ -176,7 +176,7 @@ int skp_verdict(struct __sk_buff *skb)
 		stat_add(0, SKP_STAT_NO_STATE, 1);
 		return SK_PASS;
 	}
-	if (trim_old_head(skb, &key, dir) == SK_DROP)
+	if (trim_old_head(skb, dir) == SK_DROP)
 		return SK_DROP;
 
 	user = bpf_map_lookup_elem(&skp_users, &key);

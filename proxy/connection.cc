@@ -2,7 +2,6 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -14,11 +13,6 @@
 
 namespace skproxy {
 namespace {
-
-// The hand-over reads what the client sent while we connected; a client that keeps sending is not waited
-// for: bytes arriving after this are pushed through the verdict once the legs are in the map.
-constexpr size_t kHandoverChunk = 64 * 1024;
-constexpr size_t kHandoverMax = 4 * 1024 * 1024;
 
 void SetNoDelay(int fd) {
   const int one = 1;
@@ -78,8 +72,6 @@ void Connection::ConnectNext() {
 void Connection::Handle(unsigned tag, int res, unsigned cqe_flags) {
   if (tag == kConnect) {
     OnConnected(res);
-  } else if (tag == kHandoverWritable) {
-    Handover();
   }
 }
 
@@ -90,43 +82,6 @@ void Connection::OnConnected(int res) {
     ConnectNext();
     return;
   }
-  if (worker_.sockmap != nullptr) {
-    state_ = State::kHandover;
-    Handover();
-  } else {
-    StartPipe();
-  }
-}
-
-void Connection::Handover() {
-  for (;;) {
-    while (handover_sent_ < handover_.size()) {
-      const ssize_t n = send(upstream_.get(), handover_.data() + handover_sent_, handover_.size() - handover_sent_,
-                             MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (n > 0) {
-        handover_sent_ += static_cast<size_t>(n);
-        worker_.metrics->UserBytes(SKP_DOWNSTREAM_TO_UPSTREAM).fetch_add(n, std::memory_order_relaxed);
-      } else if (n < 0 && errno == EAGAIN) {
-        io_uring_prep_poll_add(Submit(kHandoverWritable), upstream_.get(), POLLOUT);
-        return;
-      } else if (n < 0 && errno != EINTR) {
-        CloseClient();
-        return;
-      }
-    }
-    handover_.clear();
-    handover_sent_ = 0;
-    if (handover_total_ >= kHandoverMax) break;
-    handover_.resize(kHandoverChunk);
-    const ssize_t n = recv(client_.get(), handover_.data(), handover_.size(), MSG_DONTWAIT);
-    if (n <= 0) {  // nothing more queued, EOF or an error: the pipe meets the same on its first read
-      handover_.clear();
-      break;
-    }
-    handover_.resize(static_cast<size_t>(n));
-    handover_total_ += static_cast<size_t>(n);
-  }
-  handover_.shrink_to_fit();
   StartPipe();
 }
 

@@ -1,7 +1,5 @@
 // One client connection from accept to close:
 //   connecting (each endpoint of the cluster in turn, each with the cluster's connect timeout)
-//   -> hand-over (kernel path only: bytes the client sent before the upstream answered are read and
-//      written to the upstream, so nothing is queued unseen when the legs go into the map)
 //   -> piping (a SockmapPipe, or a UserspacePipe when the kernel path is off or refuses this connection)
 //   -> done (the pipe closed both legs, or no endpoint answered and the client was closed).
 #pragma once
@@ -30,13 +28,12 @@ class Connection final : public TrackedHandler {
   bool done() const;
 
  private:
-  enum class State { kConnecting, kHandover, kPiping, kClosed };
-  enum Tag : unsigned { kConnect = 0, kHandoverWritable = 1 };
+  enum class State { kConnecting, kPiping, kClosed };
+  enum Tag : unsigned { kConnect = 0 };
 
   void Handle(unsigned tag, int res, unsigned cqe_flags) override;
   void ConnectNext();
   void OnConnected(int res);
-  void Handover();
   void StartPipe();
   void CloseClient();
 
@@ -48,9 +45,6 @@ class Connection final : public TrackedHandler {
   size_t first_endpoint_ = 0;
   size_t attempts_ = 0;
   __kernel_timespec connect_timeout_{};
-  std::vector<uint8_t> handover_;  // client bytes read before insertion, not yet written upstream
-  size_t handover_sent_ = 0;
-  size_t handover_total_ = 0;
   std::unique_ptr<Pipe> pipe_;
   PathKind counted_kind_ = PathKind::kUserspace;
   bool counted_ = false;

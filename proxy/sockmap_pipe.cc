@@ -21,11 +21,20 @@ namespace {
 constexpr long kFirstWaitNs = 50'000;    // the backlog usually drains within one kworker run
 constexpr long kLongestWaitNs = 5'000'000;
 constexpr uint8_t kTcpEstablished = 1;  // include/net/tcp_states.h
+constexpr uint8_t kTcpClose = 7;
 
-bool Established(int fd) {
+uint8_t TcpState(int fd) {
   tcp_info info{};
   socklen_t len = sizeof(info);
-  return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 && info.tcpi_state == kTcpEstablished;
+  return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 ? info.tcpi_state : kTcpClose;
+}
+
+bool Established(int fd) { return TcpState(fd) == kTcpEstablished; }
+
+int PendingError(int fd) {
+  int err = 0;
+  socklen_t len = sizeof(err);
+  return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 ? err : errno;
 }
 
 }  // namespace
@@ -84,7 +93,7 @@ SockmapPipe::SockmapPipe(Ring& ring, Metrics& metrics, bpf::SockmapProgram& prog
 }
 
 void SockmapPipe::Start() {
-  // Bytes that arrived between the hand-over and the insertion sit in the receive queue, where the verdict
+  // Bytes that arrived before the insertion sit in the receive queue, where the verdict
   // only sees them when the next segment arrives. Setting SO_RCVLOWAT runs the data-ready path now.
   const int one = 1;
   for (int fd : {downstream_.get(), upstream_.get()}) setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
@@ -103,7 +112,7 @@ void SockmapPipe::WatchWritable(int d) {
 }
 
 void SockmapPipe::WaitForBacklog() {
-  if (timer_armed_) return;
+  if (timer_armed_ || aborting_) return;
   timer_armed_ = true;
   const long next = timer_delay_.tv_nsec == 0 ? kFirstWaitNs : std::min<long long>(timer_delay_.tv_nsec * 2, kLongestWaitNs);
   timer_delay_.tv_sec = 0;
@@ -171,6 +180,19 @@ void SockmapPipe::Pump(int d) {
       continue;
     }
     if (n == 0) {
+      // recv() says EOF as soon as the FIN is in and the psock's ready queue is empty, but bytes the
+      // verdict passed while the receive buffer was full wait in the psock's own backlog for a kworker
+      // and arrive after it. The stream has ended only when every passed byte has been copied.
+      // With a psock, a reset also reads as 0 (SOCK_DONE is checked before sk_err): tell them apart by
+      // the pending error, and pass a reset on as a reset.
+      if (PendingError(source(d)) != 0) {
+        Abort();
+        return;
+      }
+      if (!AllPassedCopied(d)) {
+        WaitForBacklog();
+        return;
+      }
       dir.eof = true;
       dir.buffer.reset();
       continue;
@@ -227,9 +249,19 @@ bool SockmapPipe::DestinationBusy(int d) {
   return ioctl(destination(d), SIOCOUTQ, &queued) == 0 && static_cast<uint64_t>(queued) > gate_limit_ / 2;
 }
 
+bool SockmapPipe::AllPassedCopied(int d) {
+  absl::StatusOr<skp_dir> state = program_.ReadDirection(dirs_[d].source_key);
+  return !state.ok() || state->passed <= dirs_[d].user_copied;
+}
+
 // True when every byte the verdict redirected for direction d has entered the destination's write queue.
+// A destination that was reset never takes them: the connection is then reset too.
 bool SockmapPipe::BacklogDrained(int d) {
   Direction& dir = dirs_[d];
+  if (TcpState(destination(d)) == kTcpClose) {
+    Abort();
+    return false;
+  }
   absl::StatusOr<skp_dir> state = program_.ReadDirection(dir.source_key);
   absl::StatusOr<uint64_t> entered = BytesEnteredWriteQueue(destination(d));
   if (!state.ok() || !entered.ok()) return true;  // the socket is gone: nothing left to wait for

@@ -60,6 +60,7 @@ class SockmapPipe final : public Pipe {
   bool Flush(int d);
   bool BacklogDrained(int d);
   bool DestinationBusy(int d);
+  bool AllPassedCopied(int d);
   void WatchReadable(int d);
   void WatchWritable(int d);
   void WaitForBacklog();
