@@ -23,6 +23,7 @@ struct TransferSpec {
   bool forward = true;
   uint64_t bytes = 0;
   ReadPacing pacing;  // the client's reading pace on reverse transfers
+  double send_rate = 0;  // the client's sending pace on forward transfers, bytes/s (0 = as fast as it can)
 };
 struct TransferResult {
   bool ok = false;
@@ -51,7 +52,7 @@ std::vector<TransferResult> RunTransfers(const std::vector<TransferSpec>& specs,
           continue;
         }
         if (spec.forward) {
-          IoResult w = SendPattern(fd->get(), NextStreamId(), 0, spec.bytes, deadline);
+          IoResult w = SendPattern(fd->get(), NextStreamId(), 0, spec.bytes, deadline, spec.send_rate);
           shutdown(fd->get(), SHUT_WR);
           CloseResult c = WaitForPeerClose(fd->get(), deadline);
           res.ok = w.bytes == spec.bytes && c.closed;
@@ -98,13 +99,16 @@ void PrintPathStats(const std::string& what, const ProxyProcess& proxy) {
          SumMetric(*m, "skproxy_fallbacks_total"), SumMetric(*m, "skproxy_trimmed_bytes_total"));
 }
 
-// 12. With a fast reader, nearly every byte must go through the BPF redirect: if the kernel path silently
-// stopped working and user space carried everything, the bytes would still arrive, and only this fails.
+// 12. Nearly every byte must go through the BPF redirect: if the kernel path silently stopped working and
+// user space carried everything, the bytes would still arrive, and only this fails. The senders are paced
+// below what one psock's backlog worker moves on this 2-core machine (~750 MB/s measured), so the gate has
+// no reason to hand over; unpaced bulk is the benchmark's business (bench/run.sh prints the kernel share).
 TEST(KernelPathTest, BulkTransferStaysOnKernelPath) {
   constexpr uint64_t kForward = 1 * GiB, kReverse = 512 * MiB;
+  constexpr double kRate = 400e6;
   constexpr double kMinKernelShare = 0.99;
   auto sink = StartServer(SinkHandler());
-  auto source = StartServer(SourceHandler({kReverse, 0}));
+  auto source = StartServer(SourceHandler({kReverse, kRate}));
   ASSERT_TRUE(sink && source);
   ProxyConfig c;
   c.datapath = "sockmap";
@@ -113,8 +117,8 @@ TEST(KernelPathTest, BulkTransferStaysOnKernelPath) {
   SKPROXY_START(proxy, baseline_fds, c);
   EXPECT_NE(proxy->ReadyLine().find("datapath=sockmap"), std::string::npos) << proxy->ReadyLine();
   auto start = Clock::now();
-  auto results = RunTransfers({{proxy->listener(0), true, kForward, {}}, {proxy->listener(1), false, kReverse, {}}},
-                              1, 120s);
+  auto results = RunTransfers(
+      {{proxy->listener(0), true, kForward, {}, kRate}, {proxy->listener(1), false, kReverse, {}}}, 2, 120s);
   printf("[sockmap] 1 GiB + 512 MiB in %.2f s\n", SecondsSince(start));
   ExpectTransfersOk(results, "bulk");
   ExpectSinkExact(*sink, 1, kForward, "bulk forward");
