@@ -182,6 +182,7 @@ TEST(KernelSoakTest, GateSwitchingSoak) {
 TEST(KernelRetransmitTest, ForcedRetransmissionsByteExact) {
   constexpr uint64_t kForwardBytes = 768 * MiB, kReverseBytes = 512 * MiB;
   constexpr int kForward = 4, kReverse = 2;  // 4 x 768 MiB + 2 x 512 MiB = 4 GiB
+  constexpr double kPacedRate = 250e6;
   if (FindExecutable("nft").empty()) GTEST_SKIP() << "nft (package nftables) is not installed";
   auto ns = ScopedNetns::Enter();
   if (!ns.ok()) GTEST_SKIP() << "cannot create a network namespace: " << ns.status();
@@ -214,7 +215,10 @@ TEST(KernelRetransmitTest, ForcedRetransmissionsByteExact) {
     const uint64_t retrans_before = TcpRetransSegs();
 
     std::vector<TransferSpec> specs;
-    for (int i = 0; i < kForward; i++) specs.push_back({proxy->listener(i % 2), true, kForwardBytes, {}});
+    // Streams to the fast reader are paced so the gate keeps them on the kernel path: the trim and the
+    // redirect must be exact under loss, not only the user-space copy.
+    for (int i = 0; i < kForward; i++)
+      specs.push_back({proxy->listener(i % 2), true, kForwardBytes, {}, i % 2 == 0 ? kPacedRate : 0});
     for (int i = 0; i < kReverse; i++) specs.push_back({proxy->listener(2), false, kReverseBytes, i ? phased : ReadPacing{}});
     auto start = Clock::now();
     auto results = RunTransfers(specs, kForward + kReverse, 150s);
@@ -228,6 +232,11 @@ TEST(KernelRetransmitTest, ForcedRetransmissionsByteExact) {
            static_cast<unsigned long long>(drops), static_cast<unsigned long long>(retrans));
     PrintPathStats("[sockmap] lossy", *proxy);
     EXPECT_GT(retrans, 0u) << "no retransmissions: the test proved nothing";
+    auto m = proxy->Metrics();
+    ASSERT_TRUE(m.ok()) << m.status();
+    ByteCounters b = ReadByteCounters(*m);
+    // The two paced streams are half of the forward bytes; most of them must have taken the redirect.
+    EXPECT_GE(b.kernel_d2u / b.d2u(), 0.3) << "the lossy bytes went through user space: " << b.Describe();
     EXPECT_PROXY_IDLE(proxy, baseline_fds);
     // The proxy, servers and sockets go before the namespace is left (end of this scope).
   }
