@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/test_helpers.h"
+#include "tests/integration/upstreams.h"
 
 namespace skproxy::itest {
 namespace {
@@ -69,6 +70,41 @@ TEST_F(CliTest, VersionExitsZero) {
   CommandResult r = RunProxy({"--version"});
   EXPECT_EQ(r.exit_code, 0) << r.Describe();
   EXPECT_FALSE((r.out + r.err).empty());
+}
+
+// Without the capabilities BPF needs, `auto` says why once and carries every connection in user space,
+// counted as a fallback; `sockmap` refuses to start.
+std::vector<std::string> WithoutBpfCapabilities() {
+  return {FindExecutable("setpriv"), "--bounding-set=-bpf,-sys_admin,-perfmon,-net_admin", "--"};
+}
+
+TEST_F(CliTest, AutoFallsBackToUserspaceWithoutBpfPrivilege) {
+  if (FindExecutable("setpriv").empty()) GTEST_SKIP() << "setpriv (util-linux) is not installed";
+  auto echo = StartServer(EchoHandler());
+  ASSERT_TRUE(echo);
+  ProxyConfig c = SimpleProxyConfig("auto", {echo->endpoint()});
+  c.command_prefix = WithoutBpfCapabilities();
+  auto proxy = ProxyProcess::Start(c);
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  EXPECT_NE((*proxy)->ReadyLine().find("datapath=userspace"), std::string::npos) << (*proxy)->ReadyLine();
+  const std::string err = (*proxy)->Stderr();
+  EXPECT_NE(err.find("kernel path unavailable"), std::string::npos) << err;
+  EXPECT_NE(err.find("Operation not permitted"), std::string::npos) << "the reason is missing: " << err;
+  EXPECT_EQ(ShortEcho((*proxy)->listener(), 1000), "");
+  EXPECT_EQ((*proxy)->Metric("skproxy_fallbacks_total", {{"reason", "kernel_path_unavailable"}}), 1);
+  EXPECT_EQ((*proxy)->Metric("skproxy_connections_total", {{"datapath", "userspace"}}), 1);
+}
+
+TEST_F(CliTest, SockmapRefusesToStartWithoutBpfPrivilege) {
+  if (FindExecutable("setpriv").empty()) GTEST_SKIP() << "setpriv (util-linux) is not installed";
+  TempConfig cfg(GoodConfig());
+  std::vector<std::string> argv = WithoutBpfCapabilities();
+  for (const std::string& a : {ProxyBinaryPath(), std::string("--config"), cfg.path(), std::string("--datapath"),
+                               std::string("sockmap")})
+    argv.push_back(a);
+  CommandResult r = RunCommand(argv, 10s);
+  EXPECT_EQ(r.exit_code, 1) << r.Describe();
+  EXPECT_NE(r.err.find("kernel path unavailable"), std::string::npos) << r.Describe();
 }
 
 TEST_F(CliTest, CheckConfigAcceptsAGoodFile) {

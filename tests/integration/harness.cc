@@ -776,7 +776,10 @@ absl::StatusOr<std::unique_ptr<ProxyProcess>> ProxyProcess::Start(ProxyConfig co
 
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) != 0) return absl::ErrnoToStatus(errno, "pipe2");
-  std::vector<std::string> args = {binary, "--config", p->config_path_, "--datapath", config.datapath};
+  std::vector<std::string> args = config.command_prefix;
+  for (const std::string& a : {binary, std::string("--config"), p->config_path_, std::string("--datapath"),
+                               config.datapath})
+    args.push_back(a);
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -244,6 +244,8 @@ struct ProxyConfig {
   std::string receive_buffer;  // e.g. "512KiB"; empty: not written
   std::vector<ListenerSpec> listeners;
   std::vector<ClusterSpec> clusters;
+  // Run the proxy through this command, e.g. setpriv with capabilities dropped; empty: run it directly.
+  std::vector<std::string> command_prefix;
   std::string ToYaml() const;
 };
 // One listener "web" on a fresh loopback port of `listener_family` -> cluster "backend" -> `endpoints`.
