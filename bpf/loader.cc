@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdarg>
@@ -52,10 +53,45 @@ absl::StatusOr<std::unique_ptr<SockmapProgram>> SockmapProgram::Load(uint32_t ma
                       BPF_SK_SKB_STREAM_VERDICT, 0) != 0)
     return Errno(errno, "attaching the stream verdict to the sockhash");
   program->attached_ = true;
+  if (absl::Status s = program->MapUsers(max_sockets); !s.ok()) return s;
   return program;
 }
 
+absl::Status SockmapProgram::MapUsers(uint32_t slots) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  users_bytes_ = (sizeof(skp_user) * slots + page - 1) / page * page;
+  void* mem = mmap(nullptr, users_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED,
+                   bpf_map__fd(skel_->maps.skp_users), 0);
+  if (mem == MAP_FAILED) return Errno(errno, "mapping skp_users");
+  users_ = static_cast<skp_user*>(mem);
+  absl::MutexLock lock(&slots_mu_);
+  free_slots_.reserve(slots);
+  for (uint32_t slot = slots; slot > 0; --slot) free_slots_.push_back(slot - 1);
+  return absl::OkStatus();
+}
+
+bool SockmapProgram::TakeSlots(ConnectionKeys& keys) {
+  absl::MutexLock lock(&slots_mu_);
+  if (free_slots_.size() < SKP_DIRECTIONS) return false;
+  for (uint32_t& slot : keys.user_slots) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+    PublishUserCopied(slot, 0);
+  }
+  return true;
+}
+
+void SockmapProgram::ReturnSlots(ConnectionKeys& keys) {
+  absl::MutexLock lock(&slots_mu_);
+  for (uint32_t& slot : keys.user_slots) {
+    if (slot == ConnectionKeys::kNoSlot) continue;
+    free_slots_.push_back(slot);
+    slot = ConnectionKeys::kNoSlot;
+  }
+}
+
 SockmapProgram::~SockmapProgram() {
+  if (users_ != nullptr) munmap(users_, users_bytes_);
   if (attached_)
     bpf_prog_detach2(bpf_program__fd(skel_->progs.skp_verdict), socks_fd(), BPF_SK_SKB_STREAM_VERDICT);
   skp_verdict_bpf::destroy(skel_);
@@ -63,28 +99,30 @@ SockmapProgram::~SockmapProgram() {
 
 int SockmapProgram::socks_fd() const { return bpf_map__fd(skel_->maps.skp_socks); }
 int SockmapProgram::dirs_fd() const { return bpf_map__fd(skel_->maps.skp_dirs); }
-int SockmapProgram::users_fd() const { return bpf_map__fd(skel_->maps.skp_users); }
 
-absl::Status SockmapProgram::Insert(const ConnectionKeys& keys, int downstream_fd, int upstream_fd,
-                                    uint64_t gate_limit, int* failed_errno) {
-  skp_dir down{};
-  down.peer = keys.upstream;
-  down.direction = SKP_DOWNSTREAM_TO_UPSTREAM;
-  down.gate_limit = gate_limit;
-  skp_dir up{};
-  up.peer = keys.downstream;
-  up.direction = SKP_UPSTREAM_TO_DOWNSTREAM;
-  up.gate_limit = gate_limit;
-  const skp_user zero{};
+absl::Status SockmapProgram::Insert(ConnectionKeys& keys, int downstream_fd, int upstream_fd, uint64_t gate_limit,
+                                    int* failed_errno) {
   auto undo = [&](int err, absl::string_view what) {
     Remove(keys);
     if (failed_errno != nullptr) *failed_errno = err;
     return Errno(err, what);
   };
+  if (!TakeSlots(keys)) {
+    if (failed_errno != nullptr) *failed_errno = ENOSPC;
+    return absl::ResourceExhaustedError("no free skp_users slot: sockmap.max_entries is too small");
+  }
+  skp_dir down{};
+  down.peer = keys.upstream;
+  down.direction = SKP_DOWNSTREAM_TO_UPSTREAM;
+  down.gate_limit = gate_limit;
+  down.user_slot = keys.user_slots[SKP_DOWNSTREAM_TO_UPSTREAM];
+  skp_dir up{};
+  up.peer = keys.downstream;
+  up.direction = SKP_UPSTREAM_TO_DOWNSTREAM;
+  up.gate_limit = gate_limit;
+  up.user_slot = keys.user_slots[SKP_UPSTREAM_TO_DOWNSTREAM];
   if (bpf_map_update_elem(dirs_fd(), &keys.downstream, &down, BPF_ANY) != 0 ||
-      bpf_map_update_elem(dirs_fd(), &keys.upstream, &up, BPF_ANY) != 0 ||
-      bpf_map_update_elem(users_fd(), &keys.downstream, &zero, BPF_ANY) != 0 ||
-      bpf_map_update_elem(users_fd(), &keys.upstream, &zero, BPF_ANY) != 0)
+      bpf_map_update_elem(dirs_fd(), &keys.upstream, &up, BPF_ANY) != 0)
     return undo(errno, "adding connection state");
   // Downstream first: a client that has already half-closed fails here (EOPNOTSUPP) before anything of
   // the connection is on the kernel path.
@@ -97,25 +135,20 @@ absl::Status SockmapProgram::Insert(const ConnectionKeys& keys, int downstream_f
   return absl::OkStatus();
 }
 
-void SockmapProgram::Remove(const ConnectionKeys& keys) {
-  for (const skp_key* key : {&keys.downstream, &keys.upstream}) {
-    bpf_map_delete_elem(socks_fd(), key);
-    bpf_map_delete_elem(dirs_fd(), key);
-    bpf_map_delete_elem(users_fd(), key);
-  }
+void SockmapProgram::Remove(ConnectionKeys& keys) {
+  for (const skp_key* key : {&keys.downstream, &keys.upstream}) bpf_map_delete_elem(socks_fd(), key);
+  RemoveState(keys);
+}
+
+void SockmapProgram::RemoveState(ConnectionKeys& keys) {
+  for (const skp_key* key : {&keys.downstream, &keys.upstream}) bpf_map_delete_elem(dirs_fd(), key);
+  ReturnSlots(keys);
 }
 
 absl::StatusOr<skp_dir> SockmapProgram::ReadDirection(const skp_key& source) const {
   skp_dir dir;
   if (bpf_map_lookup_elem(dirs_fd(), &source, &dir) != 0) return Errno(errno, "reading direction state");
   return dir;
-}
-
-absl::Status SockmapProgram::PublishUserCopied(const skp_key& source, uint64_t copied) {
-  const skp_user user{copied};
-  if (bpf_map_update_elem(users_fd(), &source, &user, BPF_EXIST) != 0)
-    return Errno(errno, "publishing user-space progress");
-  return absl::OkStatus();
 }
 
 StatsSnapshot SockmapProgram::ReadStats() const {

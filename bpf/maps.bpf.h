@@ -20,11 +20,13 @@ struct {
 	__type(value, struct skp_dir);
 } skp_dirs SEC(".maps");
 
-/* User space's progress in copying passed bytes, same key. */
+/* User space's progress in copying passed bytes, one slot per direction (skp_dir.user_slot), written by
+ * user space through a shared mapping. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 65536);
-	__type(key, struct skp_key);
+	__type(key, __u32);
 	__type(value, struct skp_user);
 } skp_users SEC(".maps");
 

@@ -41,10 +41,13 @@ struct skp_dir {
 	__u32 next_seq;       /* TCP sequence right after the last byte seen: older bytes are a retransmission */
 	__u64 redirected;     /* bytes redirected to the peer */
 	__u64 passed;         /* bytes passed to user space (to be copied by it to the peer) */
+	__u32 user_slot;      /* this direction's entry in skp_users */
+	__u32 reserved;
 };
 
 /* Written only by user space, read by the verdict: how many of `passed` it has written to the peer.
- * A map of its own so that user space never overwrites the verdict's counters. */
+ * A map of its own so that user space never overwrites the verdict's counters: an mmapable array, so user
+ * space publishes with a plain store instead of a syscall. */
 struct skp_user {
 	__u64 copied;
 };

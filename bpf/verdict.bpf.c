@@ -161,6 +161,7 @@ int skp_verdict(struct __sk_buff *skb)
 	struct skp_key key, peer_key;
 	struct skp_dir *dir;
 	struct skp_user *user;
+	__u32 slot;
 	struct bpf_sock *peer;
 	__u64 user_copied, pending;
 	long ret;
@@ -179,8 +180,9 @@ int skp_verdict(struct __sk_buff *skb)
 	if (trim_old_head(skb, dir) == SK_DROP)
 		return SK_DROP;
 
-	user = bpf_map_lookup_elem(&skp_users, &key);
-	user_copied = user ? user->copied : 0;
+	slot = dir->user_slot;
+	user = bpf_map_lookup_elem(&skp_users, &slot);
+	user_copied = user ? *(volatile __u64 *)&user->copied : 0;
 	/* Stay in user mode until user space has written every byte passed so far: a redirect now would
 	 * overtake them. */
 	if ((dir->flags & SKP_F_USER_MODE) && user_copied < dir->passed)

@@ -23,14 +23,6 @@ constexpr long kLongestWaitNs = 5'000'000;
 constexpr uint8_t kTcpEstablished = 1;  // include/net/tcp_states.h
 constexpr uint8_t kTcpClose = 7;
 
-uint8_t TcpState(int fd) {
-  tcp_info info{};
-  socklen_t len = sizeof(info);
-  return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 ? info.tcpi_state : kTcpClose;
-}
-
-bool Established(int fd) { return TcpState(fd) == kTcpEstablished; }
-
 int PendingError(int fd) {
   int err = 0;
   socklen_t len = sizeof(err);
@@ -39,13 +31,13 @@ int PendingError(int fd) {
 
 }  // namespace
 
-absl::StatusOr<uint64_t> BytesEnteredWriteQueue(int fd) {
+absl::StatusOr<WriteProgress> ReadWriteProgress(int fd) {
   tcp_info info{};
   socklen_t len = sizeof(info);
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return absl::ErrnoToStatus(errno, "TCP_INFO");
   int unacked = 0;  // SIOCOUTQ: write_seq - snd_una, i.e. in the write queue and not yet acknowledged
   if (ioctl(fd, SIOCOUTQ, &unacked) != 0) return absl::ErrnoToStatus(errno, "SIOCOUTQ");
-  return info.tcpi_bytes_acked + static_cast<uint64_t>(unacked);
+  return WriteProgress{info.tcpi_state, info.tcpi_bytes_acked + static_cast<uint64_t>(unacked)};
 }
 
 std::unique_ptr<SockmapPipe> SockmapPipe::Create(Ring& ring, Metrics& metrics, bpf::SockmapProgram& program,
@@ -55,18 +47,18 @@ std::unique_ptr<SockmapPipe> SockmapPipe::Create(Ring& ring, Metrics& metrics, b
     *failure = InsertFailure{std::move(reason), std::move(status), std::move(downstream), std::move(upstream)};
     return nullptr;
   };
+  absl::StatusOr<WriteProgress> up = ReadWriteProgress(upstream.get());
+  if (!up.ok()) return fail("socket_state", up.status());
+  absl::StatusOr<WriteProgress> down = ReadWriteProgress(downstream.get());
+  if (!down.ok()) return fail("socket_state", down.status());
   // A leg that is already closing cannot be inserted (EOPNOTSUPP); checking first keeps the other leg from
   // spending a moment in the map, where bytes passed to it would be lost when it is taken out again.
-  if (!Established(downstream.get()) || !Established(upstream.get()))
+  if (up->tcp_state != kTcpEstablished || down->tcp_state != kTcpEstablished)
     return fail("not_established", absl::FailedPreconditionError("a leg is no longer established"));
   absl::StatusOr<skp_key> down_key = bpf::SocketKey(downstream.get());
   if (!down_key.ok()) return fail("socket_state", down_key.status());
   absl::StatusOr<skp_key> up_key = bpf::SocketKey(upstream.get());
   if (!up_key.ok()) return fail("socket_state", up_key.status());
-  absl::StatusOr<uint64_t> up_base = BytesEnteredWriteQueue(upstream.get());
-  if (!up_base.ok()) return fail("socket_state", up_base.status());
-  absl::StatusOr<uint64_t> down_base = BytesEnteredWriteQueue(downstream.get());
-  if (!down_base.ok()) return fail("socket_state", down_base.status());
 
   bpf::ConnectionKeys keys{*down_key, *up_key};
   int err = 0;
@@ -76,8 +68,8 @@ std::unique_ptr<SockmapPipe> SockmapPipe::Create(Ring& ring, Metrics& metrics, b
   }
   std::unique_ptr<SockmapPipe> pipe(new SockmapPipe(ring, metrics, program, gate_limit, keys, std::move(downstream),
                                                     std::move(upstream), std::move(on_finish)));
-  pipe->dirs_[SKP_DOWNSTREAM_TO_UPSTREAM].destination_base = *up_base;
-  pipe->dirs_[SKP_UPSTREAM_TO_DOWNSTREAM].destination_base = *down_base;
+  pipe->dirs_[SKP_DOWNSTREAM_TO_UPSTREAM].destination_base = up->entered;
+  pipe->dirs_[SKP_UPSTREAM_TO_DOWNSTREAM].destination_base = down->entered;
   return pipe;
 }
 
@@ -234,10 +226,7 @@ bool SockmapPipe::Flush(int d) {
   }
   dir.length = dir.sent = 0;
   // Tells the verdict every passed byte so far is in the destination's write queue: it may redirect again.
-  if (!program_.PublishUserCopied(dir.source_key, dir.user_copied).ok()) {
-    Abort();
-    return false;
-  }
+  program_.PublishUserCopied(keys_.user_slots[d], dir.user_copied);
   return true;
 }
 
@@ -258,28 +247,28 @@ bool SockmapPipe::AllPassedCopied(int d) {
 // A destination that was reset never takes them: the connection is then reset too.
 bool SockmapPipe::BacklogDrained(int d) {
   Direction& dir = dirs_[d];
-  if (TcpState(destination(d)) == kTcpClose) {
+  absl::StatusOr<WriteProgress> progress = ReadWriteProgress(destination(d));
+  if (progress.ok() && progress->tcp_state == kTcpClose) {
     Abort();
     return false;
   }
   absl::StatusOr<skp_dir> state = program_.ReadDirection(dir.source_key);
-  absl::StatusOr<uint64_t> entered = BytesEnteredWriteQueue(destination(d));
-  if (!state.ok() || !entered.ok()) return true;  // the socket is gone: nothing left to wait for
-  return *entered - dir.destination_base >= state->redirected + dir.user_copied;
+  if (!state.ok() || !progress.ok()) return true;  // the socket is gone: nothing left to wait for
+  return progress->entered - dir.destination_base >= state->redirected + dir.user_copied;
 }
 
 void SockmapPipe::EndIfDone() {
   if (!dirs_[0].shut || !dirs_[1].shut) return;
   // Both sources reached EOF (so user space read every passed byte) and both backlogs drained: nothing of
-  // this connection is left in the kernel path.
-  program_.Remove(keys_);
+  // this connection is left in the kernel path. The sockets leave the sockhash when they are closed.
+  program_.RemoveState(keys_);
   Finish();
 }
 
 void SockmapPipe::Abort() {
   if (aborting_) return;
   aborting_ = true;
-  program_.Remove(keys_);
+  program_.RemoveState(keys_);
   ArmResetOnClose();
   CancelAll(kCancel);
 }

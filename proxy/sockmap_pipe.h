@@ -76,8 +76,12 @@ class SockmapPipe final : public Pipe {
   bool aborting_ = false;
 };
 
-// Bytes that have entered fd's TCP write queue since it connected (tcpi_bytes_acked + SIOCOUTQ), up to
-// a constant per socket: only differences are meaningful.
-absl::StatusOr<uint64_t> BytesEnteredWriteQueue(int fd);
+// A socket's TCP state, and the bytes that have entered its write queue since it connected
+// (tcpi_bytes_acked + SIOCOUTQ), up to a constant per socket: only differences are meaningful.
+struct WriteProgress {
+  uint8_t tcp_state;
+  uint64_t entered;
+};
+absl::StatusOr<WriteProgress> ReadWriteProgress(int fd);
 
 }  // namespace skproxy
