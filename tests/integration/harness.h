@@ -301,7 +301,7 @@ class ProxyProcess {
 };
 
 // Starts the proxy into `var` (a std::unique_ptr<ProxyProcess>), skipping the test if the sockmap data path
-// was refused because BPF cannot be loaded (unless SKPROXY_REQUIRE_SOCKMAP=1), failing it on any other error.
+// was refused because BPF cannot be loaded (only when not root, see RequireSockmap), failing it on any other error.
 #define SKPROXY_START_OR_SKIP(var, config)                                                         \
   std::unique_ptr<::skproxy::itest::ProxyProcess> var;                                             \
   {                                                                                                \
@@ -313,6 +313,7 @@ class ProxyProcess {
     ASSERT_TRUE(started_.ok()) << started_.status();                                               \
     var = std::move(*started_);                                                                    \
   }
+// Whether a sockmap proxy that cannot load BPF fails the test (as root, by default) or skips it.
 bool RequireSockmap();
 
 // Waits until the proxy holds no connection: skproxy_connections_active sums to 0, skproxy_sockmap_entries
