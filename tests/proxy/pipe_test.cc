@@ -254,6 +254,61 @@ TEST_P(PipeTest, SlowReaderExact) {
   }
 }
 
+// A leg that is no longer established cannot go into the sockhash (EOPNOTSUPP): Create hands both legs
+// back untouched, with the reason, and the user-space path carries the connection to the end.
+TEST(SockmapFallbackTest, ClosingLegFallsBackToUserspaceIntact) {
+  auto program = bpf::SockmapProgram::Load(64);
+  if (!program.ok()) {
+    if (geteuid() != 0) GTEST_SKIP() << "the kernel path needs root: " << program.status();
+    FAIL() << program.status();
+  }
+  auto ring = Ring::Create(256, 64, 64 * 1024);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  Metrics metrics(program->get());
+  auto [client, downstream] = Pair();
+  auto [upstream, server] = Pair();
+  fcntl(downstream.get(), F_SETFL, O_NONBLOCK);
+  fcntl(upstream.get(), F_SETFL, O_NONBLOCK);
+  WritePattern(client.get(), 5000, true);  // request, then FIN: the downstream leg is in CLOSE_WAIT
+  pollfd p{downstream.get(), POLLRDHUP, 0};
+  ASSERT_EQ(poll(&p, 1, 2000), 1);
+
+  bool finished = false;
+  SockmapPipe::InsertFailure failure;
+  std::unique_ptr<Pipe> pipe = SockmapPipe::Create(**ring, metrics, **program, 8 << 20, std::move(downstream),
+                                                   std::move(upstream), [&] { finished = true; }, &failure);
+  ASSERT_EQ(pipe, nullptr);
+  EXPECT_EQ(failure.reason, "not_established") << failure.status;
+  ASSERT_TRUE(failure.downstream.valid() && failure.upstream.valid());
+  EXPECT_EQ((*program)->CountSockets(), 0u);
+
+  pipe = std::make_unique<UserspacePipe>(**ring, metrics, std::move(failure.downstream),
+                                         std::move(failure.upstream), [&] { finished = true; });
+  pipe->Start();
+  ReadResult request, response;
+  std::thread upstream_side([&] {
+    request = ReadPattern(server.get(), 0, 10);
+    WritePattern(server.get(), 100000, true);
+  });
+  std::thread client_side([&] { response = ReadPattern(client.get(), 0, 10); });
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  __kernel_timespec tick{0, 20'000'000};
+  while (!pipe->done() && Clock::now() < deadline) {
+    io_uring_prep_timeout((*ring)->PrepareUntracked(), &tick, 0, 0);
+    ASSERT_TRUE((*ring)->SubmitAndDispatch().ok());
+  }
+  EXPECT_TRUE(pipe->done());
+  pipe.reset();
+  upstream_side.join();
+  client_side.join();
+  EXPECT_EQ(request.bytes, 5000u);
+  EXPECT_EQ(request.first_bad, UINT64_MAX);
+  EXPECT_TRUE(request.eof);
+  EXPECT_EQ(response.bytes, 100000u);
+  EXPECT_EQ(response.first_bad, UINT64_MAX);
+  EXPECT_TRUE(response.eof);
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, PipeTest, ::testing::Values(PathKind::kSockmap, PathKind::kUserspace),
                          [](const auto& info) { return std::string(PathKindName(info.param)); });
 
