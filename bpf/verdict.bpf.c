@@ -27,7 +27,7 @@
 
 /* bpf_skb_adjust_room removes at most this many bytes per call on sk_skb. */
 #define SKP_TRIM_CHUNK 4095
-#define SKP_TRIM_MAX_CALLS 64
+#define SKP_TRIM_MAX_CALLS 256  /* 1 MiB: up to the default receive buffer */
 
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
