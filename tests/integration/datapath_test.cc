@@ -179,9 +179,7 @@ TEST_P(DatapathTest, ClientBytesSentBeforeTheUpstreamConnectsArriveIntact) {
   PatternChecker checker(id);
   IoResult r = ReadStream(fd->get(), &checker, DeadlineIn(30s));
   sender.join();
-  EXPECT_EQ(r.bytes, kBytes) << r.Describe();
-  EXPECT_TRUE(r.eof) << r.Describe();
-  EXPECT_TRUE(checker.ok()) << checker.Describe();
+  EXPECT_WHOLE_STREAM(r, checker, kBytes);
   fd->reset();
   EXPECT_PROXY_IDLE(proxy, baseline_fds);
 }
@@ -459,9 +457,7 @@ TEST_P(DatapathTest, UpstreamFinWhileBytesQueuedTowardsSlowClient) {
   ReadPacing pacing;
   pacing.rate = 16.0 * MiB;
   IoResult r = ReadStream(fd->get(), &checker, DeadlineIn(30s), pacing);
-  EXPECT_EQ(r.bytes, kBytes) << r.Describe();
-  EXPECT_TRUE(r.eof) << r.Describe();
-  EXPECT_TRUE(checker.ok()) << checker.Describe();
+  EXPECT_WHOLE_STREAM(r, checker, kBytes);
   fd->reset();
   EXPECT_PROXY_IDLE(proxy, baseline_fds);
 }

@@ -412,6 +412,24 @@ IoResult SendPattern(int fd, uint32_t id, uint64_t offset, uint64_t n, Deadline 
   return r;
 }
 
+// After a recv() that returned no bytes: records EOF, an error or the deadline in *r and returns false, or
+// waits until fd is readable and returns true (read again).
+bool WaitAfterEmptyRecv(int fd, ssize_t got, Deadline deadline, IoResult* r) {
+  if (got == 0) {
+    r->eof = true;
+    return false;
+  }
+  if (errno != EAGAIN && errno != EINTR) {
+    r->error = errno;
+    return false;
+  }
+  if (PollFor(fd, POLLIN, deadline) == 0) {
+    r->timed_out = true;
+    return false;
+  }
+  return true;
+}
+
 IoResult RecvExact(int fd, void* data, size_t n, Deadline deadline) {
   IoResult r;
   char* p = static_cast<char*>(data);
@@ -421,18 +439,7 @@ IoResult RecvExact(int fd, void* data, size_t n, Deadline deadline) {
       r.bytes += got;
       continue;
     }
-    if (got == 0) {
-      r.eof = true;
-      return r;
-    }
-    if (errno != EAGAIN && errno != EINTR) {
-      r.error = errno;
-      return r;
-    }
-    if (PollFor(fd, POLLIN, deadline) == 0) {
-      r.timed_out = true;
-      return r;
-    }
+    if (!WaitAfterEmptyRecv(fd, got, deadline, &r)) return r;
   }
   return r;
 }
@@ -478,18 +485,7 @@ IoResult ReadStream(int fd, PatternChecker* checker, Deadline deadline, const Re
       if (progress) progress->fetch_add(got);
       continue;
     }
-    if (got == 0) {
-      r.eof = true;
-      return r;
-    }
-    if (errno != EAGAIN && errno != EINTR) {
-      r.error = errno;
-      return r;
-    }
-    if (PollFor(fd, POLLIN, deadline) == 0) {
-      r.timed_out = true;
-      return r;
-    }
+    if (!WaitAfterEmptyRecv(fd, got, deadline, &r)) return r;
   }
   if (Clock::now() >= deadline && r.bytes < max_bytes) r.timed_out = true;
   return r;

@@ -142,9 +142,7 @@ TEST_P(SlowReceiverTest, SlowClientReaderBoundsMemoryAndCompletes) {
                           pacing, &received);
   double secs = SecondsSince(start);
   mon.Stop();
-  EXPECT_EQ(r.bytes, kBytes) << r.Describe();
-  EXPECT_TRUE(r.eof) << r.Describe();
-  EXPECT_TRUE(checker.ok()) << checker.Describe();
+  EXPECT_WHOLE_STREAM(r, checker, kBytes);
   CheckBounds("[" + datapath() + "] slow client", secs, mon, mem);
   fd->reset();
   EXPECT_PROXY_IDLE(proxy, baseline_fds);

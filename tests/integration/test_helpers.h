@@ -34,6 +34,14 @@ inline std::string DatapathParamName(const ::testing::TestParamInfo<std::string>
     EXPECT_TRUE(idle_.ok()) << idle_ << "\nproxy stderr:\n" << proxy->StderrTail();    \
   } while (0)
 
+// A stream read to its end: exactly `expected_bytes`, ended by EOF, every byte in the counter pattern.
+#define EXPECT_WHOLE_STREAM(r, checker, expected_bytes)         \
+  do {                                                          \
+    EXPECT_EQ((r).bytes, (expected_bytes)) << (r).Describe();   \
+    EXPECT_TRUE((r).eof) << (r).Describe();                     \
+    EXPECT_TRUE((checker).ok()) << (checker).Describe();        \
+  } while (0)
+
 inline std::string HexHead(const uint8_t* p, size_t n, size_t max = 16) {
   std::string s;
   char b[4];
