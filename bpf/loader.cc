@@ -6,8 +6,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -28,18 +31,39 @@ absl::Status Errno(int err, absl::string_view what) {
   return absl::ErrnoToStatus(err < 0 ? -err : err, what);
 }
 
+// bpf_skb_adjust_room removes at most this much per call on sk_skb (SKP_TRIM_CHUNK in the verdict).
+constexpr uint64_t kTrimChunk = 4095;
+
+uint32_t RoundUpToPowerOfTwo(uint64_t n) {
+  uint64_t p = 1;
+  while (p < n) p <<= 1;
+  return static_cast<uint32_t>(p);
+}
+
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<SockmapProgram>> SockmapProgram::Load(uint32_t max_sockets) {
+absl::StatusOr<std::unique_ptr<SockmapProgram>> SockmapProgram::Load(const LoadOptions& options) {
   libbpf_set_print(LibbpfPrint);
+  if (options.workers == 0 || options.workers > SKP_MAX_WORKERS)
+    return absl::InvalidArgumentError(absl::StrCat("workers must be 1..", SKP_MAX_WORKERS));
   skp_verdict_bpf* skel = skp_verdict_bpf::open();
   if (skel == nullptr) return Errno(errno, "opening the BPF object");
   std::unique_ptr<SockmapProgram> program(new SockmapProgram(skel));
 
   for (bpf_map* map : {skel->maps.skp_socks, skel->maps.skp_dirs, skel->maps.skp_users}) {
-    if (int err = bpf_map__set_max_entries(map, max_sockets); err != 0)
+    if (int err = bpf_map__set_max_entries(map, options.max_sockets); err != 0)
       return Errno(err, absl::StrCat("sizing map ", bpf_map__name(map)));
   }
+  // SO_RCVBUFFORCE doubles the value, and the window we advertise never exceeds the buffer: a
+  // retransmitted head is at most that large.
+  skel->rodata->trim_max_calls =
+      static_cast<uint32_t>((2 * static_cast<uint64_t>(options.receive_buffer_bytes) + kTrimChunk - 1) / kTrimChunk);
+  // The rings are created here, at the size the sockets need; the first one is the template the outer
+  // map is created with (the kernel accepts only inner maps of the template's size).
+  if (absl::Status s = program->CreateNoticeRings(options.workers, NoticeRingBytes(options.max_sockets)); !s.ok())
+    return s;
+  if (int err = bpf_map__set_inner_map_fd(skel->maps.skp_notices, program->rings_[0].get()); err != 0)
+    return Errno(err, "sizing the notice rings");
   std::vector<char> log(1 << 20);
   bpf_program__set_log_buf(skel->progs.skp_verdict, log.data(), log.size());
   if (int err = skp_verdict_bpf::load(skel); err != 0) {
@@ -49,12 +73,39 @@ absl::StatusOr<std::unique_ptr<SockmapProgram>> SockmapProgram::Load(uint32_t ma
                                    verifier.empty() ? "" : absl::StrCat(" (verifier: ", verifier, ")")));
   }
   bpf_program__set_log_buf(skel->progs.skp_verdict, nullptr, 0);
+  if (absl::Status s = program->InstallNoticeRings(); !s.ok()) return s;
   if (bpf_prog_attach(bpf_program__fd(skel->progs.skp_verdict), program->socks_fd(),
                       BPF_SK_SKB_STREAM_VERDICT, 0) != 0)
     return Errno(errno, "attaching the stream verdict to the sockhash");
   program->attached_ = true;
-  if (absl::Status s = program->MapUsers(max_sockets); !s.ok()) return s;
+  if (absl::Status s = program->MapUsers(options.max_sockets); !s.ok()) return s;
   return program;
+}
+
+uint32_t SockmapProgram::NoticeRingBytes(uint32_t slots) {
+  // A record is 16 bytes (8 of header). A direction has at most one notice outstanding per time user
+  // space arms it, and it arms again only after it has handled the last: 2 per slot leaves room for a
+  // worker that is slow to consume. Ring buffers are a power of two, at least a page.
+  const uint64_t wanted = 2 * 16 * static_cast<uint64_t>(slots);
+  return RoundUpToPowerOfTwo(std::max<uint64_t>(wanted, static_cast<uint64_t>(sysconf(_SC_PAGESIZE))));
+}
+
+absl::Status SockmapProgram::CreateNoticeRings(uint32_t workers, uint32_t ring_bytes) {
+  for (uint32_t i = 0; i < workers; ++i) {
+    UniqueFd ring(bpf_map_create(BPF_MAP_TYPE_RINGBUF, "skp_notice", 0, 0, ring_bytes, nullptr));
+    if (!ring.valid()) return Errno(errno, "creating a notice ring");
+    rings_.push_back(std::move(ring));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SockmapProgram::InstallNoticeRings() {
+  const int outer = bpf_map__fd(skel_->maps.skp_notices);
+  for (uint32_t i = 0; i < rings_.size(); ++i) {
+    const int fd = rings_[i].get();
+    if (bpf_map_update_elem(outer, &i, &fd, BPF_ANY) != 0) return Errno(errno, "installing a notice ring");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status SockmapProgram::MapUsers(uint32_t slots) {
@@ -65,8 +116,7 @@ absl::Status SockmapProgram::MapUsers(uint32_t slots) {
   if (mem == MAP_FAILED) return Errno(errno, "mapping skp_users");
   users_ = static_cast<skp_user*>(mem);
   absl::MutexLock lock(&slots_mu_);
-  free_slots_.reserve(slots);
-  for (uint32_t slot = slots; slot > 0; --slot) free_slots_.push_back(slot - 1);
+  for (uint32_t slot = 0; slot < slots; ++slot) free_slots_.push_back(slot);
   return absl::OkStatus();
 }
 
@@ -74,9 +124,11 @@ bool SockmapProgram::TakeSlots(ConnectionKeys& keys) {
   absl::MutexLock lock(&slots_mu_);
   if (free_slots_.size() < SKP_DIRECTIONS) return false;
   for (uint32_t& slot : keys.user_slots) {
-    slot = free_slots_.back();
-    free_slots_.pop_back();
-    PublishUserCopied(slot, 0);
+    slot = free_slots_.front();
+    free_slots_.pop_front();
+    // Before the slot's state is in skp_dirs, so the verdict never sees the previous owner's counts.
+    users_[slot] = skp_user{};
+    std::atomic_thread_fence(std::memory_order_seq_cst);
   }
   return true;
 }
@@ -101,9 +153,9 @@ int SockmapProgram::socks_fd() const { return bpf_map__fd(skel_->maps.skp_socks)
 int SockmapProgram::dirs_fd() const { return bpf_map__fd(skel_->maps.skp_dirs); }
 
 absl::Status SockmapProgram::Insert(ConnectionKeys& keys, int downstream_fd, int upstream_fd, uint64_t gate_limit,
-                                    int* failed_errno) {
-  auto undo = [&](int err, absl::string_view what) {
-    Remove(keys);
+                                    uint32_t worker, Inserted* inserted, int* failed_errno) {
+  *inserted = Inserted::kNone;
+  auto fail = [&](int err, absl::string_view what) {
     if (failed_errno != nullptr) *failed_errno = err;
     return Errno(err, what);
   };
@@ -116,32 +168,51 @@ absl::Status SockmapProgram::Insert(ConnectionKeys& keys, int downstream_fd, int
   down.direction = SKP_DOWNSTREAM_TO_UPSTREAM;
   down.gate_limit = gate_limit;
   down.user_slot = keys.user_slots[SKP_DOWNSTREAM_TO_UPSTREAM];
+  down.worker = worker;
   skp_dir up{};
   up.peer = keys.downstream;
   up.direction = SKP_UPSTREAM_TO_DOWNSTREAM;
   up.gate_limit = gate_limit;
   up.user_slot = keys.user_slots[SKP_UPSTREAM_TO_DOWNSTREAM];
+  up.worker = worker;
   if (bpf_map_update_elem(dirs_fd(), &keys.downstream, &down, BPF_ANY) != 0 ||
-      bpf_map_update_elem(dirs_fd(), &keys.upstream, &up, BPF_ANY) != 0)
-    return undo(errno, "adding connection state");
+      bpf_map_update_elem(dirs_fd(), &keys.upstream, &up, BPF_ANY) != 0) {
+    const int err = errno;
+    RemoveState(keys);
+    return fail(err, "adding connection state");
+  }
   // Downstream first: a client that has already half-closed fails here (EOPNOTSUPP) before anything of
   // the connection is on the kernel path.
   uint64_t fd = downstream_fd;
-  if (bpf_map_update_elem(socks_fd(), &keys.downstream, &fd, BPF_NOEXIST) != 0)
-    return undo(errno, "inserting the downstream socket");
+  if (bpf_map_update_elem(socks_fd(), &keys.downstream, &fd, BPF_NOEXIST) != 0) {
+    const int err = errno;
+    RemoveState(keys);
+    return fail(err, "inserting the downstream socket");
+  }
+  // From here the verdict may already have passed client bytes into the downstream's psock: taking the
+  // downstream out again would drop them, so a failure leaves it in and says so.
+  *inserted = Inserted::kDownstreamOnly;
   fd = upstream_fd;
   if (bpf_map_update_elem(socks_fd(), &keys.upstream, &fd, BPF_NOEXIST) != 0)
-    return undo(errno, "inserting the upstream socket");
+    return fail(errno, "inserting the upstream socket");
+  *inserted = Inserted::kBoth;
   return absl::OkStatus();
 }
 
+void SockmapProgram::DeleteOrLog(int map_fd, const skp_key& key, const char* map) const {
+  // ENOENT is normal: closing a socket takes it out of the sockhash by itself.
+  if (bpf_map_delete_elem(map_fd, &key) == 0 || errno == ENOENT) return;
+  if (!delete_error_logged_.exchange(true))
+    std::fprintf(stderr, "skproxy: deleting from %s: %s (logged once)\n", map, std::strerror(errno));
+}
+
 void SockmapProgram::Remove(ConnectionKeys& keys) {
-  for (const skp_key* key : {&keys.downstream, &keys.upstream}) bpf_map_delete_elem(socks_fd(), key);
+  for (const skp_key* key : {&keys.downstream, &keys.upstream}) DeleteOrLog(socks_fd(), *key, "skp_socks");
   RemoveState(keys);
 }
 
 void SockmapProgram::RemoveState(ConnectionKeys& keys) {
-  for (const skp_key* key : {&keys.downstream, &keys.upstream}) bpf_map_delete_elem(dirs_fd(), key);
+  for (const skp_key* key : {&keys.downstream, &keys.upstream}) DeleteOrLog(dirs_fd(), *key, "skp_dirs");
   ReturnSlots(keys);
 }
 
@@ -149,6 +220,19 @@ absl::StatusOr<skp_dir> SockmapProgram::ReadDirection(const skp_key& source) con
   skp_dir dir;
   if (bpf_map_lookup_elem(dirs_fd(), &source, &dir) != 0) return Errno(errno, "reading direction state");
   return dir;
+}
+
+uint64_t SockmapProgram::NoticesLost() const {
+  const int cpus = libbpf_num_possible_cpus();
+  std::vector<uint64_t> per_cpu(cpus > 0 ? cpus : 1);
+  const int fd = bpf_map__fd(skel_->maps.skp_stats);
+  uint64_t lost = 0;
+  for (uint32_t d = 0; d < SKP_DIRECTIONS; ++d) {
+    uint32_t index = d * SKP_STAT_COUNT + SKP_STAT_NOTICES_LOST;
+    if (bpf_map_lookup_elem(fd, &index, per_cpu.data()) != 0) continue;
+    for (uint64_t v : per_cpu) lost += v;
+  }
+  return lost;
 }
 
 StatsSnapshot SockmapProgram::ReadStats() const {

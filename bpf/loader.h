@@ -3,7 +3,9 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <vector>
 
@@ -11,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "bpf/skproxy.h"
+#include "proxy/unique_fd.h"
 
 struct skp_verdict_bpf;  // the bpftool skeleton
 
@@ -28,21 +31,40 @@ struct ConnectionKeys {
   static constexpr uint32_t kNoSlot = ~0u;
 };
 
+struct LoadOptions {
+  uint32_t max_sockets = 65536;
+  // The receive buffer the proxy sets on both legs (SO_RCVBUFFORCE, which the kernel doubles): the
+  // verdict's trim must cover an old head as large as the window that buffer allows.
+  uint32_t receive_buffer_bytes = 1 << 20;
+  uint32_t workers = 1;  // one notice ring each
+};
+
+// Which legs Insert put into the sockhash.
+enum class Inserted {
+  kNone,            // nothing is on the kernel path: copy in user space
+  kDownstreamOnly,  // the upstream leg failed after the downstream went in: the verdict passes every
+                    // byte arriving on the downstream to user space (its peer is not in the map), so
+                    // the connection is copied in user space exactly, without taking the downstream out
+                    // (which would drop what the verdict already passed to it)
+  kBoth,
+};
+
 class SockmapProgram {
  public:
   // Loads and attaches. Fails (with the reason: privilege, missing kernel feature, verifier log) when the
   // kernel path cannot be used on this machine.
-  static absl::StatusOr<std::unique_ptr<SockmapProgram>> Load(uint32_t max_sockets);
+  static absl::StatusOr<std::unique_ptr<SockmapProgram>> Load(const LoadOptions& options);
   ~SockmapProgram();
   SockmapProgram(const SockmapProgram&) = delete;
   SockmapProgram& operator=(const SockmapProgram&) = delete;
 
   // Puts both legs on the kernel path: per-direction state first, then the sockets, so the verdict never
-  // sees a socket without its state. On failure nothing stays in the maps; the error carries the errno
-  // (EBUSY, EOPNOTSUPP, ENOMEM, ...), also in *failed_errno, so the caller can fall back for this one
-  // connection and say why.
+  // sees a socket without its state. `worker` names the notice ring of the worker that owns the
+  // connection. The status is the first failure (its errno, EBUSY, EOPNOTSUPP, E2BIG, ..., also in
+  // *failed_errno) and *inserted says what is in the map despite it, so the caller can fall back for this
+  // one connection and say why.
   absl::Status Insert(ConnectionKeys& keys, int downstream_fd, int upstream_fd, uint64_t gate_limit,
-                      int* failed_errno = nullptr);
+                      uint32_t worker, Inserted* inserted, int* failed_errno = nullptr);
   // Takes both legs off the kernel path. Only call once nothing is pending in the psock backlogs.
   void Remove(ConnectionKeys& keys);
   // Drops the connection's state only, for legs about to be closed: closing a socket takes it out of the
@@ -55,8 +77,20 @@ class SockmapProgram {
   void PublishUserCopied(uint32_t slot, uint64_t copied) {
     __atomic_store_n(&users_[slot].copied, copied, __ATOMIC_RELEASE);
   }
+  // The verdict's counts for a direction, read from the shared mapping.
+  uint64_t Passed(uint32_t slot) const { return __atomic_load_n(&users_[slot].passed, __ATOMIC_SEQ_CST); }
+  uint64_t Redirected(uint32_t slot) const { return __atomic_load_n(&users_[slot].redirected, __ATOMIC_ACQUIRE); }
+  // User space stops watching the source of this direction: the verdict's next pass posts a notice.
+  // Sequentially consistent, so that a Passed() after it sees any pass that did not see the flag.
+  void Arm(uint32_t slot) { __atomic_store_n(&users_[slot].armed, 1u, __ATOMIC_SEQ_CST); }
+
+  // The notice ring of worker `index` (a BPF ring buffer map), for the worker to poll and consume.
+  int NoticeRingFd(uint32_t index) const { return index < rings_.size() ? rings_[index].get() : -1; }
+  uint32_t workers() const { return static_cast<uint32_t>(rings_.size()); }
 
   StatsSnapshot ReadStats() const;
+  // Notices the verdict could not post (SKP_STAT_NOTICES_LOST, both directions): cheaper than ReadStats.
+  uint64_t NoticesLost() const;
   // Sockets in the sockhash right now (walks the map: for metrics and tests, not the data path).
   uint64_t CountSockets() const;
 
@@ -65,6 +99,11 @@ class SockmapProgram {
   int socks_fd() const;
   int dirs_fd() const;
   absl::Status MapUsers(uint32_t slots);
+  absl::Status CreateNoticeRings(uint32_t workers, uint32_t ring_bytes);
+  absl::Status InstallNoticeRings();
+  static uint32_t NoticeRingBytes(uint32_t slots);
+  // A failed delete of something that should have been there: logged once per process, not per connection.
+  void DeleteOrLog(int map_fd, const skp_key& key, const char* map) const;
   bool TakeSlots(ConnectionKeys& keys);
   void ReturnSlots(ConnectionKeys& keys);
 
@@ -72,8 +111,12 @@ class SockmapProgram {
   bool attached_ = false;
   skp_user* users_ = nullptr;  // skp_users, mapped
   size_t users_bytes_ = 0;
+  std::vector<UniqueFd> rings_;
+  mutable std::atomic<bool> delete_error_logged_{false};
   absl::Mutex slots_mu_;
-  std::vector<uint32_t> free_slots_ ABSL_GUARDED_BY(slots_mu_);
+  // First in, first out: a slot is reused as late as possible, so that a verdict still running for the
+  // connection that returned it (an RCU reader of its old state) cannot count into the next owner's slot.
+  std::deque<uint32_t> free_slots_ ABSL_GUARDED_BY(slots_mu_);
 };
 
 }  // namespace skproxy::bpf

@@ -30,6 +30,20 @@ struct {
 	__type(value, struct skp_user);
 } skp_users SEC(".maps");
 
+/* One notice ring per worker, indexed by skp_dir.worker. The loader sizes the inner ring and creates one
+ * per worker: the verdict wakes only the worker that owns the connection. */
+struct skp_notice_ring {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4096); /* set by the loader */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, SKP_MAX_WORKERS);
+	__type(key, __u32);
+	__array(values, struct skp_notice_ring);
+} skp_notices SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SKP_STATS_ENTRIES);

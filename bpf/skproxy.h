@@ -28,6 +28,7 @@ enum skp_dir_flags {
 	SKP_F_USER_MODE = 1 << 0, /* the gate is passing this direction's bytes to user space */
 	SKP_F_SEQ_INIT = 1 << 1,  /* next_seq holds the end of the last skb seen */
 	SKP_F_WSEQ_INIT = 1 << 2, /* peer_wseq_base holds the peer's write_seq at the first verdict */
+	SKP_F_BROKEN = 1 << 3,    /* a trim fell short: every later skb is dropped and user space resets */
 };
 
 /* One direction of a connection: bytes that arrive on the socket `skp_dirs` is keyed by and leave through
@@ -39,18 +40,36 @@ struct skp_dir {
 	__u64 gate_limit;     /* peer write queue + psock backlog + this skb above this: hand over to user space */
 	__u32 peer_wseq_base; /* peer tcp_sock.write_seq at the first verdict: what entered it since is ours */
 	__u32 next_seq;       /* TCP sequence right after the last byte seen: older bytes are a retransmission */
-	__u64 redirected;     /* bytes redirected to the peer */
-	__u64 passed;         /* bytes passed to user space (to be copied by it to the peer) */
-	__u32 user_slot;      /* this direction's entry in skp_users */
+	__u32 trim_left;      /* scratch of the trim: old bytes still to remove from the current skb */
 	__u32 reserved;
+	__u32 user_slot;      /* this direction's entry in skp_users */
+	__u32 worker;         /* index in skp_notices of the ring of the worker that owns the connection */
 };
 
-/* Written only by user space, read by the verdict: how many of `passed` it has written to the peer.
- * A map of its own so that user space never overwrites the verdict's counters: an mmapable array, so user
- * space publishes with a plain store instead of a syscall. */
+/* What the verdict and user space tell each other about one direction, in an mmapable array shared by
+ * both, so that neither side needs a syscall to read or publish it. Each field has one writer. */
 struct skp_user {
-	__u64 copied;
+	__u64 copied;     /* user space: passed bytes it has written to the peer */
+	__u32 armed;      /* user space sets it when it stops watching the source; the verdict clears it
+			   * (atomic exchange) when it passes a byte, and then posts one notice */
+	__u32 reserved;
+	__u64 passed;     /* verdict: bytes passed to user space (to be copied by it to the peer) */
+	__u64 redirected; /* verdict: bytes redirected to the peer */
 };
+
+/* One record in a worker's notice ring: direction `slot` needs user space. */
+enum skp_notice_kind {
+	SKP_NOTICE_PASSED = 0, /* the gate passed bytes to user space while it was not watching */
+	SKP_NOTICE_BROKEN = 1, /* a trim fell short: the connection must be reset */
+};
+
+struct skp_notice {
+	__u32 slot;
+	__u32 kind;
+};
+
+/* At most this many workers (notice rings). */
+#define SKP_MAX_WORKERS 256
 
 /* Per-CPU counters, index = direction * SKP_STAT_COUNT + stat. */
 enum skp_stat {
@@ -60,9 +79,12 @@ enum skp_stat {
 	SKP_STAT_GATE_EXIT,        /* and back */
 	SKP_STAT_TRIMMED_BYTES,    /* retransmitted bytes removed from the head of a partly-old skb */
 	SKP_STAT_OLD_SKBS_DROPPED, /* wholly-old skbs (all bytes seen before) */
-	SKP_STAT_TRIM_ERRORS,      /* bpf_skb_adjust_room failed: the skb was passed untrimmed */
+	SKP_STAT_TRIM_SHORT,       /* the trim fell short (helper error, old head over the bound): dropped, reset */
+	SKP_STAT_BROKEN_DROPS,     /* skbs dropped on a direction whose trim fell short, before the reset */
 	SKP_STAT_REDIRECT_ERRORS,  /* peer vanished between lookup and redirect: passed instead */
 	SKP_STAT_NO_STATE,         /* skb on a socket with no skp_dirs entry (insertion in progress) */
+	SKP_STAT_NOTICES,          /* notices posted to a worker's ring */
+	SKP_STAT_NOTICES_LOST,     /* a notice ring was full or missing (user space's sweep recovers) */
 	SKP_STAT_COUNT,
 };
 

@@ -27,7 +27,10 @@
 
 /* bpf_skb_adjust_room removes at most this many bytes per call on sk_skb. */
 #define SKP_TRIM_CHUNK 4095
-#define SKP_TRIM_MAX_CALLS 256  /* 1 MiB: up to the default receive buffer */
+
+/* Calls the trim may make per skb, set by the loader from the configured receive buffer: an old head is
+ * bytes the peer retransmitted, so it is never larger than the window we advertised. */
+const volatile __u32 trim_max_calls = 256;
 
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
@@ -83,8 +86,31 @@ static __always_inline __u32 stream_start(struct sk_buff *kskb, __u32 skb_seq)
 	return tp->copied_seq;
 }
 
+struct trim_ctx {
+	struct __sk_buff *skb;
+	struct skp_dir *dir;
+};
+
+/* One bpf_skb_adjust_room call of the trim, as a bpf_loop callback: the verifier checks it once, however
+ * many calls the receive buffer needs. What is left lives in the map value, not on the stack, so the
+ * verifier does not follow it call by call. Returns 1 (stop) when done or when the helper fails. */
+static long trim_chunk(__u32 index, void *data)
+{
+	struct trim_ctx *t = data;
+	struct skp_dir *dir = t->dir;
+	__u32 left = dir->trim_left;
+	__u32 chunk = left > SKP_TRIM_CHUNK ? SKP_TRIM_CHUNK : left;
+
+	if (chunk == 0 || bpf_skb_adjust_room(t->skb, -(__s32)chunk, 0, 0))
+		return 1;
+	dir->trim_left = left - chunk;
+	return left == chunk;
+}
+
 /* Removes bytes this direction has already seen (or user space already read) from the head of skb.
- * Returns SK_PASS to go on with the (possibly trimmed) skb, SK_DROP if the skb holds nothing new. */
+ * Returns SK_PASS to go on with the (possibly trimmed) skb, SK_DROP if the skb holds nothing new, and
+ * -1 when the old head could not be removed whole: the skb must not go anywhere, since forwarding it
+ * would repeat bytes, and the connection has to be reset. */
 static __always_inline int trim_old_head(struct __sk_buff *skb, struct skp_dir *dir)
 {
 	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
@@ -98,30 +124,40 @@ static __always_inline int trim_old_head(struct __sk_buff *skb, struct skp_dir *
 	}
 	old = (__s32)(dir->next_seq - seq);
 	if (old > 0) {
-		__u32 left = old;
+		struct trim_ctx t = {.skb = skb, .dir = dir};
 
 		if ((__s32)(end_seq - dir->next_seq) <= 0) {
 			stat_add(dir->direction, SKP_STAT_OLD_SKBS_DROPPED, 1);
 			return SK_DROP;
 		}
-		for (int i = 0; i < SKP_TRIM_MAX_CALLS && left; i++) {
-			__u32 chunk = left > SKP_TRIM_CHUNK ? SKP_TRIM_CHUNK : left;
-
-			if (bpf_skb_adjust_room(skb, -(__s32)chunk, 0, 0))
-				break;
-			left -= chunk;
-		}
-		stat_add(dir->direction, SKP_STAT_TRIMMED_BYTES, old - left);
-		if (left)
-			stat_add(dir->direction, SKP_STAT_TRIM_ERRORS, 1);
+		dir->trim_left = old;
+		bpf_loop(trim_max_calls, trim_chunk, &t, 0);
+		stat_add(dir->direction, SKP_STAT_TRIMMED_BYTES, old - dir->trim_left);
+		if (dir->trim_left)
+			return -1;
 	}
 	if ((__s32)(end_seq - dir->next_seq) > 0)
 		dir->next_seq = end_seq;
 	return SK_PASS;
 }
 
+/* Posts a notice to the ring of the worker that owns the connection. A lost notice is counted; user
+ * space's periodic sweep finds the direction anyway. */
+static __always_inline void notify(struct skp_dir *dir, __u32 kind)
+{
+	struct skp_notice notice = {.slot = dir->user_slot, .kind = kind};
+	__u32 worker = dir->worker;
+	void *ring = bpf_map_lookup_elem(&skp_notices, &worker);
+
+	if (ring && bpf_ringbuf_output(ring, &notice, sizeof(notice), 0) == 0)
+		stat_add(dir->direction, SKP_STAT_NOTICES, 1);
+	else
+		stat_add(dir->direction, SKP_STAT_NOTICES_LOST, 1);
+}
+
 /* Bytes queued towards the peer that are ours: its write queue plus our psock backlog. */
-static __always_inline __u64 peer_pending(struct skp_dir *dir, struct bpf_sock *peer, __u64 user_copied)
+static __always_inline __u64 peer_pending(struct skp_dir *dir, struct skp_user *user, struct bpf_sock *peer,
+					 __u64 user_copied)
 {
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(peer);
 	__u32 write_seq, entered;
@@ -138,20 +174,27 @@ static __always_inline __u64 peer_pending(struct skp_dir *dir, struct bpf_sock *
 	 * copied by user space), so what we sent minus what entered is still in the backlog. 32-bit serial
 	 * arithmetic: the backlog is far below 2 GiB; a copy not yet published can make it briefly negative. */
 	entered = write_seq - dir->peer_wseq_base;
-	backlog = (__s32)((__u32)(dir->redirected + user_copied) - entered);
+	backlog = (__s32)((__u32)(user->redirected + user_copied) - entered);
 	if (backlog < 0)
 		backlog = 0;
 	return (__u64)tp->inet_conn.icsk_inet.sk.sk_wmem_queued + (__u32)backlog;
 }
 
-static __always_inline int pass_to_user(struct skp_dir *dir, __u32 len)
+/* Hands the skb to user space. User space does not watch a source whose bytes the verdict redirects (it
+ * would be woken for every skb): when it has stopped watching (armed), the first pass posts a notice.
+ * User space stores `armed`, then loads `passed`; here `passed` is stored, then `armed` is read. Each side
+ * needs a full barrier between its store and its load, or both can miss the other's store (a lost
+ * wake-up): the exchange is that barrier, so it is done whether or not the flag is set. */
+static __always_inline int pass_to_user(struct skp_dir *dir, struct skp_user *user, __u32 len)
 {
 	if (!(dir->flags & SKP_F_USER_MODE)) {
 		dir->flags |= SKP_F_USER_MODE;
 		stat_add(dir->direction, SKP_STAT_GATE_ENTER, 1);
 	}
-	dir->passed += len;
+	user->passed += len;
 	stat_add(dir->direction, SKP_STAT_PASSED_BYTES, len);
+	if (__sync_lock_test_and_set(&user->armed, 0))
+		notify(dir, SKP_NOTICE_PASSED);
 	return SK_PASS;
 }
 
@@ -177,25 +220,40 @@ int skp_verdict(struct __sk_buff *skb)
 		stat_add(0, SKP_STAT_NO_STATE, 1);
 		return SK_PASS;
 	}
-	if (trim_old_head(skb, dir) == SK_DROP)
+	if (dir->flags & SKP_F_BROKEN) {
+		stat_add(dir->direction, SKP_STAT_BROKEN_DROPS, 1);
 		return SK_DROP;
-
+	}
 	slot = dir->user_slot;
 	user = bpf_map_lookup_elem(&skp_users, &slot);
-	user_copied = user ? *(volatile __u64 *)&user->copied : 0;
+	if (!user) {
+		stat_add(dir->direction, SKP_STAT_NO_STATE, 1);
+		return SK_PASS;
+	}
+	ret = trim_old_head(skb, dir);
+	if (ret == SK_DROP)
+		return SK_DROP;
+	if (ret < 0) {
+		dir->flags |= SKP_F_BROKEN;
+		stat_add(dir->direction, SKP_STAT_TRIM_SHORT, 1);
+		notify(dir, SKP_NOTICE_BROKEN);
+		return SK_DROP;
+	}
+
+	user_copied = *(volatile __u64 *)&user->copied;
 	/* Stay in user mode until user space has written every byte passed so far: a redirect now would
 	 * overtake them. */
-	if ((dir->flags & SKP_F_USER_MODE) && user_copied < dir->passed)
-		return pass_to_user(dir, skb->len);
+	if ((dir->flags & SKP_F_USER_MODE) && user_copied < user->passed)
+		return pass_to_user(dir, user, skb->len);
 
 	__builtin_memcpy(&peer_key, &dir->peer, sizeof(peer_key));
 	peer = bpf_map_lookup_elem(&skp_socks, &peer_key);
 	if (!peer)
-		return pass_to_user(dir, skb->len);
-	pending = peer_pending(dir, peer, user_copied);
+		return pass_to_user(dir, user, skb->len);
+	pending = peer_pending(dir, user, peer, user_copied);
 	bpf_sk_release(peer);
 	if (pending + skb->len > dir->gate_limit)
-		return pass_to_user(dir, skb->len);
+		return pass_to_user(dir, user, skb->len);
 
 	if (dir->flags & SKP_F_USER_MODE) {
 		dir->flags &= ~SKP_F_USER_MODE;
@@ -205,9 +263,9 @@ int skp_verdict(struct __sk_buff *skb)
 	if (ret != SK_PASS) {
 		/* The lookup failed, so no redirect was set up: deliver locally, user space copies it. */
 		stat_add(dir->direction, SKP_STAT_REDIRECT_ERRORS, 1);
-		return pass_to_user(dir, skb->len);
+		return pass_to_user(dir, user, skb->len);
 	}
-	dir->redirected += skb->len;
+	user->redirected += skb->len;
 	stat_add(dir->direction, SKP_STAT_REDIRECTED_BYTES, skb->len);
 	return SK_PASS;
 }

@@ -90,10 +90,11 @@ void Connection::StartPipe() {
   auto on_finish = [this] { worker_.finished->push_back(this); };
   if (worker_.sockmap != nullptr) {
     SockmapPipe::InsertFailure failure;
-    pipe_ = SockmapPipe::Create(ring_, *worker_.metrics, *worker_.sockmap, worker_.sockmap_config->gate_limit_bytes,
-                                std::move(client_), std::move(upstream_), on_finish, &failure);
+    pipe_ = SockmapPipe::Create(ring_, *worker_.metrics, *worker_.sockmap, *worker_.notices,
+                                {worker_.sockmap_config->gate_limit_bytes, worker_.index}, std::move(client_),
+                                std::move(upstream_), on_finish, &failure);
+    if (!failure.reason.empty()) worker_.metrics->Fallback(failure.reason).Increment();
     if (pipe_ == nullptr) {
-      worker_.metrics->Fallback(failure.reason).Increment();
       client_ = std::move(failure.downstream);
       upstream_ = std::move(failure.upstream);
     }

@@ -119,9 +119,12 @@ int Main(int argc, char** argv) {
     setrlimit(RLIMIT_NOFILE, &limit);
   }
 
+  const int worker_count =
+      config.workers > 0 ? config.workers : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   std::unique_ptr<bpf::SockmapProgram> sockmap;
   if (config.datapath != config::DatapathMode::kUserspace) {
-    absl::StatusOr<std::unique_ptr<bpf::SockmapProgram>> program = bpf::SockmapProgram::Load(config.sockmap.max_entries);
+    absl::StatusOr<std::unique_ptr<bpf::SockmapProgram>> program = bpf::SockmapProgram::Load(
+        {config.sockmap.max_entries, config.sockmap.receive_buffer_bytes, static_cast<uint32_t>(worker_count)});
     if (program.ok()) {
       sockmap = *std::move(program);
     } else if (config.datapath == config::DatapathMode::kSockmap) {
@@ -150,11 +153,9 @@ int Main(int argc, char** argv) {
     listeners.push_back(ListenerContext{&listener, cluster, metrics.ForListener(listener.name)});
   }
 
-  const int worker_count =
-      config.workers > 0 ? config.workers : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
   std::vector<std::unique_ptr<Worker>> workers;
   for (int i = 0; i < worker_count; ++i) {
-    workers.push_back(std::make_unique<Worker>(config, metrics, sockmap.get(), listeners));
+    workers.push_back(std::make_unique<Worker>(config, metrics, sockmap.get(), static_cast<uint32_t>(i), listeners));
     if (absl::Status s = workers.back()->Bind(); !s.ok()) {
       std::fprintf(stderr, "skproxy: %s\n", s.ToString().c_str());
       return kExitFailure;

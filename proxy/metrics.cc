@@ -30,7 +30,7 @@ class Metrics::KernelCollectable : public prometheus::Collectable {
       sockets = program_->CountSockets();
     }
     std::vector<prometheus::MetricFamily> out;
-    out.reserve(4);  // family() hands out references into `out`: it must not reallocate
+    out.reserve(5);  // family() hands out references into `out`: it must not reallocate
     auto family = [&](const char* name, const char* help, prometheus::MetricType type) -> auto& {
       out.push_back(prometheus::MetricFamily{name, help, type, {}});
       return out.back().metric;
@@ -54,6 +54,28 @@ class Metrics::KernelCollectable : public prometheus::Collectable {
       s.counter.value = static_cast<double>(stats[d][SKP_STAT_GATE_ENTER]);
       switches.push_back(s);
       trimmed += stats[d][SKP_STAT_TRIMMED_BYTES];
+    }
+    // Every other counter of the verdict, so that nothing it does is invisible.
+    static constexpr std::pair<skp_stat, const char*> kEvents[] = {
+        {SKP_STAT_GATE_EXIT, "gate_exit"},
+        {SKP_STAT_OLD_SKBS_DROPPED, "old_skb_dropped"},
+        {SKP_STAT_TRIM_SHORT, "trim_short"},
+        {SKP_STAT_BROKEN_DROPS, "broken_skb_dropped"},
+        {SKP_STAT_REDIRECT_ERRORS, "redirect_error"},
+        {SKP_STAT_NO_STATE, "no_state"},
+        {SKP_STAT_NOTICES, "notice"},
+        {SKP_STAT_NOTICES_LOST, "notice_lost"},
+    };
+    auto& events = family("skproxy_verdict_events_total",
+                          "What the verdict program did besides moving bytes, by event and direction.",
+                          prometheus::MetricType::Counter);
+    for (int d = 0; d < SKP_DIRECTIONS; ++d) {
+      for (const auto& [stat, name] : kEvents) {
+        prometheus::ClientMetric m;
+        m.label = {{"direction", DirectionName(d)}, {"event", name}};
+        m.counter.value = static_cast<double>(stats[d][stat]);
+        events.push_back(m);
+      }
     }
     prometheus::ClientMetric t;
     t.counter.value = static_cast<double>(trimmed);
@@ -90,7 +112,11 @@ Metrics::Metrics(const bpf::SockmapProgram* program)
       connect_failures_(prometheus::BuildCounter()
                             .Name("skproxy_upstream_connect_failures_total")
                             .Help("Upstream connection attempts that failed or timed out, by cluster.")
-                            .Register(*registry_)) {}
+                            .Register(*registry_)),
+      pipe_errors_(prometheus::BuildCounter()
+                       .Name("skproxy_pipe_errors_total")
+                       .Help("Connections reset because a data-path operation failed, by operation.")
+                       .Register(*registry_)) {}
 
 ListenerMetrics Metrics::ForListener(const std::string& listener) {
   ListenerMetrics m;

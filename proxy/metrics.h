@@ -34,6 +34,9 @@ class Metrics {
   ListenerMetrics ForListener(const std::string& listener);
   prometheus::Counter& ConnectFailures(const std::string& cluster);
   prometheus::Counter& Fallback(const std::string& reason);
+  // A socket call on the data path that failed where it must not (op: "shutdown", "rcvlowat", ...), or a
+  // connection reset by the kernel path ("trim_short"): each resets the connection, counted here.
+  prometheus::Counter& PipeError(const std::string& op) { return pipe_errors_.Add({{"op", op}}); }
   // Bytes user space copied, direction = enum skp_direction. Exposed with the kernel's count as
   // skproxy_bytes_total{path="user"}, so one family holds both.
   std::atomic<uint64_t>& UserBytes(int direction) { return user_bytes_[direction]; }
@@ -52,6 +55,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& connections_active_;
   prometheus::Family<prometheus::Counter>& fallbacks_;
   prometheus::Family<prometheus::Counter>& connect_failures_;
+  prometheus::Family<prometheus::Counter>& pipe_errors_;
   std::atomic<uint64_t> user_bytes_[2] = {};
   std::unique_ptr<prometheus::Exposer> exposer_;
 };

@@ -20,8 +20,7 @@ namespace {
 
 constexpr long kFirstWaitNs = 50'000;    // the backlog usually drains within one kworker run
 constexpr long kLongestWaitNs = 5'000'000;
-constexpr uint8_t kTcpEstablished = 1;  // include/net/tcp_states.h
-constexpr uint8_t kTcpClose = 7;
+constexpr uint8_t kTcpClose = 7;  // include/net/tcp_states.h
 
 int PendingError(int fd) {
   int err = 0;
@@ -41,8 +40,9 @@ absl::StatusOr<WriteProgress> ReadWriteProgress(int fd) {
 }
 
 std::unique_ptr<SockmapPipe> SockmapPipe::Create(Ring& ring, Metrics& metrics, bpf::SockmapProgram& program,
-                                                 uint64_t gate_limit, UniqueFd downstream, UniqueFd upstream,
-                                                 std::function<void()> on_finish, InsertFailure* failure) {
+                                                 NoticeTargets& notices, Options options, UniqueFd downstream,
+                                                 UniqueFd upstream, std::function<void()> on_finish,
+                                                 InsertFailure* failure) {
   auto fail = [&](std::string reason, absl::Status status) -> std::unique_ptr<SockmapPipe> {
     *failure = InsertFailure{std::move(reason), std::move(status), std::move(downstream), std::move(upstream)};
     return nullptr;
@@ -51,10 +51,6 @@ std::unique_ptr<SockmapPipe> SockmapPipe::Create(Ring& ring, Metrics& metrics, b
   if (!up.ok()) return fail("socket_state", up.status());
   absl::StatusOr<WriteProgress> down = ReadWriteProgress(downstream.get());
   if (!down.ok()) return fail("socket_state", down.status());
-  // A leg that is already closing cannot be inserted (EOPNOTSUPP); checking first keeps the other leg from
-  // spending a moment in the map, where bytes passed to it would be lost when it is taken out again.
-  if (up->tcp_state != kTcpEstablished || down->tcp_state != kTcpEstablished)
-    return fail("not_established", absl::FailedPreconditionError("a leg is no longer established"));
   absl::StatusOr<skp_key> down_key = bpf::SocketKey(downstream.get());
   if (!down_key.ok()) return fail("socket_state", down_key.status());
   absl::StatusOr<skp_key> up_key = bpf::SocketKey(upstream.get());
@@ -62,48 +58,84 @@ std::unique_ptr<SockmapPipe> SockmapPipe::Create(Ring& ring, Metrics& metrics, b
 
   bpf::ConnectionKeys keys{*down_key, *up_key};
   int err = 0;
-  if (absl::Status s = program.Insert(keys, downstream.get(), upstream.get(), gate_limit, &err); !s.ok()) {
+  bpf::Inserted inserted = bpf::Inserted::kNone;
+  absl::Status status =
+      program.Insert(keys, downstream.get(), upstream.get(), options.gate_limit, options.worker, &inserted, &err);
+  std::string reason;
+  if (!status.ok()) {
     const char* name = strerrorname_np(err);  // EBUSY, EOPNOTSUPP, ENOMEM...: a bounded set of labels
-    return fail(absl::StrCat("insert_", absl::AsciiStrToLower(name != nullptr ? name : "error")), std::move(s));
+    reason = absl::StrCat("insert_", absl::AsciiStrToLower(name != nullptr ? name : "error"));
+    if (inserted == bpf::Inserted::kNone) return fail(std::move(reason), std::move(status));
   }
-  std::unique_ptr<SockmapPipe> pipe(new SockmapPipe(ring, metrics, program, gate_limit, keys, std::move(downstream),
-                                                    std::move(upstream), std::move(on_finish)));
+  std::unique_ptr<SockmapPipe> pipe(new SockmapPipe(ring, metrics, program, notices, options.gate_limit, keys,
+                                                    std::move(downstream), std::move(upstream),
+                                                    std::move(on_finish)));
   pipe->dirs_[SKP_DOWNSTREAM_TO_UPSTREAM].destination_base = up->entered;
   pipe->dirs_[SKP_UPSTREAM_TO_DOWNSTREAM].destination_base = down->entered;
+  if (inserted == bpf::Inserted::kDownstreamOnly) {
+    pipe->upstream_in_map_ = false;
+    pipe->dirs_[SKP_UPSTREAM_TO_DOWNSTREAM].source_in_map = false;
+    *failure = InsertFailure{std::move(reason), std::move(status), UniqueFd(), UniqueFd()};
+  }
   return pipe;
 }
 
-SockmapPipe::SockmapPipe(Ring& ring, Metrics& metrics, bpf::SockmapProgram& program, uint64_t gate_limit,
-                         bpf::ConnectionKeys keys,
-                         UniqueFd downstream, UniqueFd upstream, std::function<void()> on_finish)
+SockmapPipe::SockmapPipe(Ring& ring, Metrics& metrics, bpf::SockmapProgram& program, NoticeTargets& notices,
+                         uint64_t gate_limit, bpf::ConnectionKeys keys, UniqueFd downstream, UniqueFd upstream,
+                         std::function<void()> on_finish)
     : Pipe(ring, metrics, std::move(downstream), std::move(upstream), std::move(on_finish)),
       program_(program),
+      notices_(notices),
       gate_limit_(gate_limit),
       keys_(keys) {
   dirs_[SKP_DOWNSTREAM_TO_UPSTREAM].source_key = keys.downstream;
   dirs_[SKP_UPSTREAM_TO_DOWNSTREAM].source_key = keys.upstream;
+  for (int d = 0; d < SKP_DIRECTIONS; ++d) {
+    dirs_[d].slot = keys.user_slots[d];
+    notices_.Add(dirs_[d].slot, this);
+  }
 }
+
+SockmapPipe::~SockmapPipe() { ReleaseKernelState(); }
 
 void SockmapPipe::Start() {
-  // Bytes that arrived before the insertion sit in the receive queue, where the verdict
-  // only sees them when the next segment arrives. Setting SO_RCVLOWAT runs the data-ready path now.
+  // Bytes that arrived before the insertion sit in the receive queue, where the verdict only sees them
+  // when the next segment arrives. Setting SO_RCVLOWAT runs the data-ready path now, synchronously.
+  // Without it those bytes could wait for ever (a client that sent its request and waits): reset.
   const int one = 1;
-  for (int fd : {downstream_.get(), upstream_.get()}) setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
-  WatchReadable(0);
-  WatchReadable(1);
+  for (int fd : {downstream_.get(), upstream_.get()}) {
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one)) != 0) {
+      metrics_.PipeError("rcvlowat").Increment();
+      Abort();
+      return;
+    }
+  }
+  Pump(0);
+  Pump(1);
 }
 
-void SockmapPipe::WatchReadable(int d) {
-  dirs_[d].watching = true;
-  io_uring_prep_poll_add(Submit(kReadable + d), source(d), POLLIN | POLLRDHUP);
+void SockmapPipe::WatchSource(int d, unsigned events) {
+  Direction& dir = dirs_[d];
+  if (dir.source_events == events) return;
+  const uint64_t data = reinterpret_cast<uint64_t>(static_cast<IoHandler*>(this)) | (kSource + d);
+  if (dir.source_events != 0) {
+    // Change the poll in flight instead of adding a second one. If it has fired meanwhile, the update
+    // finds nothing (ENOENT) and its completion pumps the direction anyway.
+    io_uring_prep_poll_update(ring_.PrepareUntracked(), data, data, events, IORING_POLL_UPDATE_EVENTS);
+  } else {
+    io_uring_prep_poll_add(Submit(kSource + d), source(d), events);
+  }
+  dir.source_events = events;
 }
 
 void SockmapPipe::WatchWritable(int d) {
-  dirs_[d].watching = true;
+  if (dirs_[d].writable_poll) return;
+  dirs_[d].writable_poll = true;
   io_uring_prep_poll_add(Submit(kWritable + d), destination(d), POLLOUT);
 }
 
-void SockmapPipe::WaitForBacklog() {
+void SockmapPipe::WaitForBacklog(int d) {
+  dirs_[d].on_timer = true;
   if (timer_armed_ || aborting_) return;
   timer_armed_ = true;
   const long next = timer_delay_.tv_nsec == 0 ? kFirstWaitNs : std::min<long long>(timer_delay_.tv_nsec * 2, kLongestWaitNs);
@@ -114,26 +146,26 @@ void SockmapPipe::WaitForBacklog() {
 
 void SockmapPipe::Handle(unsigned tag, int res, unsigned cqe_flags) {
   switch (tag) {
-    case kReadable:
-    case kReadable + 1:
+    case kSource:
+    case kSource + 1:
     case kWritable:
     case kWritable + 1: {
       const int d = static_cast<int>(tag & 1);
-      dirs_[d].watching = false;
+      if (tag < kWritable) {
+        dirs_[d].source_events = 0;
+      } else {
+        dirs_[d].writable_poll = false;
+      }
       if (res < 0 && res != -ECANCELED) Abort();
       Pump(d);
       break;
     }
     case kTimer: {
       timer_armed_ = false;
-      bool waiting = false;
       for (int d = 0; d < 2; ++d) {
-        if (!dirs_[d].watching) {
-          Pump(d);
-          waiting = waiting || timer_armed_;
-        }
+        if (dirs_[d].on_timer) Pump(d);
       }
-      if (!waiting) timer_delay_.tv_nsec = 0;
+      if (!timer_armed_) timer_delay_.tv_nsec = 0;
       break;
     }
     default:  // kCancel
@@ -142,24 +174,38 @@ void SockmapPipe::Handle(unsigned tag, int res, unsigned cqe_flags) {
   if (aborting_ && inflight() == 0) Finish();
 }
 
+void SockmapPipe::OnNotice(uint32_t slot, uint32_t kind) {
+  const int d = slot == dirs_[0].slot ? 0 : 1;
+  if (kind == SKP_NOTICE_BROKEN) {
+    // The verdict could not remove a retransmitted head and dropped the skb rather than repeat bytes:
+    // the stream has a hole now, which only a reset can tell the peers.
+    metrics_.PipeError("trim_short").Increment();
+    Abort();
+  } else {
+    Pump(d);
+  }
+  if (aborting_ && inflight() == 0) Finish();
+}
+
+void SockmapPipe::OnSweep(uint32_t slot) { OnNotice(slot, SKP_NOTICE_PASSED); }
+
 void SockmapPipe::Pump(int d) {
   Direction& dir = dirs_[d];
+  dir.on_timer = false;
   while (!aborting_ && !dir.shut) {
     if (dir.length > dir.sent) {
       if (!Flush(d)) return;
       if (DestinationBusy(d)) {
-        WaitForBacklog();
+        WaitForBacklog(d);
         return;
       }
     }
     if (dir.eof) {
       if (!BacklogDrained(d)) {
-        WaitForBacklog();
+        WaitForBacklog(d);
         return;
       }
-      shutdown(destination(d), SHUT_WR);
-      dir.shut = true;
-      EndIfDone();
+      ShutDestination(d);
       return;
     }
     if (!dir.buffer) dir.buffer = std::make_unique<uint8_t[]>(kCopyBufferSize);
@@ -182,7 +228,7 @@ void SockmapPipe::Pump(int d) {
         return;
       }
       if (!AllPassedCopied(d)) {
-        WaitForBacklog();
+        WaitForBacklog(d);
         return;
       }
       dir.eof = true;
@@ -192,7 +238,7 @@ void SockmapPipe::Pump(int d) {
     if (errno == EINTR) continue;
     if (errno == EAGAIN) {
       dir.buffer.reset();  // an idle direction holds no copy buffer
-      WatchReadable(d);
+      Idle(d);
       return;
     }
     Abort();
@@ -200,11 +246,37 @@ void SockmapPipe::Pump(int d) {
   }
 }
 
+void SockmapPipe::Idle(int d) {
+  Direction& dir = dirs_[d];
+  if (dir.source_in_map && AllPassedCopied(d)) {
+    // Arm, then look again: a pass that did not see the flag is visible here, and one after it posts a
+    // notice. Either way no passed byte waits unseen while the source is not watched for POLLIN.
+    program_.Arm(dir.slot);
+    if (AllPassedCopied(d)) {
+      WatchSource(d, POLLRDHUP);
+      return;
+    }
+  }
+  WatchSource(d, POLLIN | POLLRDHUP);
+}
+
+void SockmapPipe::ShutDestination(int d) {
+  Direction& dir = dirs_[d];
+  if (shutdown(destination(d), SHUT_WR) != 0) {
+    // The destination is gone (ENOTCONN after a reset): the other side must learn of it as a reset.
+    metrics_.PipeError("shutdown").Increment();
+    Abort();
+    return;
+  }
+  dir.shut = true;
+  EndIfDone();
+}
+
 // Writes passed bytes to the destination. False when it has to wait (backlog, or a full send buffer).
 bool SockmapPipe::Flush(int d) {
   Direction& dir = dirs_[d];
   if (!BacklogDrained(d)) {
-    WaitForBacklog();
+    WaitForBacklog(d);
     return false;
   }
   while (dir.sent < dir.length) {
@@ -226,7 +298,7 @@ bool SockmapPipe::Flush(int d) {
   }
   dir.length = dir.sent = 0;
   // Tells the verdict every passed byte so far is in the destination's write queue: it may redirect again.
-  program_.PublishUserCopied(keys_.user_slots[d], dir.user_copied);
+  program_.PublishUserCopied(dir.slot, dir.user_copied);
   return true;
 }
 
@@ -238,9 +310,8 @@ bool SockmapPipe::DestinationBusy(int d) {
   return ioctl(destination(d), SIOCOUTQ, &queued) == 0 && static_cast<uint64_t>(queued) > gate_limit_ / 2;
 }
 
-bool SockmapPipe::AllPassedCopied(int d) {
-  absl::StatusOr<skp_dir> state = program_.ReadDirection(dirs_[d].source_key);
-  return !state.ok() || state->passed <= dirs_[d].user_copied;
+bool SockmapPipe::AllPassedCopied(int d) const {
+  return !dirs_[d].source_in_map || program_.Passed(dirs_[d].slot) <= dirs_[d].user_copied;
 }
 
 // True when every byte the verdict redirected for direction d has entered the destination's write queue.
@@ -252,23 +323,30 @@ bool SockmapPipe::BacklogDrained(int d) {
     Abort();
     return false;
   }
-  absl::StatusOr<skp_dir> state = program_.ReadDirection(dir.source_key);
-  if (!state.ok() || !progress.ok()) return true;  // the socket is gone: nothing left to wait for
-  return progress->entered - dir.destination_base >= state->redirected + dir.user_copied;
+  if (!progress.ok()) return true;  // the socket is gone: nothing left to wait for
+  const uint64_t redirected = dir.source_in_map ? program_.Redirected(dir.slot) : 0;
+  return progress->entered - dir.destination_base >= redirected + dir.user_copied;
 }
 
 void SockmapPipe::EndIfDone() {
   if (!dirs_[0].shut || !dirs_[1].shut) return;
   // Both sources reached EOF (so user space read every passed byte) and both backlogs drained: nothing of
   // this connection is left in the kernel path. The sockets leave the sockhash when they are closed.
-  program_.RemoveState(keys_);
+  ReleaseKernelState();
   Finish();
+}
+
+void SockmapPipe::ReleaseKernelState() {
+  if (state_released_) return;
+  state_released_ = true;
+  for (const Direction& dir : dirs_) notices_.Remove(dir.slot);
+  program_.RemoveState(keys_);
 }
 
 void SockmapPipe::Abort() {
   if (aborting_) return;
   aborting_ = true;
-  program_.RemoveState(keys_);
+  ReleaseKernelState();
   ArmResetOnClose();
   CancelAll(kCancel);
 }

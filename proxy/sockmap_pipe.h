@@ -1,10 +1,11 @@
-// The kernel path for one connection. The verdict program moves the bytes; user space watches both legs
-// for three things the program cannot do:
-//  - bytes the gate passed to user space: copy them to the other leg, but only once every byte redirected
-//    before them has left the psock backlog (else they would overtake), then tell the program how far it got;
+// The kernel path for one connection. The verdict program moves the bytes; user space does not watch a
+// direction the verdict redirects (that would wake it for every skb), only its hang-up. It works when:
+//  - the gate passed bytes to user space (a notice from the verdict, see notice_ring.h): copy them to the
+//    other leg, but only once every byte redirected before them has left the psock backlog (else they
+//    would overtake), then tell the program how far it got; while bytes are passed, watch for POLLIN;
 //  - EOF: pass the FIN on (SHUT_WR) only once nothing of that direction is still in the backlog, since
 //    shutting the peer down while its backlog holds bytes drops them silently;
-//  - reset or error: take both legs off the map and reset the other one.
+//  - reset or error, or a trim that fell short: take both legs off the map and reset the other one.
 // When both directions have ended, both legs leave the map and are closed.
 #pragma once
 
@@ -16,31 +17,46 @@
 
 #include "bpf/loader.h"
 #include "proxy/datapath.h"
+#include "proxy/notice_ring.h"
 
 namespace skproxy {
 
-class SockmapPipe final : public Pipe {
+class SockmapPipe final : public Pipe, public NoticeTarget {
  public:
-  // Inserts both legs into the maps. On failure (EOPNOTSUPP for a leg that is already closing, EBUSY, a
-  // full map) returns the legs untouched, with the reason, so the caller can use the user-space path.
+  // Inserts both legs into the maps. When nothing could be inserted (EOPNOTSUPP for a client that is
+  // already closing, EBUSY, a full map) returns the legs untouched, with the reason, so the caller can use
+  // the user-space path. When only the downstream went in, the pipe copies every byte in user space
+  // (through the verdict's pass) and *failure still says why, for the fallback metric.
   struct InsertFailure {
-    std::string reason;  // short, for the fallback metric's label: "not_established", "insert_ebusy", ...
+    std::string reason;  // short, for the fallback metric's label: "insert_ebusy", ...
     absl::Status status;
     UniqueFd downstream;
     UniqueFd upstream;
   };
+  struct Options {
+    uint64_t gate_limit;
+    uint32_t worker;  // the notice ring of the worker that owns the connection
+  };
   static std::unique_ptr<SockmapPipe> Create(Ring& ring, Metrics& metrics, bpf::SockmapProgram& program,
-                                             uint64_t gate_limit, UniqueFd downstream, UniqueFd upstream,
-                                             std::function<void()> on_finish, InsertFailure* failure);
-  PathKind kind() const override { return PathKind::kSockmap; }
+                                             NoticeTargets& notices, Options options, UniqueFd downstream,
+                                             UniqueFd upstream, std::function<void()> on_finish,
+                                             InsertFailure* failure);
+  ~SockmapPipe() override;
+  // A connection with only one leg in the map runs entirely in user space.
+  PathKind kind() const override { return upstream_in_map_ ? PathKind::kSockmap : PathKind::kUserspace; }
   void Start() override;
 
+  void OnNotice(uint32_t slot, uint32_t kind) override;
+  void OnSweep(uint32_t slot) override;
+
  private:
-  enum Tag : unsigned { kReadable = 0, kWritable = 2, kTimer = 4, kCancel = 5 };
+  enum Tag : unsigned { kSource = 0, kWritable = 2, kTimer = 4, kCancel = 5 };
   static constexpr size_t kCopyBufferSize = 256 * 1024;
 
   struct Direction {
     skp_key source_key;
+    uint32_t slot = bpf::ConnectionKeys::kNoSlot;
+    bool source_in_map = true;      // false: the verdict never sees this source, read it like a plain socket
     uint64_t destination_base = 0;  // bytes that had entered the destination's write queue at insertion
     uint64_t user_copied = 0;       // passed bytes user space has written to the destination
     std::unique_ptr<uint8_t[]> buffer;
@@ -48,28 +64,37 @@ class SockmapPipe final : public Pipe {
     size_t sent = 0;
     bool eof = false;
     bool shut = false;
-    bool watching = false;  // a readable/writable poll is in flight
+    unsigned source_events = 0;  // events of the poll in flight on the source, 0 when none
+    bool writable_poll = false;  // a POLLOUT poll is in flight on the destination
+    bool on_timer = false;       // waiting for the backlog: the pipe's timer pumps it again
   };
 
-  SockmapPipe(Ring& ring, Metrics& metrics, bpf::SockmapProgram& program, uint64_t gate_limit,
-              bpf::ConnectionKeys keys,
-              UniqueFd downstream, UniqueFd upstream, std::function<void()> on_finish);
+  SockmapPipe(Ring& ring, Metrics& metrics, bpf::SockmapProgram& program, NoticeTargets& notices,
+              uint64_t gate_limit, bpf::ConnectionKeys keys, UniqueFd downstream, UniqueFd upstream,
+              std::function<void()> on_finish);
   void Handle(unsigned tag, int res, unsigned cqe_flags) override;
   // Moves direction d as far as it can go now; arms a poll or the timer where it has to wait.
   void Pump(int d);
+  // recv() found nothing: watch for POLLIN while passed bytes are outstanding, else only for hang-up.
+  void Idle(int d);
   bool Flush(int d);
   bool BacklogDrained(int d);
   bool DestinationBusy(int d);
-  bool AllPassedCopied(int d);
-  void WatchReadable(int d);
+  bool AllPassedCopied(int d) const;
+  void WatchSource(int d, unsigned events);
   void WatchWritable(int d);
-  void WaitForBacklog();
+  void WaitForBacklog(int d);
+  void ShutDestination(int d);
   void EndIfDone();
+  void ReleaseKernelState();
   void Abort();
 
   bpf::SockmapProgram& program_;
+  NoticeTargets& notices_;
   uint64_t gate_limit_;
   bpf::ConnectionKeys keys_;
+  bool upstream_in_map_ = true;
+  bool state_released_ = false;
   Direction dirs_[2];
   bool timer_armed_ = false;
   __kernel_timespec timer_delay_{0, 0};

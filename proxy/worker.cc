@@ -72,12 +72,14 @@ class Worker::Waker final : public IoHandler {
   uint64_t value_ = 0;
 };
 
-Worker::Worker(const config::Config& config, Metrics& metrics, bpf::SockmapProgram* sockmap,
+Worker::Worker(const config::Config& config, Metrics& metrics, bpf::SockmapProgram* sockmap, uint32_t index,
                std::vector<ListenerContext>& listeners)
     : config_(config), listeners_(listeners) {
   context_.ring = nullptr;
   context_.metrics = &metrics;
   context_.sockmap = sockmap;
+  context_.index = index;
+  context_.notices = &notice_targets_;
   context_.kernel_path_wanted = sockmap == nullptr && config.datapath == config::DatapathMode::kAuto;
   context_.sockmap_config = &config.sockmap;
   context_.finished = &finished_;
@@ -133,6 +135,16 @@ void Worker::Run() {
   }
   ring_ = *std::move(ring);
   context_.ring = ring_.get();
+  if (context_.sockmap != nullptr) {
+    absl::StatusOr<std::unique_ptr<NoticeReader>> reader =
+        NoticeReader::Create(*ring_, *context_.sockmap, context_.index, notice_targets_);
+    if (!reader.ok()) {
+      start_status_ = reader.status();
+      started_.Notify();
+      return;
+    }
+    notice_reader_ = *std::move(reader);
+  }
   for (size_t i = 0; i < listeners_.size(); ++i) {
     acceptors_.push_back(std::make_unique<Acceptor>(*this, listen_fds_[i].get(), listeners_[i]));
     acceptors_.back()->Arm();
@@ -151,6 +163,7 @@ void Worker::Run() {
   // Tearing the ring down first cancels every operation, so no completion can reach a freed connection.
   ring_.reset();
   connections_.clear();
+  notice_reader_.reset();
 }
 
 void Worker::Reap() {

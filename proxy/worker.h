@@ -17,7 +17,7 @@ namespace skproxy {
 
 class Worker {
  public:
-  Worker(const config::Config& config, Metrics& metrics, bpf::SockmapProgram* sockmap,
+  Worker(const config::Config& config, Metrics& metrics, bpf::SockmapProgram* sockmap, uint32_t index,
          std::vector<ListenerContext>& listeners);
   ~Worker();
 
@@ -48,6 +48,8 @@ class Worker {
   std::vector<Connection*> finished_;
   absl::flat_hash_map<Connection*, std::unique_ptr<Connection>> connections_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  NoticeTargets notice_targets_;
+  std::unique_ptr<NoticeReader> notice_reader_;
   std::unique_ptr<Waker> waker_;
   std::unique_ptr<Ring> ring_;
 };

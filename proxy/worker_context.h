@@ -8,6 +8,7 @@
 #include "bpf/loader.h"
 #include "config/config.h"
 #include "proxy/metrics.h"
+#include "proxy/notice_ring.h"
 #include "proxy/ring.h"
 #include "proxy/upstream.h"
 
@@ -25,6 +26,8 @@ struct WorkerContext {
   Ring* ring;
   Metrics* metrics;
   bpf::SockmapProgram* sockmap;  // null: every connection takes the user-space path
+  uint32_t index;                // this worker's notice ring in the kernel path
+  NoticeTargets* notices;        // the kernel-path connections of this worker, by slot
   bool kernel_path_wanted;       // datapath auto, but BPF could not be loaded: count each as a fallback
   const config::Sockmap* sockmap_config;
   std::vector<Connection*>* finished;  // connections that may be done: the worker reaps them

@@ -6,8 +6,12 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <bpf/libbpf.h>
+
 #include <cerrno>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "bpf/loader.h"
 #include "bpf/socket_key.h"
@@ -90,10 +94,35 @@ std::string Payload(size_t n, char seed) {
   return s;
 }
 
+// The records of notice ring 0, as a worker would read them.
+class NoticeCollector {
+ public:
+  explicit NoticeCollector(const SockmapProgram& program)
+      : reader_(ring_buffer__new(program.NoticeRingFd(0), &NoticeCollector::Add, this, nullptr)) {}
+  ~NoticeCollector() { ring_buffer__free(reader_); }
+  // What the ring holds now. The verdict posts before the skb it handles is queued anywhere, so once
+  // that skb's bytes have been seen, its notice is already in the ring.
+  std::vector<skp_notice> Take() {
+    ring_buffer__consume(reader_);
+    return std::exchange(records_, {});
+  }
+
+ private:
+  static int Add(void* self, void* data, size_t size) {
+    if (size >= sizeof(skp_notice)) static_cast<NoticeCollector*>(self)->records_.push_back(*static_cast<skp_notice*>(data));
+    return 0;
+  }
+  ring_buffer* reader_;
+  std::vector<skp_notice> records_;
+};
+
 class SockmapProgramTest : public ::testing::TestWithParam<int> {
  protected:
-  void SetUp() override {
-    absl::StatusOr<std::unique_ptr<SockmapProgram>> program = SockmapProgram::Load(64);
+  void SetUp() override { SetUpWith({.max_sockets = 64}); }
+
+  void SetUpWith(const LoadOptions& options) {
+    program_.reset();
+    absl::StatusOr<std::unique_ptr<SockmapProgram>> program = SockmapProgram::Load(options);
     if (!program.ok()) {
       // Root that fails to load is a failure (a verifier rejection is EACCES too), never a skip.
       if (geteuid() != 0)
@@ -109,7 +138,9 @@ class SockmapProgramTest : public ::testing::TestWithParam<int> {
   }
 
   void Insert(uint64_t gate_limit) {
-    ASSERT_TRUE(program_->Insert(keys_, legs_.downstream.get(), legs_.upstream_leg.get(), gate_limit).ok());
+    Inserted inserted;
+    ASSERT_TRUE(program_->Insert(keys_, legs_.downstream.get(), legs_.upstream_leg.get(), gate_limit, 0, &inserted).ok());
+    ASSERT_EQ(inserted, Inserted::kBoth);
   }
 
   uint64_t Stat(int direction, skp_stat stat) { return program_->ReadStats()[direction][stat]; }
@@ -186,8 +217,8 @@ TEST_P(SockmapProgramTest, FixtureRows) {
       EXPECT_FALSE(Readable(legs_.server.get(), 100));
       absl::StatusOr<skp_dir> dir = program_->ReadDirection(keys_.downstream);
       ASSERT_TRUE(dir.ok());
-      EXPECT_EQ(dir->passed, up.size());
-      EXPECT_EQ(dir->redirected, 0u);
+      EXPECT_EQ(program_->Passed(keys_.user_slots[0]), up.size());
+      EXPECT_EQ(program_->Redirected(keys_.user_slots[0]), 0u);
       EXPECT_TRUE(dir->flags & SKP_F_USER_MODE);
     }
     program_->Remove(keys_);
@@ -248,11 +279,64 @@ TEST_P(SockmapProgramTest, GateBoundsWhatWaitsForASlowReader) {
   absl::StatusOr<skp_dir> dir = program_->ReadDirection(keys_.downstream);
   ASSERT_TRUE(dir.ok());
   EXPECT_TRUE(dir->flags & SKP_F_USER_MODE);
-  EXPECT_GT(dir->passed, 0u);
-  EXPECT_GT(dir->redirected, 0u);
+  const uint64_t redirected = program_->Redirected(keys_.user_slots[0]);
+  EXPECT_GT(program_->Passed(keys_.user_slots[0]), 0u);
+  EXPECT_GT(redirected, 0u);
   // What went to the kernel path stays within the limit plus one skb of slack.
-  EXPECT_LE(dir->redirected, kLimit + 65536);
+  EXPECT_LE(redirected, kLimit + 65536);
   EXPECT_GE(Stat(0, SKP_STAT_GATE_ENTER), 1u);
+}
+
+// User space does not watch a source the verdict redirects. When it stops watching it arms the direction,
+// and the verdict posts one notice for the first byte it passes after that, and none otherwise.
+TEST_P(SockmapProgramTest, PassPostsOneNoticePerArming) {
+  Insert(1);  // the gate is closed: every skb is passed to user space
+  NoticeCollector notices(*program_);
+  const uint32_t slot = keys_.user_slots[SKP_DOWNSTREAM_TO_UPSTREAM];
+  const std::string data = Payload(1000, 'n');
+  auto pass_one = [&] {
+    ASSERT_EQ(send(legs_.client.get(), data.data(), data.size(), 0), 1000);
+    ASSERT_EQ(ReadN(legs_.downstream.get(), data.size()), data);  // passed: waits on the leg it came by
+  };
+  pass_one();
+  EXPECT_TRUE(notices.Take().empty()) << "not armed: user space is watching, no notice is due";
+  program_->Arm(slot);
+  pass_one();
+  std::vector<skp_notice> got = notices.Take();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].slot, slot);
+  EXPECT_EQ(got[0].kind, static_cast<uint32_t>(SKP_NOTICE_PASSED));
+  pass_one();
+  EXPECT_TRUE(notices.Take().empty()) << "the notice disarmed the direction";
+  EXPECT_EQ(program_->Passed(slot), 3000u);
+  EXPECT_EQ(Stat(0, SKP_STAT_NOTICES), 1u);
+}
+
+// A trim that cannot remove the whole old head must not forward the skb: its old bytes would reach the
+// peer twice. The verdict drops it and everything after it on that direction, and tells user space to
+// reset the connection. The trim's reach follows the receive buffer: 2000 bytes (4000 once the kernel
+// doubles it) allow one 4095-byte call, and 10,000 bytes were already read.
+TEST_P(SockmapProgramTest, TrimFallingShortResetsInsteadOfRepeating) {
+  SetUpWith({.max_sockets = 64, .receive_buffer_bytes = 2000});
+  const std::string data = Payload(20000, 't');
+  ASSERT_EQ(send(legs_.client.get(), data.data(), data.size(), 0), 20000);
+  ASSERT_TRUE(Readable(legs_.downstream.get(), 2000));
+  ASSERT_EQ(ReadN(legs_.downstream.get(), 10000), data.substr(0, 10000));
+  Insert(8 << 20);
+  NoticeCollector notices(*program_);
+  const int one = 1;
+  ASSERT_EQ(setsockopt(legs_.downstream.get(), SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one)), 0);
+  EXPECT_EQ(Stat(0, SKP_STAT_TRIM_SHORT), 1u);
+  std::vector<skp_notice> got = notices.Take();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].slot, keys_.user_slots[SKP_DOWNSTREAM_TO_UPSTREAM]);
+  EXPECT_EQ(got[0].kind, static_cast<uint32_t>(SKP_NOTICE_BROKEN));
+  // The kernel counts the dropped skb's untrimmed length as consumed, so the socket signals new data only
+  // once more than the untrimmed rest (5,905 bytes) has arrived after it.
+  ASSERT_EQ(send(legs_.client.get(), data.data(), 10000, 0), 10000);
+  EXPECT_FALSE(Readable(legs_.server.get(), 200)) << "bytes of a direction whose trim fell short went out";
+  EXPECT_FALSE(Readable(legs_.downstream.get(), 0)) << "and none were passed";
+  EXPECT_GE(Stat(0, SKP_STAT_BROKEN_DROPS), 1u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, SockmapProgramTest, ::testing::Values(AF_INET, AF_INET6),

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <functional>
+#include <tuple>
 #include <string>
 #include <thread>
 
@@ -101,7 +102,7 @@ class PipeTest : public ::testing::TestWithParam<PathKind> {
  protected:
   void SetUp() override {
     if (GetParam() == PathKind::kSockmap) {
-      auto program = bpf::SockmapProgram::Load(64);
+      auto program = bpf::SockmapProgram::Load({.max_sockets = 64});
       if (!program.ok()) {
         if (geteuid() != 0) GTEST_SKIP() << "the kernel path needs root: " << program.status();
         FAIL() << program.status();
@@ -111,6 +112,11 @@ class PipeTest : public ::testing::TestWithParam<PathKind> {
     auto ring = Ring::Create(256, 64, 64 * 1024);
     ASSERT_TRUE(ring.ok()) << ring.status();
     ring_ = *std::move(ring);
+    if (program_ != nullptr) {
+      auto reader = NoticeReader::Create(*ring_, *program_, 0, notices_);
+      ASSERT_TRUE(reader.ok()) << reader.status();
+      notice_reader_ = *std::move(reader);
+    }
     metrics_ = std::make_unique<Metrics>(program_.get());
     auto [client, downstream] = Pair();
     auto [upstream, server] = Pair();
@@ -127,7 +133,7 @@ class PipeTest : public ::testing::TestWithParam<PathKind> {
     auto on_finish = [this] { finished_ = true; };
     if (GetParam() == PathKind::kSockmap) {
       SockmapPipe::InsertFailure failure;
-      pipe_ = SockmapPipe::Create(*ring_, *metrics_, *program_, gate_limit, std::move(downstream_),
+      pipe_ = SockmapPipe::Create(*ring_, *metrics_, *program_, notices_, {gate_limit, 0}, std::move(downstream_),
                                   std::move(upstream_), on_finish, &failure);
       ASSERT_NE(pipe_, nullptr) << failure.status;
     } else {
@@ -156,6 +162,8 @@ class PipeTest : public ::testing::TestWithParam<PathKind> {
 
   std::unique_ptr<bpf::SockmapProgram> program_;
   std::unique_ptr<Ring> ring_;
+  NoticeTargets notices_;
+  std::unique_ptr<NoticeReader> notice_reader_;
   std::unique_ptr<Metrics> metrics_;
   UniqueFd client_, server_, downstream_, upstream_;
   std::unique_ptr<Pipe> pipe_;
@@ -254,50 +262,78 @@ TEST_P(PipeTest, SlowReaderExact) {
   }
 }
 
-// A leg that is no longer established cannot go into the sockhash (EOPNOTSUPP): Create hands both legs
-// back untouched, with the reason, and the user-space path carries the connection to the end.
-TEST(SockmapFallbackTest, ClosingLegFallsBackToUserspaceIntact) {
-  auto program = bpf::SockmapProgram::Load(64);
-  if (!program.ok()) {
-    if (geteuid() != 0) GTEST_SKIP() << "the kernel path needs root: " << program.status();
-    FAIL() << program.status();
+// Runs `ring` until `pipe` is done or 10 s pass.
+bool RunRing(Ring& ring, Pipe& pipe) {
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  __kernel_timespec tick{0, 20'000'000};  // wakes the loop so the deadline is checked
+  while (!pipe.done() && Clock::now() < deadline) {
+    io_uring_prep_timeout(ring.PrepareUntracked(), &tick, 0, 0);
+    if (!ring.SubmitAndDispatch().ok()) return false;
   }
-  auto ring = Ring::Create(256, 64, 64 * 1024);
-  ASSERT_TRUE(ring.ok()) << ring.status();
-  Metrics metrics(program->get());
-  auto [client, downstream] = Pair();
-  auto [upstream, server] = Pair();
-  fcntl(downstream.get(), F_SETFL, O_NONBLOCK);
-  fcntl(upstream.get(), F_SETFL, O_NONBLOCK);
-  WritePattern(client.get(), 5000, true);  // request, then FIN: the downstream leg is in CLOSE_WAIT
-  pollfd p{downstream.get(), POLLRDHUP, 0};
+  return pipe.done();
+}
+
+// The kernel path with the real program, its notice ring, and a downstream/upstream pair of legs whose
+// far ends (client, server) the test drives.
+class SockmapInsertTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto program = bpf::SockmapProgram::Load({.max_sockets = 64});
+    if (!program.ok()) {
+      if (geteuid() != 0) GTEST_SKIP() << "the kernel path needs root: " << program.status();
+      FAIL() << program.status();
+    }
+    program_ = *std::move(program);
+    auto ring = Ring::Create(256, 64, 64 * 1024);
+    ASSERT_TRUE(ring.ok()) << ring.status();
+    ring_ = *std::move(ring);
+    auto reader = NoticeReader::Create(*ring_, *program_, 0, notices_);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    notice_reader_ = *std::move(reader);
+    metrics_ = std::make_unique<Metrics>(program_.get());
+    std::tie(client_, downstream_) = Pair();
+    std::tie(upstream_, server_) = Pair();
+    fcntl(downstream_.get(), F_SETFL, O_NONBLOCK);
+    fcntl(upstream_.get(), F_SETFL, O_NONBLOCK);
+  }
+
+  std::unique_ptr<Pipe> Create(SockmapPipe::InsertFailure* failure) {
+    return SockmapPipe::Create(*ring_, *metrics_, *program_, notices_, {8 << 20, 0}, std::move(downstream_),
+                               std::move(upstream_), [] {}, failure);
+  }
+
+  std::unique_ptr<bpf::SockmapProgram> program_;
+  std::unique_ptr<Ring> ring_;
+  NoticeTargets notices_;
+  std::unique_ptr<NoticeReader> notice_reader_;
+  std::unique_ptr<Metrics> metrics_;
+  UniqueFd client_, downstream_, upstream_, server_;
+};
+
+// A client that is already closing cannot go into the sockhash (EOPNOTSUPP on the first leg): Create
+// hands both legs back untouched, with the reason, and the user-space path carries the connection.
+TEST_F(SockmapInsertTest, ClosingClientFallsBackToUserspaceIntact) {
+  WritePattern(client_.get(), 5000, true);  // request, then FIN: the downstream leg is in CLOSE_WAIT
+  pollfd p{downstream_.get(), POLLRDHUP, 0};
   ASSERT_EQ(poll(&p, 1, 2000), 1);
 
-  bool finished = false;
   SockmapPipe::InsertFailure failure;
-  std::unique_ptr<Pipe> pipe = SockmapPipe::Create(**ring, metrics, **program, 8 << 20, std::move(downstream),
-                                                   std::move(upstream), [&] { finished = true; }, &failure);
+  std::unique_ptr<Pipe> pipe = Create(&failure);
   ASSERT_EQ(pipe, nullptr);
-  EXPECT_EQ(failure.reason, "not_established") << failure.status;
+  EXPECT_EQ(failure.reason, "insert_eopnotsupp") << failure.status;
   ASSERT_TRUE(failure.downstream.valid() && failure.upstream.valid());
-  EXPECT_EQ((*program)->CountSockets(), 0u);
+  EXPECT_EQ(program_->CountSockets(), 0u);
 
-  pipe = std::make_unique<UserspacePipe>(**ring, metrics, std::move(failure.downstream),
-                                         std::move(failure.upstream), [&] { finished = true; });
+  pipe = std::make_unique<UserspacePipe>(*ring_, *metrics_, std::move(failure.downstream),
+                                         std::move(failure.upstream), [] {});
   pipe->Start();
   ReadResult request, response;
   std::thread upstream_side([&] {
-    request = ReadPattern(server.get(), 0, 10);
-    WritePattern(server.get(), 100000, true);
+    request = ReadPattern(server_.get(), 0, 10);
+    WritePattern(server_.get(), 100000, true);
   });
-  std::thread client_side([&] { response = ReadPattern(client.get(), 0, 10); });
-  const auto deadline = Clock::now() + std::chrono::seconds(10);
-  __kernel_timespec tick{0, 20'000'000};
-  while (!pipe->done() && Clock::now() < deadline) {
-    io_uring_prep_timeout((*ring)->PrepareUntracked(), &tick, 0, 0);
-    ASSERT_TRUE((*ring)->SubmitAndDispatch().ok());
-  }
-  EXPECT_TRUE(pipe->done());
+  std::thread client_side([&] { response = ReadPattern(client_.get(), 0, 10); });
+  EXPECT_TRUE(RunRing(*ring_, *pipe));
   pipe.reset();
   upstream_side.join();
   client_side.join();
@@ -307,6 +343,38 @@ TEST(SockmapFallbackTest, ClosingLegFallsBackToUserspaceIntact) {
   EXPECT_EQ(response.bytes, 100000u);
   EXPECT_EQ(response.first_bad, UINT64_MAX);
   EXPECT_TRUE(response.eof);
+}
+
+// The upstream fails to go in after the downstream did. The verdict may already have passed client bytes
+// into the downstream's psock, and taking the downstream out would drop them: the pipe keeps it in and
+// copies both directions in user space. Every client byte, sent before and after, reaches the server.
+TEST_F(SockmapInsertTest, UpstreamRefusedAfterDownstreamLosesNothing) {
+  constexpr uint64_t kRequest = 3 << 20;
+  shutdown(server_.get(), SHUT_WR);  // the upstream leg is in CLOSE_WAIT: its insertion fails
+  pollfd p{upstream_.get(), POLLRDHUP, 0};
+  ASSERT_EQ(poll(&p, 1, 2000), 1);
+  std::thread early([&] { WritePattern(client_.get(), kRequest, true); });  // racing the insertion
+
+  SockmapPipe::InsertFailure failure;
+  std::unique_ptr<Pipe> pipe = Create(&failure);
+  ASSERT_NE(pipe, nullptr) << failure.status;
+  EXPECT_EQ(failure.reason, "insert_eopnotsupp") << failure.status;
+  EXPECT_EQ(pipe->kind(), PathKind::kUserspace);
+  EXPECT_EQ(program_->CountSockets(), 1u);  // the downstream stays in until it closes
+  pipe->Start();
+  ReadResult request, response;
+  std::thread upstream_side([&] { request = ReadPattern(server_.get(), 0, 10); });
+  std::thread client_side([&] { response = ReadPattern(client_.get(), 0, 10); });
+  EXPECT_TRUE(RunRing(*ring_, *pipe));
+  pipe.reset();
+  for (auto* t : {&early, &upstream_side, &client_side}) t->join();
+  EXPECT_EQ(request.bytes, kRequest);
+  EXPECT_EQ(request.first_bad, UINT64_MAX);
+  EXPECT_TRUE(request.eof);
+  EXPECT_EQ(response.bytes, 0u);
+  EXPECT_TRUE(response.eof);
+  EXPECT_EQ(program_->CountSockets(), 0u);
+  EXPECT_GT(program_->ReadStats()[0][SKP_STAT_PASSED_BYTES], 0u) << "nothing went through the verdict";
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, PipeTest, ::testing::Values(PathKind::kSockmap, PathKind::kUserspace),
