@@ -661,16 +661,23 @@ def pingpong(ctx, port):
     return float(kv['p50_us']), float(kv['p99_us'])
 
 
+def rate_client(cmd, timeout, label, key):
+    """Runs one of our rate clients (connrate, reqresp) and returns its key=value line; a client that fails,
+    times out or prints no `key` raises BenchError with what it said."""
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f'{label} client timed out')
+    kv = kv_line(r.stdout)
+    if r.returncode != 0 or key not in kv:
+        raise BenchError(f'{label}: {r.stdout.strip()[:200]} {r.stderr.strip()[:200]}')
+    return kv
+
+
 def connrate(ctx, port):
     cmd = [ctx.tool('connrate'), 'client', f'{HOST}:{port}', '--seconds', str(ctx.cr_seconds),
            '--workers', str(ctx.cr_workers), '--max-conns', '1000000']
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=ctx.cr_seconds + 30)
-    except subprocess.TimeoutExpired:
-        raise BenchError('connection-rate client timed out')
-    kv = kv_line(r.stdout)
-    if r.returncode != 0 or 'conns_per_s' not in kv:
-        raise BenchError(f'connection rate: {r.stdout.strip()[:200]} {r.stderr.strip()[:200]}')
+    kv = rate_client(cmd, ctx.cr_seconds + 30, 'connection rate', 'conns_per_s')
     note = None
     if int(kv.get('errors', 0)) > 0:
         note = f'connection rate: {kv["errors"]} failed cycles of {int(kv["ok"]) + int(kv["errors"])} ' \
@@ -716,13 +723,7 @@ def wrk(ctx, port, pids, close):
 def reqresp(ctx, port):
     cmd = [ctx.tool('reqresp'), f'{HOST}:{port}', '--connections', str(ctx.rr_conns), '--size', str(ctx.rr_size),
            '--seconds', str(ctx.rr_seconds), '--threads', '2']
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=ctx.rr_seconds + 60)
-    except subprocess.TimeoutExpired:
-        raise BenchError('request/response client timed out')
-    kv = kv_line(r.stdout)
-    if r.returncode != 0 or 'reqs_per_s' not in kv:
-        raise BenchError(f'request/response: {r.stdout.strip()[:200]} {r.stderr.strip()[:200]}')
+    kv = rate_client(cmd, ctx.rr_seconds + 60, 'request/response', 'reqs_per_s')
     note = None
     if int(kv.get('errors', 0)) > 0:
         note = f'request/response: {kv["errors"]} of {ctx.rr_conns} connections failed ' \

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -125,17 +126,11 @@ void Drive(std::vector<Conn*> conns, int64_t deadline, int64_t max_requests, Sha
 }
 
 int Main(int argc, char** argv) {
-  if (argc < 2) return Usage();
-  auto ep = ParseEndpoint(argv[1]);
-  if (!ep.ok()) {
-    std::fprintf(stderr, "%s\n", ep.status().ToString().c_str());
-    return 2;
-  }
-  Flags flags(argc, argv, 2);
-  if (auto s = flags.OnlyKnown({"--connections", "--size", "--seconds", "--threads", "--max-requests"}); !s.ok()) {
-    std::fprintf(stderr, "%s\n", s.ToString().c_str());
-    return Usage();
-  }
+  std::optional<ToolArgs> args =
+      ParseToolArgs(argc, argv, 1, {"--connections", "--size", "--seconds", "--threads", "--max-requests"});
+  if (!args) return Usage();
+  const Endpoint& ep = args->ep;
+  const Flags& flags = args->flags;
   const int64_t connections = flags.Int("--connections", 50);
   const int64_t size = flags.Int("--size", 32);
   const double seconds = flags.Double("--seconds", 5);
@@ -155,7 +150,7 @@ int Main(int argc, char** argv) {
     c.id = static_cast<int>(i);
     c.out.resize(static_cast<size_t>(size));
     c.in.resize(static_cast<size_t>(size));
-    auto fd = ConnectBlocking(*ep, std::chrono::milliseconds(5000), std::chrono::milliseconds(5000));
+    auto fd = ConnectBlocking(ep, std::chrono::milliseconds(5000), std::chrono::milliseconds(5000));
     absl::Status s = fd.status();
     if (s.ok()) {
       c.fd = *std::move(fd);
