@@ -23,18 +23,21 @@ import threading
 import time
 import urllib.request
 
-ALL_ROWS = ['direct', 'skproxy-sockmap', 'skproxy-userspace', 'haproxy', 'nginx']
+ALL_ROWS = ['direct', 'skproxy-sockmap', 'skproxy-userspace', 'skproxy-auto', 'haproxy', 'nginx']
 ROW_TITLES = {'direct': 'direct (no proxy)', 'skproxy-sockmap': 'skproxy sockmap (kernel)',
-              'skproxy-userspace': 'skproxy userspace', 'haproxy': 'HAProxy (mode tcp)',
-              'nginx': 'nginx (stream)'}
+              'skproxy-userspace': 'skproxy userspace', 'skproxy-auto': 'skproxy auto',
+              'haproxy': 'HAProxy (mode tcp)', 'nginx': 'nginx (stream)'}
 HOST = '127.0.0.1'
 # Below the ephemeral range (32768+), so no outgoing connection can be sitting on them.
-BACKEND_PORTS = {'iperf': 27001, 'echo': 27002, 'once': 27003}
-ROW_BASE = {'direct': 27000, 'haproxy': 27020, 'nginx': 27030, 'skproxy-sockmap': 27040, 'skproxy-userspace': 27050}
+BACKEND_PORTS = {'iperf': 27001, 'echo': 27002, 'once': 27003, 'http': 27004}
+ROUTES = list(BACKEND_PORTS)  # every proxy forwards listen port ROW_BASE + 1.. to these, in this order
+ROW_BASE = {'direct': 27000, 'haproxy': 27020, 'nginx': 27030, 'skproxy-sockmap': 27040,
+            'skproxy-userspace': 27050, 'skproxy-auto': 27060}
 NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so'
+HTTP_BODY = b'0123456789abcdef' * 4  # the 64-byte body the HTTP backend answers every request with
 
-METRICS = ['p1_gbps', 'p8_gbps', 'pp_p50_us', 'pp_p99_us', 'conns_per_s', 'proxy_cpu_s_per_gb',
-           'host_cpu_s_per_gb', 'kib_per_conn']
+# Groups of figures, selectable with --columns; each needs its backend and load tool.
+ALL_COLUMNS = ['memory', 'iperf', 'pingpong', 'connrate', 'wrk', 'wrk-close', 'reqresp']
 
 
 class BenchError(Exception):
@@ -268,7 +271,7 @@ class Proxy:
     def __init__(self, row, ctx):
         self.row, self.ctx = row, ctx
         base = ROW_BASE[row]
-        self.ports = {'iperf': base + 1, 'echo': base + 2, 'once': base + 3}
+        self.ports = {name: base + 1 + i for i, name in enumerate(ROUTES)}
         self.admin_port = base + 9
         self.proc = None
         self.dir = os.path.join(ctx.tmp, row)
@@ -295,7 +298,7 @@ class Proxy:
         return []
 
     def routes(self):
-        return [(name, self.ports[name], BACKEND_PORTS[name]) for name in ('iperf', 'echo', 'once')]
+        return [(name, self.ports[name], BACKEND_PORTS[name]) for name in ROUTES]
 
 
 class HAProxy(Proxy):
@@ -375,6 +378,7 @@ class Skproxy(Proxy):
         self.datapath = datapath
         self.ready = threading.Event()
         self.ready_line = ''
+        self.chosen = None
 
     def start(self):
         exe = self.ctx.skproxy
@@ -403,8 +407,11 @@ class Skproxy(Proxy):
             if time.time() > end:
                 raise BenchError('failed to start: no "skproxy ready" line within 15 s')
         got = re.search(r'datapath=(\S+)', self.ready_line)
-        if not got or got.group(1) != self.datapath:
+        # auto may come up on either path (sockmap where the kernel path loads): the note says which.
+        allowed = ('sockmap', 'userspace') if self.datapath == 'auto' else (self.datapath,)
+        if not got or got.group(1) not in allowed:
             raise BenchError(f'failed to start: asked for datapath={self.datapath}, got "{self.ready_line.strip()}"')
+        self.chosen = got.group(1)
 
     def _tee_stderr(self):
         with open(self.errlog, 'ab') as out:
@@ -439,6 +446,14 @@ class Skproxy(Proxy):
                 pass
         return samples, None
 
+    def byte_counters(self):
+        """(kernel-path bytes, user-path bytes) moved so far, both directions, from /metrics."""
+        samples, err = self.metrics()
+        if samples is None:
+            raise BenchError(f'metrics unavailable: {err}')
+        return tuple(sum(v for n, lab, v in samples if n == 'skproxy_bytes_total' and lab.get('path') == path)
+                     for path in ('kernel', 'user'))
+
     def notes(self):
         samples, err = self.metrics()
         if samples is None:
@@ -446,11 +461,12 @@ class Skproxy(Proxy):
 
         def total(name, **match):
             return sum(v for n, lab, v in samples if n == name and all(lab.get(k) == w for k, w in match.items()))
+        chose = [f'auto chose datapath={self.chosen}'] if self.datapath == 'auto' else []
         conns = {dp: total('skproxy_connections_total', datapath=dp) for dp in ('sockmap', 'userspace')}
         kern = total('skproxy_bytes_total', path='kernel')
         user = total('skproxy_bytes_total', path='user')
         share = f'{100 * kern / (kern + user):.1f}%' if kern + user > 0 else 'n/a'
-        return [f'connections sockmap={conns["sockmap"]:.0f} userspace={conns["userspace"]:.0f}; '
+        return chose + [f'connections sockmap={conns["sockmap"]:.0f} userspace={conns["userspace"]:.0f}; '
                 f'bytes kernel={kern / 1e9:.2f} GB user={user / 1e9:.2f} GB (kernel share {share}); '
                 f'fallbacks={total("skproxy_fallbacks_total"):.0f}; '
                 f'gate switches={total("skproxy_gate_switches_total"):.0f}; '
@@ -493,7 +509,21 @@ class Ctx:
         self.iperf_t = 2 if q else 8
         self.pp_count, self.pp_warmup = (2000, 200) if q else (20000, 1000)
         self.cr_seconds, self.cr_workers = (2 if q else 5), 4
+        self.wrk_s = 2 if q else 5  # each of the two wrk runs
+        self.rr_seconds, self.rr_conns, self.rr_size = (2 if q else 5), 50, 32
+        self.columns = [c for c in ALL_COLUMNS if c in args.columns]
         self.iperf_server = None
+        self.http_backend = None
+        # Columns that cannot run at all on this host, with the reason (shown as "n/a (reason)").
+        self.col_na = {}
+        if not self.which('wrk'):
+            for c in ('wrk', 'wrk-close'):
+                self.col_na[c] = 'wrk not installed'
+        if not os.access(self.tool('reqresp'), os.X_OK):
+            self.col_na['reqresp'] = f'{self.tool("reqresp")} not built'
+
+    def runs(self, column):
+        return column in self.columns and column not in self.col_na
 
     def tool(self, name):
         return os.path.join(self.tools, f'skproxy_bench_{name}')
@@ -507,6 +537,13 @@ class Ctx:
         return None
 
     def start_backends(self):
+        if self.runs('wrk') or self.runs('wrk-close'):
+            try:
+                self.start_http_backend()
+            except BenchError as e:
+                log(f'HTTP backend: {e}')
+                for c in ('wrk', 'wrk-close'):
+                    self.col_na.setdefault(c, f'HTTP backend: {e}')
         self.start_iperf_server()
         self.echo = self.procs.spawn('echo', [self.tool('pingpong'), 'server', f'{HOST}:{BACKEND_PORTS["echo"]}',
                                               '--threads', '1', '--max-seconds', '3600'])
@@ -514,6 +551,49 @@ class Ctx:
                                               '--threads', '2', '--max-seconds', '3600'])
         wait_listening([BACKEND_PORTS['echo']], 10, self.echo)
         wait_listening([BACKEND_PORTS['once']], 10, self.once)
+
+    def start_http_backend(self):
+        """Our own nginx as the HTTP backend of the wrk columns: one worker, a fixed 64-byte body, no log."""
+        exe = self.which('nginx')
+        if not exe:
+            raise BenchError('nginx not installed')
+        d = os.path.join(self.tmp, 'http-backend')
+        os.makedirs(d, exist_ok=True)
+        cfg = os.path.join(d, 'nginx.conf')
+        errlog = os.path.join(d, 'error.log')
+        port = BACKEND_PORTS['http']
+        with open(cfg, 'w') as f:
+            f.write('worker_processes 1;\n'
+                    f'pid {d}/nginx.pid;\n'
+                    f'error_log {errlog} warn;\n'
+                    f'events {{ worker_connections {min(16384, self.nofile)}; }}\n'
+                    'http {\n'
+                    '    access_log off;\n'
+                    # A keep-alive connection is never closed by the backend during a run.
+                    '    keepalive_requests 100000000;\n'
+                    '    keepalive_timeout 60s;\n'
+                    + ''.join(f'    {t}_temp_path {d}/{t}_temp;\n'
+                              for t in ('client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi')) +
+                    f'    server {{\n        listen {HOST}:{port} backlog=4096;\n'
+                    f'        location / {{ default_type text/plain; return 200 "{HTTP_BODY.decode()}"; }}\n'
+                    '    }\n'
+                    '}\n')
+        self.http_backend = self.procs.spawn(
+            'http-backend', [exe, '-p', d + '/', '-e', errlog, '-c', cfg, '-g', 'daemon off;'])
+        try:
+            wait_listening([port], 10, self.http_backend)
+        except BenchError as e:
+            raise BenchError(f'failed to start: {e}: {last_lines(errlog)}')
+        for pid in descendants(self.http_backend.pid):
+            self.procs.record(pid, 'nginx')
+        # Readiness and the body in one check: a worker answers with exactly the 64 bytes.
+        try:
+            with urllib.request.urlopen(f'http://{HOST}:{port}/', timeout=5) as r:
+                body = r.read()
+        except OSError as e:
+            raise BenchError(f'no answer to GET /: {e}')
+        if body != HTTP_BODY:
+            raise BenchError(f'answered {len(body)} bytes, not the {len(HTTP_BODY)}-byte body')
 
     def start_iperf_server(self):
         if self.iperf_server is not None:
@@ -523,8 +603,12 @@ class Ctx:
         wait_listening([BACKEND_PORTS['iperf']], 10, self.iperf_server)
 
 
-def iperf(ctx, port, streams, pids):
+def iperf(ctx, port, streams, pids, share_of=None):
+    """One iperf3 run; with `share_of` (an skproxy row), also the share of the bytes it moved that took
+    the kernel path, from the deltas of its skproxy_bytes_total{path=kernel|user} over the run."""
     cmd = ['iperf3', '-c', HOST, '-p', str(port), '-t', str(ctx.iperf_t), '-P', str(streams), '-J']
+    counters = share_of is not None and isinstance(share_of, Skproxy)
+    k0, u0 = share_of.byte_counters() if counters else (0, 0)
     h0, p0 = host_busy_jiffies(), proc_cpu_jiffies(pids)
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=ctx.iperf_t + 30)
@@ -532,6 +616,7 @@ def iperf(ctx, port, streams, pids):
         ctx.start_iperf_server()  # a half-finished test leaves the server busy
         raise BenchError(f'iperf3 -P{streams} timed out')
     h1, p1 = host_busy_jiffies(), proc_cpu_jiffies(pids)
+    k1, u1 = share_of.byte_counters() if counters else (0, 0)
     try:
         j = json.loads(r.stdout)
     except ValueError:
@@ -542,8 +627,16 @@ def iperf(ctx, port, streams, pids):
         raise BenchError(f'iperf3 -P{streams}: {j["error"]}')
     recv = j['end']['sum_received']
     hz = os.sysconf('SC_CLK_TCK')
-    return dict(gbps=recv['bits_per_second'] / 1e9, bytes=recv['bytes'],
-                host_s=(h1 - h0) / hz, proxy_s=(p1 - p0) / hz)
+    out = dict(gbps=recv['bits_per_second'] / 1e9, bytes=recv['bytes'],
+               host_s=(h1 - h0) / hz, proxy_s=(p1 - p0) / hz)
+    if counters:
+        kern, user = k1 - k0, u1 - u0
+        if kern + user <= 0:
+            raise BenchError(f'iperf3 -P{streams}: the proxy counted no bytes on either path')
+        out['kernel_share'] = kern / (kern + user)
+        out['share_note'] = (f'iperf3 -P{streams}: {kern / 1e9:.2f} GB on the kernel path, {user / 1e9:.2f} GB on '
+                             f'the user path (kernel share {100 * out["kernel_share"]:.1f}%)')
+    return out
 
 
 def kv_line(text):
@@ -568,21 +661,74 @@ def pingpong(ctx, port):
     return float(kv['p50_us']), float(kv['p99_us'])
 
 
+def rate_client(cmd, timeout, label, key):
+    """Runs one of our rate clients (connrate, reqresp) and returns its key=value line; a client that fails,
+    times out or prints no `key` raises BenchError with what it said."""
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f'{label} client timed out')
+    kv = kv_line(r.stdout)
+    if r.returncode != 0 or key not in kv:
+        raise BenchError(f'{label}: {r.stdout.strip()[:200]} {r.stderr.strip()[:200]}')
+    return kv
+
+
 def connrate(ctx, port):
     cmd = [ctx.tool('connrate'), 'client', f'{HOST}:{port}', '--seconds', str(ctx.cr_seconds),
            '--workers', str(ctx.cr_workers), '--max-conns', '1000000']
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=ctx.cr_seconds + 30)
-    except subprocess.TimeoutExpired:
-        raise BenchError('connection-rate client timed out')
-    kv = kv_line(r.stdout)
-    if r.returncode != 0 or 'conns_per_s' not in kv:
-        raise BenchError(f'connection rate: {r.stdout.strip()[:200]} {r.stderr.strip()[:200]}')
+    kv = rate_client(cmd, ctx.cr_seconds + 30, 'connection rate', 'conns_per_s')
     note = None
     if int(kv.get('errors', 0)) > 0:
         note = f'connection rate: {kv["errors"]} failed cycles of {int(kv["ok"]) + int(kv["errors"])} ' \
                f'(first: {kv.get("first_error", "?")})'
     return float(kv['conns_per_s']), note
+
+
+def wrk(ctx, port, pids, close):
+    """wrk -t2 -c64 against the HTTP backend through `port`; with `close`, every request says
+    Connection: close, so each one is a new connection. Returns rate, requests and CPU over the run."""
+    cmd = ['wrk', '-t2', '-c64', f'-d{ctx.wrk_s}s', '--timeout', '5s']
+    if close:
+        cmd += ['-H', 'Connection: close']
+    cmd.append(f'http://{HOST}:{port}/')
+    label = 'wrk Connection: close' if close else 'wrk keep-alive'
+    h0, p0 = host_busy_jiffies(), proc_cpu_jiffies(pids)
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=ctx.wrk_s + 30)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f'{label}: wrk did not finish within {ctx.wrk_s + 30} s')
+    h1, p1 = host_busy_jiffies(), proc_cpu_jiffies(pids)
+    out = r.stdout
+    total = re.search(r'^\s*(\d+) requests in ([\d.]+)(us|ms|s|m)\b', out, re.M)
+    rate = re.search(r'^Requests/sec:\s*([\d.]+)', out, re.M)
+    if r.returncode != 0 or not total or not rate:
+        raise BenchError(f'{label}: exit {r.returncode}: {(out + r.stderr).strip()[-200:]}')
+    requests = int(total.group(1))
+    if requests == 0:
+        raise BenchError(f'{label}: no request completed')
+    problems = []
+    errs = re.search(r'Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)', out)
+    if errs and any(int(x) for x in errs.groups()):
+        problems.append('socket errors: connect {}, read {}, write {}, timeout {}'.format(*errs.groups()))
+    non2xx = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
+    if non2xx:
+        problems.append(f'{non2xx.group(1)} non-2xx/3xx responses')
+    hz = os.sysconf('SC_CLK_TCK')
+    return dict(rate=float(rate.group(1)), requests=requests,
+                proxy_us=(p1 - p0) / hz * 1e6 / requests, host_us=(h1 - h0) / hz * 1e6 / requests,
+                note=f'{label}: {requests} requests, ' + '; '.join(problems) if problems else None)
+
+
+def reqresp(ctx, port):
+    cmd = [ctx.tool('reqresp'), f'{HOST}:{port}', '--connections', str(ctx.rr_conns), '--size', str(ctx.rr_size),
+           '--seconds', str(ctx.rr_seconds), '--threads', '2']
+    kv = rate_client(cmd, ctx.rr_seconds + 60, 'request/response', 'reqs_per_s')
+    note = None
+    if int(kv.get('errors', 0)) > 0:
+        note = f'request/response: {kv["errors"]} of {ctx.rr_conns} connections failed ' \
+               f'(first: {kv.get("first_error", "?")})'
+    return float(kv['reqs_per_s']), note
 
 
 def idle_memory(ctx, proxy):
@@ -641,36 +787,65 @@ def run_row(ctx, row):
                 log(f'{row}: {label} failed: {e}')
                 return None
 
-        if row != 'direct':
+        if row != 'direct' and ctx.runs('memory'):
             log(f'{row}: {ctx.idle_conns} idle connections')
             m = measure('memory', lambda: idle_memory(ctx, proxy))
             if m:
                 res['kib_per_conn'] = m[0]
                 if m[1]:
                     notes.append(m[1])
-        log(f'{row}: iperf3')
-        bulk = []
-        for streams in (1, 8):
-            b = measure(f'iperf3 -P{streams}', lambda: iperf(ctx, proxy.ports['iperf'], streams, pids))
-            if b:
-                res[f'p{streams}_gbps'] = b['gbps']
-                bulk.append(b)
-            time.sleep(0.5)  # let the last stream's teardown finish outside the next CPU window
-        if len(bulk) == 2:
-            gb = sum(b['bytes'] for b in bulk) / 1e9
-            res['host_cpu_s_per_gb'] = sum(b['host_s'] for b in bulk) / gb
-            if row != 'direct':
-                res['proxy_cpu_s_per_gb'] = sum(b['proxy_s'] for b in bulk) / gb
-        log(f'{row}: ping-pong')
-        pp = measure('ping-pong', lambda: pingpong(ctx, proxy.ports['echo']))
-        if pp:
-            res['pp_p50_us'], res['pp_p99_us'] = pp
-        log(f'{row}: connection rate')
-        cr = measure('connection rate', lambda: connrate(ctx, proxy.ports['once']))
-        if cr:
-            res['conns_per_s'] = cr[0]
-            if cr[1]:
-                notes.append(cr[1])
+        if ctx.runs('iperf'):
+            log(f'{row}: iperf3')
+            bulk = []
+            for streams in (1, 8):
+                b = measure(f'iperf3 -P{streams}', lambda: iperf(ctx, proxy.ports['iperf'], streams, pids,
+                                                                proxy if streams == 1 else None))
+                if b:
+                    res[f'p{streams}_gbps'] = b['gbps']
+                    bulk.append(b)
+                    if 'kernel_share' in b:
+                        res['kernel_share'] = b['kernel_share']
+                        notes.append(b['share_note'])
+                time.sleep(0.5)  # let the last stream's teardown finish outside the next CPU window
+            if len(bulk) == 2:
+                gb = sum(b['bytes'] for b in bulk) / 1e9
+                res['host_cpu_s_per_gb'] = sum(b['host_s'] for b in bulk) / gb
+                if row != 'direct':
+                    res['proxy_cpu_s_per_gb'] = sum(b['proxy_s'] for b in bulk) / gb
+        if ctx.runs('pingpong'):
+            log(f'{row}: ping-pong')
+            pp = measure('ping-pong', lambda: pingpong(ctx, proxy.ports['echo']))
+            if pp:
+                res['pp_p50_us'], res['pp_p99_us'] = pp
+        if ctx.runs('connrate'):
+            log(f'{row}: connection rate')
+            cr = measure('connection rate', lambda: connrate(ctx, proxy.ports['once']))
+            if cr:
+                res['conns_per_s'] = cr[0]
+                if cr[1]:
+                    notes.append(cr[1])
+        for column, close, prefix in (('wrk', False, 'wrk'), ('wrk-close', True, 'wrkc')):
+            if not ctx.runs(column):
+                continue
+            log(f'{row}: {column}')
+            left = wait_drained(proxy.ports['http'], 10)  # no connection of an earlier run in this window
+            if left:
+                notes.append(f'{column}: {left} connections of an earlier run still open on the HTTP port')
+            w = measure(column, lambda: wrk(ctx, proxy.ports['http'], pids, close))
+            if w:
+                res[f'{prefix}_rate'] = w['rate']
+                res[f'{prefix}_host_us'] = w['host_us']
+                if row != 'direct':
+                    res[f'{prefix}_proxy_us'] = w['proxy_us']
+                if w['note']:
+                    notes.append(w['note'])
+        if ctx.runs('reqresp'):
+            log(f'{row}: request/response')
+            rr = measure('request/response', lambda: reqresp(ctx, proxy.ports['echo']))
+            if rr:
+                res['rr_rate'] = rr[0]
+                if rr[1]:
+                    notes.append(rr[1])
         if proxy.alive() or row == 'direct':
             notes.extend(proxy.notes())
     finally:
@@ -710,19 +885,36 @@ def versions(ctx):
             ('haproxy', first(['haproxy', '-v']) + deb('haproxy')),
             ('nginx', first(['nginx', '-v'], 'stderr') + deb('nginx', 'libnginx-mod-stream')),
             ('iperf3', first(['iperf3', '--version']) + deb('iperf3')),
+            ('wrk', (first(['wrk', '--version']) + deb('wrk')) if ctx.which('wrk') else 'not installed'),
             ('skproxy', f'{sk} ({ctx.skproxy})')]
 
 
-def fmt(v, metric):
-    if metric in ('p1_gbps', 'p8_gbps'):
-        return f'{v:.2f}'
-    if metric in ('pp_p50_us', 'pp_p99_us'):
-        return f'{v:.1f}'
-    if metric == 'conns_per_s':
-        return f'{v:,.0f}'
-    if metric == 'kib_per_conn':
-        return f'{v:.2f}'
-    return f'{v:.3f}'
+# (metric, column group, header, reference row for the ratio or None, format)
+# Proxy CPU and memory do not exist for "direct": those are compared with HAProxy.
+TABLES = [
+    ('Bulk, latency, connections, memory', [
+        ('p1_gbps', 'iperf', 'iperf3 -P1 Gbit/s', 'direct', '{:.2f}'),
+        ('p8_gbps', 'iperf', 'iperf3 -P8 Gbit/s', 'direct', '{:.2f}'),
+        ('pp_p50_us', 'pingpong', 'ping-pong p50 µs', 'direct', '{:.1f}'),
+        ('pp_p99_us', 'pingpong', 'ping-pong p99 µs', 'direct', '{:.1f}'),
+        ('conns_per_s', 'connrate', 'new conn/s', 'direct', '{:,.0f}'),
+        ('proxy_cpu_s_per_gb', 'iperf', 'proxy CPU-s/GB ¹', 'haproxy', '{:.3f}'),
+        ('host_cpu_s_per_gb', 'iperf', 'host CPU-s/GB ²', 'direct', '{:.3f}'),
+        ('kib_per_conn', 'memory', 'KiB/conn ({idle} idle) ³', 'haproxy', '{:.2f}'),
+    ]),
+    ('HTTP and request/response', [
+        ('wrk_rate', 'wrk', 'wrk HTTP 64 B keep-alive req/s ⁴', 'direct', '{:,.0f}'),
+        ('wrk_proxy_us', 'wrk', 'proxy CPU-µs/req ¹', 'haproxy', '{:.1f}'),
+        ('wrk_host_us', 'wrk', 'host CPU-µs/req ²', 'direct', '{:.1f}'),
+        ('wrkc_rate', 'wrk-close', 'wrk Connection: close conn/s ⁵', 'direct', '{:,.0f}'),
+        ('wrkc_proxy_us', 'wrk-close', 'proxy CPU-µs/conn ¹', 'haproxy', '{:.1f}'),
+        ('wrkc_host_us', 'wrk-close', 'host CPU-µs/conn ²', 'direct', '{:.1f}'),
+        ('rr_rate', 'reqresp', 'req/resp {rr_conns}×{rr_size} B req/s ⁶', 'direct', '{:,.0f}'),
+        ('kernel_share', 'iperf', 'kernel share, iperf3 -P1 ⁷', None, '{:.1%}'),
+    ]),
+]
+METRICS = [m for _, cols in TABLES for m, *_ in cols]
+PROXY_ONLY = {'proxy_cpu_s_per_gb', 'kib_per_conn', 'wrk_proxy_us', 'wrkc_proxy_us'}
 
 
 def report(ctx, rows, results, notes, skipped):
@@ -732,8 +924,6 @@ def report(ctx, rows, results, notes, skipped):
             vals = [r[m] for r in results[row] if r and m in r]
             if vals:
                 med[(row, m)] = statistics.median(vals)
-    # Proxy CPU and memory do not exist for "direct": those two columns are compared with HAProxy.
-    ref_row = {m: ('haproxy' if m in ('proxy_cpu_s_per_gb', 'kib_per_conn') else 'direct') for m in METRICS}
     a = ctx.args
     print()
     print('## skproxy peer benchmark')
@@ -745,53 +935,77 @@ def report(ctx, rows, results, notes, skipped):
     print(f'- host before the run: {100 * busy:.0f}% busy over {os.cpu_count()} CPUs'
           f'{" (" + ", ".join(top) + ")" if top else ""}, {quiet}; load average at the end: '
           f'{" ".join(open("/proc/loadavg").read().split()[:3])}')
-    print(f'- settings: {"quick" if a.quick else "full"}, reps={a.reps} (median shown), iperf3 -t {ctx.iperf_t}, '
+    print(f'- settings: {"quick" if a.quick else "full"}, reps={a.reps} (median shown), '
+          f'columns={",".join(ctx.columns)}, iperf3 -t {ctx.iperf_t}, '
           f'ping-pong {ctx.pp_count} round trips of 64 B after {ctx.pp_warmup} warm-up, '
           f'connection rate {ctx.cr_seconds} s x {ctx.cr_workers} workers, '
-          f'{ctx.idle_conns} idle connections, RLIMIT_NOFILE {ctx.nofile}')
-    print()
-    head = ['row', 'iperf3 -P1 Gbit/s', 'iperf3 -P8 Gbit/s', 'ping-pong p50 µs', 'ping-pong p99 µs',
-            'new conn/s', 'proxy CPU-s/GB ¹', 'host CPU-s/GB ²', f'KiB/conn ({ctx.idle_conns} idle) ³']
-    print('| ' + ' | '.join(head) + ' |')
-    print('|' + '|'.join(['---'] + ['---:'] * (len(head) - 1)) + '|')
-    for row in rows:
-        cells = [ROW_TITLES[row]]
-        if row in skipped:
-            reason = skipped[row].replace('|', '/')
-            if len(reason) > 90:  # the whole reason is in the notes below the table
-                reason = reason[:87] + '...'
-            cells += [f'n/a ({reason})'] + ['n/a'] * (len(head) - 2)
-            print('| ' + ' | '.join(cells) + ' |')
+          f'{ctx.idle_conns} idle connections, wrk -t2 -c64 -d{ctx.wrk_s}s (twice), '
+          f'request/response {ctx.rr_conns} connections x {ctx.rr_size} B for {ctx.rr_seconds} s, '
+          f'RLIMIT_NOFILE {ctx.nofile}')
+    used = set()
+    for title, cols in TABLES:
+        cols = [c for c in cols if c[1] in ctx.columns]
+        if not cols:
             continue
-        for m in METRICS:
-            if row == 'direct' and m in ('proxy_cpu_s_per_gb', 'kib_per_conn'):
-                cells.append('—')
+        used.update(c[1] for c in cols)
+        print()
+        print(f'### {title}')
+        print()
+        head = ['row'] + [h.format(idle=ctx.idle_conns, rr_conns=ctx.rr_conns, rr_size=ctx.rr_size)
+                          for _, _, h, _, _ in cols]
+        print('| ' + ' | '.join(head) + ' |')
+        print('|' + '|'.join(['---'] + ['---:'] * (len(head) - 1)) + '|')
+        for row in rows:
+            cells = [ROW_TITLES[row]]
+            if row in skipped:
+                reason = skipped[row].replace('|', '/')
+                if len(reason) > 90:  # the whole reason is in the notes below the table
+                    reason = reason[:87] + '...'
+                cells += [f'n/a ({reason})'] + ['n/a'] * (len(head) - 2)
+                print('| ' + ' | '.join(cells) + ' |')
                 continue
-            if (row, m) not in med:
-                cells.append('fail')
-                continue
-            v = med[(row, m)]
-            ref = med.get((ref_row[m], m))
-            cell = fmt(v, m)
-            if ref:
-                cell += f' ({v / ref:.2f}×)'
-            cells.append(cell)
-        print('| ' + ' | '.join(cells) + ' |')
+            for m, group, _, ref_row, form in cols:
+                if group in ctx.col_na:
+                    cells.append(f'n/a ({ctx.col_na[group]})')
+                elif (row == 'direct' and m in PROXY_ONLY) or (m == 'kernel_share' and not row.startswith('skproxy')):
+                    cells.append('—')
+                elif (row, m) not in med:
+                    cells.append('fail')
+                else:
+                    v = med[(row, m)]
+                    ref = med.get((ref_row, m)) if ref_row else None
+                    cells.append(form.format(v) + (f' ({v / ref:.2f}×)' if ref else ''))
+            print('| ' + ' | '.join(cells) + ' |')
     print()
-    print('Ratios in parentheses are to the direct row, except ¹ and ³, which are to HAProxy (direct has no '
-          'proxy process). A ratio is missing when its reference row was not run or failed.')
-    print('¹ utime+stime of every thread (/proc/PID/task/*/stat) of every process of the proxy, over both '
-          'iperf3 runs, per GB received by the iperf3 server. Kernel work done in softirq or kworker context '
-          '(the sockmap redirect) is not charged to the proxy: compare ² for that.')
-    print('² whole host, busy jiffies of /proc/stat (user+nice+system+irq+softirq) over the same window; '
-          'includes iperf3 itself.')
-    limit = ''
-    if ctx.idle_limited:
-        limit = (f' Held {ctx.idle_conns}, not 10,000: RLIMIT_NOFILE here is {ctx.nofile} and cannot be raised, '
-                 'and a single-process proxy needs two descriptors per proxied connection.')
-    print(f'³ user-space memory: (summed VmRSS of all proxy processes with {ctx.idle_conns} idle proxied '
-          f'connections − the same before) / {ctx.idle_conns}. Each connection echoed one byte end to end '
-          f'before it counted. Kernel socket memory is not included.{limit}')
+    print('Ratios in parentheses are to the direct row, except proxy CPU and memory (¹, ³), which are to HAProxy '
+          '(direct has no proxy process). A ratio is missing when its reference row was not run or failed.')
+    if used & {'iperf', 'wrk', 'wrk-close'}:
+        print('¹ utime+stime of every thread (/proc/PID/task/*/stat) of every process of the proxy over the run '
+              '(per GB: both iperf3 runs, per GB received by the iperf3 server; per request or connection: the wrk '
+              'run, per request wrk completed). Kernel work done in softirq or kworker context (the sockmap '
+              'redirect) is not charged to the proxy: compare ² for that.')
+        print('² whole host, busy jiffies of /proc/stat (user+nice+system+irq+softirq) over the same window; '
+              'includes the load tool (iperf3, wrk) and the backend.')
+    if 'memory' in used:
+        limit = ''
+        if ctx.idle_limited:
+            limit = (f' Held {ctx.idle_conns}, not 10,000: RLIMIT_NOFILE here is {ctx.nofile} and cannot be raised, '
+                     'and a single-process proxy needs two descriptors per proxied connection.')
+        print(f'³ user-space memory: (summed VmRSS of all proxy processes with {ctx.idle_conns} idle proxied '
+              f'connections − the same before) / {ctx.idle_conns}. Each connection echoed one byte end to end '
+              f'before it counted. Kernel socket memory is not included.{limit}')
+    if 'wrk' in used:
+        print(f'⁴ wrk -t2 -c64 -d{ctx.wrk_s}s, GET / of a {len(HTTP_BODY)}-byte body from a local nginx '
+              '(1 worker, HTTP/1.1 keep-alive); the proxies forward TCP to it.')
+    if 'wrk-close' in used:
+        print(f'⁵ the same wrk run with the header "Connection: close": every request is a new connection, '
+              'so requests/s = connections/s.')
+    if 'reqresp' in used:
+        print(f'⁶ skproxy_bench_reqresp: {ctx.rr_conns} connections to the echo backend, each sends '
+              f'{ctx.rr_size} B and waits for the {ctx.rr_size} B echo, then the next, for {ctx.rr_seconds} s.')
+    if 'iperf' in used:
+        print('⁷ skproxy rows: of the bytes skproxy moved during iperf3 -P1, the share counted on the kernel path '
+              '(deltas of skproxy_bytes_total{path="kernel"} and {path="user"} from its /metrics).')
     all_notes = [(row, f'n/a: {skipped[row]}') for row in rows if row in skipped and len(skipped[row]) > 90]
     all_notes += [(row, n) for row in rows for n in notes[row]]
     if all_notes:
@@ -806,6 +1020,8 @@ def main():
     ap.add_argument('--quick', action='store_true')
     ap.add_argument('--reps', type=int, default=1)
     ap.add_argument('--rows', default=','.join(ALL_ROWS))
+    ap.add_argument('--columns', default=','.join(ALL_COLUMNS),
+                    help='groups of figures to measure: ' + ','.join(ALL_COLUMNS))
     ap.add_argument('--skproxy', default=None)
     ap.add_argument('--build', required=True)
     ap.add_argument('--idle-conns', type=int, default=0, help='override the idle connection count')
@@ -818,6 +1034,10 @@ def main():
     bad = [r for r in rows if r not in ALL_ROWS]
     if bad or not rows or args.reps < 1:
         ap.error(f'rows must be from {",".join(ALL_ROWS)}; got {bad or "none"}; reps >= 1')
+    args.columns = [c.strip() for c in args.columns.split(',') if c.strip()]
+    bad = [c for c in args.columns if c not in ALL_COLUMNS]
+    if bad or not args.columns:
+        ap.error(f'columns must be from {",".join(ALL_COLUMNS)}; got {bad or "none"}')
     # Keep the documented row order whatever order was asked.
     rows = [r for r in ALL_ROWS if r in rows]
 
@@ -826,7 +1046,7 @@ def main():
     ports = list(BACKEND_PORTS.values())
     for row in rows:
         if row != 'direct':
-            ports += [ROW_BASE[row] + i for i in (1, 2, 3, 9)]
+            ports += [ROW_BASE[row] + 1 + i for i in range(len(ROUTES))] + [ROW_BASE[row] + 9]
     busy = [p for p in ports if not port_free(p)]
     if busy:
         sys.exit(f'ports already in use on {HOST}: {busy}; stop whatever holds them and retry')

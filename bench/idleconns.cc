@@ -11,6 +11,7 @@
 #include <sys/epoll.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -171,18 +172,10 @@ void Hold(int64_t deadline_ns) {
 }
 
 int Main(int argc, char** argv) {
-  if (argc < 2) return Usage();
-  auto ep = ParseEndpoint(argv[1]);
-  if (!ep.ok()) {
-    std::fprintf(stderr, "%s\n", ep.status().ToString().c_str());
-    return 2;
-  }
-  Flags flags(argc, argv, 2);
-  if (auto s = flags.OnlyKnown({"--count", "--parallel", "--connect-seconds", "--hold-seconds"}, {"--no-ping"});
-      !s.ok()) {
-    std::fprintf(stderr, "%s\n", s.ToString().c_str());
-    return Usage();
-  }
+  std::optional<ToolArgs> args =
+      ParseToolArgs(argc, argv, 1, {"--count", "--parallel", "--connect-seconds", "--hold-seconds"}, {"--no-ping"});
+  if (!args) return Usage();
+  const Flags& flags = args->flags;
   const int64_t count = flags.Int("--count", 10000);
   const int64_t parallel = flags.Int("--parallel", 256);
   const double connect_seconds = flags.Double("--connect-seconds", 60);
@@ -198,7 +191,7 @@ int Main(int argc, char** argv) {
     return 1;
   }
 
-  Opener opener(*ep, static_cast<size_t>(count), static_cast<size_t>(parallel), !flags.Has("--no-ping"));
+  Opener opener(args->ep, static_cast<size_t>(count), static_cast<size_t>(parallel), !flags.Has("--no-ping"));
   const int64_t start = NowNs();
   if (auto s = opener.OpenAll(start + static_cast<int64_t>(connect_seconds * 1e9)); !s.ok()) {
     std::printf("failed %s\n", s.ToString().c_str());

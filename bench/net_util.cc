@@ -234,4 +234,21 @@ absl::Status Flags::OnlyKnown(std::initializer_list<absl::string_view> known,
   return absl::OkStatus();
 }
 
+std::optional<ToolArgs> ParseToolArgs(int argc, char** argv, int addr_index,
+                                      std::initializer_list<absl::string_view> known,
+                                      std::initializer_list<absl::string_view> bool_flags) {
+  if (addr_index >= argc) return std::nullopt;
+  absl::StatusOr<Endpoint> ep = ParseEndpoint(argv[addr_index]);
+  if (!ep.ok()) {
+    std::fprintf(stderr, "%s\n", ep.status().ToString().c_str());
+    return std::nullopt;
+  }
+  ToolArgs args{*ep, Flags(argc, argv, addr_index + 1)};
+  if (absl::Status s = args.flags.OnlyKnown(known, bool_flags); !s.ok()) {
+    std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    return std::nullopt;
+  }
+  return args;
+}
+
 }  // namespace skproxy::bench

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -73,5 +74,16 @@ class Flags {
   char** argv_;
   int first_;
 };
+
+// The command line "... ADDR [--flag value]...", ADDR at argv[addr_index], the flags after it.
+struct ToolArgs {
+  Endpoint ep;
+  Flags flags;
+};
+// Parses ADDR and rejects flags not in `known` / `bool_flags`; on an error prints why on stderr and
+// returns nullopt (the caller then prints its usage).
+std::optional<ToolArgs> ParseToolArgs(int argc, char** argv, int addr_index,
+                                      std::initializer_list<absl::string_view> known,
+                                      std::initializer_list<absl::string_view> bool_flags = {});
 
 }  // namespace skproxy::bench

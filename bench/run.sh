@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Peer benchmark: direct vs skproxy (sockmap and userspace paths) vs HAProxy vs nginx, on loopback.
-# Usage: bench/run.sh [--quick] [--reps N] [--rows direct,skproxy-sockmap,skproxy-userspace,haproxy,nginx]
+# Peer benchmark: direct vs skproxy (sockmap, userspace and auto paths) vs HAProxy vs nginx, on loopback.
+# Usage: bench/run.sh [--quick] [--reps N] [--rows direct,skproxy-sockmap,skproxy-userspace,skproxy-auto,haproxy,nginx]
+#                     [--columns memory,iperf,pingpong,connrate,wrk,wrk-close,reqresp]
 #                     [--skproxy PATH] [--build DIR] [--idle-conns N] [--json FILE]
-# Prints one markdown table on stdout (progress goes to stderr). Builds nothing: it expects the tools in
+# Prints markdown tables on stdout (progress goes to stderr). Builds nothing: it expects the tools in
 # BUILD/bench (default build/). Every process it starts is stopped by PID on exit.
 set -euo pipefail
 
@@ -13,10 +14,10 @@ reps=1
 pass=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    -h|--help) sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --build) build=${2:?--build needs a directory}; shift 2 ;;
     --reps) reps=${2:?--reps needs a number}; pass+=("$1" "$2"); shift 2 ;;
-    --skproxy|--rows|--idle-conns|--json) pass+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
+    --skproxy|--rows|--columns|--idle-conns|--json) pass+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
     --quick) pass+=("$1"); shift ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -77,7 +78,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A full row takes well under 2 minutes; the bound only stops a run that hangs.
-limit=$(( 300 + reps * 5 * 150 ))
+# A full row takes about 2 minutes; the bound (3 min per row) only stops a run that hangs.
+limit=$(( 300 + reps * 6 * 180 ))
 timeout --foreground -s TERM "$limit" \
   python3 "$here/bench.py" --build "$build" --tmp "$tmp" --pidfile "$pidfile" "${pass[@]}"

@@ -10,7 +10,7 @@ PACKAGES=(
   # tests: the loss test drops segments with nftables inside a namespace it creates
   nftables iproute2 curl python3 procps
   # bench peers and load tools
-  haproxy nginx libnginx-mod-stream iperf3
+  haproxy nginx libnginx-mod-stream iperf3 wrk
 )
 
 missing=()
