@@ -42,7 +42,7 @@ struct Shared {
   }
 };
 
-absl::Status OneCycle(const Endpoint& ep, const std::vector<char>& request, std::vector<char>& response) {
+absl::Status OneCycle(const SocketAddress& ep, const std::vector<char>& request, std::vector<char>& response) {
   auto fd = ConnectBlocking(ep, std::chrono::milliseconds(2000), std::chrono::milliseconds(2000));
   if (!fd.ok()) return fd.status();
   if (auto s = WriteAll(fd->get(), request.data(), request.size()); !s.ok()) return s;
@@ -51,7 +51,7 @@ absl::Status OneCycle(const Endpoint& ep, const std::vector<char>& request, std:
   return ReadUntilEof(fd->get());
 }
 
-int Client(const Endpoint& ep, const Flags& flags) {
+int Client(const SocketAddress& ep, const Flags& flags) {
   const double seconds = flags.Double("--seconds", 5);
   const int64_t workers = flags.Int("--workers", 4);
   const int64_t max_conns = flags.Int("--max-conns", 1'000'000);
@@ -94,7 +94,7 @@ int Client(const Endpoint& ep, const Flags& flags) {
 int Main(int argc, char** argv) {
   if (argc < 3) return Usage();
   const std::string_view mode = argv[1];
-  auto ep = ParseEndpoint(argv[2]);
+  auto ep = ParseSocketAddress(argv[2]);
   if (!ep.ok()) {
     std::fprintf(stderr, "%s\n", ep.status().ToString().c_str());
     return 2;

@@ -139,7 +139,7 @@ class EchoLoop {
 
 }  // namespace
 
-absl::Status RunEchoServer(const Endpoint& ep, const EchoServerOptions& options) {
+absl::Status RunEchoServer(const SocketAddress& ep, const EchoServerOptions& options) {
   if (options.threads < 1 || options.threads > 64) return absl::InvalidArgumentError("threads must be 1..64");
   if (auto s = RaiseNofileLimit(20000); !s.ok()) std::fprintf(stderr, "warning: %s\n", s.ToString().c_str());
   std::vector<std::unique_ptr<EchoLoop>> loops;

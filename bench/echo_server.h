@@ -24,6 +24,6 @@ struct EchoServerOptions {
 
 // Binds every listener first (so a busy port is reported before anything runs), prints
 // "listening ADDR" on stderr, then serves until max_seconds have passed.
-absl::Status RunEchoServer(const Endpoint& ep, const EchoServerOptions& options);
+absl::Status RunEchoServer(const SocketAddress& ep, const EchoServerOptions& options);
 
 }  // namespace skproxy::bench

@@ -41,7 +41,7 @@ struct Conn {
 
 class Opener {
  public:
-  Opener(const Endpoint& ep, size_t count, size_t parallel, bool ping)
+  Opener(const SocketAddress& ep, size_t count, size_t parallel, bool ping)
       : ep_(ep), conns_(count), parallel_(parallel), ping_(ping) {}
 
   // Returns once all are up, or an error saying how many were.
@@ -99,7 +99,7 @@ class Opener {
     (void)SetNoDelay(c.fd.get());
     c.state = State::kConnecting;
     ++in_flight_;
-    if (connect(c.fd.get(), ep_.sa(), ep_.length) != 0 && errno != EINPROGRESS) {
+    if (connect(c.fd.get(), ep_.sockaddr_ptr(), ep_.length) != 0 && errno != EINPROGRESS) {
       return absl::ErrnoToStatus(errno, Progress("connect"));
     }
     return Watch(static_cast<uint32_t>(idx), EPOLLOUT, EPOLL_CTL_ADD);
@@ -141,7 +141,7 @@ class Opener {
     return absl::OkStatus();
   }
 
-  Endpoint ep_;
+  SocketAddress ep_;
   std::vector<Conn> conns_;
   size_t parallel_;
   bool ping_;

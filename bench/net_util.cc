@@ -1,6 +1,5 @@
 #include "bench/net_util.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
@@ -32,45 +31,6 @@ timeval ToTimeval(std::chrono::milliseconds ms) {
 
 }  // namespace
 
-absl::StatusOr<Endpoint> ParseEndpoint(absl::string_view text) {
-  std::string host;
-  absl::string_view port_text;
-  if (!text.empty() && text.front() == '[') {
-    size_t close = text.find(']');
-    if (close == absl::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return absl::InvalidArgumentError(absl::StrCat("bad address '", text, "': want [IPv6]:port"));
-    }
-    host = std::string(text.substr(1, close - 1));
-    port_text = text.substr(close + 2);
-  } else {
-    size_t colon = text.rfind(':');
-    if (colon == absl::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("bad address '", text, "': want IPv4:port"));
-    }
-    host = std::string(text.substr(0, colon));
-    port_text = text.substr(colon + 1);
-  }
-  uint32_t port = 0;
-  if (!absl::SimpleAtoi(port_text, &port) || port == 0 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("bad port in '", text, "'"));
-  }
-  Endpoint ep;
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&ep.storage);
-  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ep.storage);
-  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(static_cast<uint16_t>(port));
-    ep.length = sizeof(sockaddr_in);
-  } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(static_cast<uint16_t>(port));
-    ep.length = sizeof(sockaddr_in6);
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("bad host in '", text, "': numeric IPv4 or [IPv6] only"));
-  }
-  return ep;
-}
-
 absl::Status RaiseNofileLimit(uint64_t want) {
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return Errno("getrlimit(RLIMIT_NOFILE)");
@@ -99,7 +59,7 @@ absl::Status SetNonBlocking(int fd) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<UniqueFd> Listen(const Endpoint& ep, int backlog, bool reuseport, bool nonblocking) {
+absl::StatusOr<UniqueFd> Listen(const SocketAddress& ep, int backlog, bool reuseport, bool nonblocking) {
   UniqueFd fd(socket(ep.family(), SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0));
   if (!fd.valid()) return Errno("socket");
   int one = 1;
@@ -107,16 +67,16 @@ absl::StatusOr<UniqueFd> Listen(const Endpoint& ep, int backlog, bool reuseport,
   if (reuseport && setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
     return Errno("SO_REUSEPORT");
   }
-  if (bind(fd.get(), ep.sa(), ep.length) != 0) return Errno("bind");
+  if (bind(fd.get(), ep.sockaddr_ptr(), ep.length) != 0) return Errno("bind");
   if (listen(fd.get(), backlog) != 0) return Errno("listen");
   return fd;
 }
 
-absl::StatusOr<UniqueFd> ConnectBlocking(const Endpoint& ep, std::chrono::milliseconds connect_timeout,
+absl::StatusOr<UniqueFd> ConnectBlocking(const SocketAddress& ep, std::chrono::milliseconds connect_timeout,
                                          std::chrono::milliseconds io_timeout) {
   UniqueFd fd(socket(ep.family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd.valid()) return Errno("socket");
-  if (connect(fd.get(), ep.sa(), ep.length) != 0) {
+  if (connect(fd.get(), ep.sockaddr_ptr(), ep.length) != 0) {
     if (errno != EINPROGRESS) return Errno("connect");
     pollfd pfd{fd.get(), POLLOUT, 0};
     int n = poll(&pfd, 1, static_cast<int>(connect_timeout.count()));
@@ -238,7 +198,7 @@ std::optional<ToolArgs> ParseToolArgs(int argc, char** argv, int addr_index,
                                       std::initializer_list<absl::string_view> known,
                                       std::initializer_list<absl::string_view> bool_flags) {
   if (addr_index >= argc) return std::nullopt;
-  absl::StatusOr<Endpoint> ep = ParseEndpoint(argv[addr_index]);
+  absl::StatusOr<SocketAddress> ep = ParseSocketAddress(argv[addr_index]);
   if (!ep.ok()) {
     std::fprintf(stderr, "%s\n", ep.status().ToString().c_str());
     return std::nullopt;

@@ -1,6 +1,6 @@
 // Small socket helpers shared by the benchmark tools (pingpong, connrate, idleconns).
-// The tools stay independent of the proxy's own libraries so the peer benchmark measures
-// HAProxy and nginx with exactly the same client and server code as skproxy.
+// The tools link none of the proxy's data path, only its address parser, so the peer benchmark
+// measures HAProxy and nginx with exactly the same client and server code as skproxy.
 #pragma once
 
 #include <netinet/in.h>
@@ -17,21 +17,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "config/address.h"
 #include "proxy/unique_fd.h"
 
 namespace skproxy::bench {
 
-using ::skproxy::UniqueFd;  // header-only: the tools still link none of the proxy
-
-struct Endpoint {
-  sockaddr_storage storage{};
-  socklen_t length = 0;
-  const sockaddr* sa() const { return reinterpret_cast<const sockaddr*>(&storage); }
-  int family() const { return storage.ss_family; }
-};
-
-// "127.0.0.1:27001" or "[::1]:27001". Numeric only: the bench runs on loopback.
-absl::StatusOr<Endpoint> ParseEndpoint(absl::string_view text);
+using ::skproxy::SocketAddress;
+using ::skproxy::UniqueFd;
 
 // Raises RLIMIT_NOFILE to at least `want` (the hard limit too when running as root), because
 // 10,000 held connections need more descriptors than the usual 1024 soft limit.
@@ -39,11 +31,11 @@ absl::Status RaiseNofileLimit(uint64_t want);
 
 // A listening socket with SO_REUSEADDR (and SO_REUSEPORT when asked, so several threads can
 // each own a listener on the same port).
-absl::StatusOr<UniqueFd> Listen(const Endpoint& ep, int backlog, bool reuseport, bool nonblocking);
+absl::StatusOr<UniqueFd> Listen(const SocketAddress& ep, int backlog, bool reuseport, bool nonblocking);
 
 // Blocking connect with a deadline; the returned socket is blocking with TCP_NODELAY set and
 // SO_RCVTIMEO/SO_SNDTIMEO = io_timeout so no later read or write can hang forever.
-absl::StatusOr<UniqueFd> ConnectBlocking(const Endpoint& ep, std::chrono::milliseconds connect_timeout,
+absl::StatusOr<UniqueFd> ConnectBlocking(const SocketAddress& ep, std::chrono::milliseconds connect_timeout,
                                          std::chrono::milliseconds io_timeout);
 
 absl::Status SetNoDelay(int fd);
@@ -77,7 +69,7 @@ class Flags {
 
 // The command line "... ADDR [--flag value]...", ADDR at argv[addr_index], the flags after it.
 struct ToolArgs {
-  Endpoint ep;
+  SocketAddress ep;
   Flags flags;
 };
 // Parses ADDR and rejects flags not in `known` / `bool_flags`; on an error prints why on stderr and

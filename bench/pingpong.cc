@@ -23,7 +23,7 @@ int Usage() {
   return 2;
 }
 
-int Client(const Endpoint& ep, const Flags& flags) {
+int Client(const SocketAddress& ep, const Flags& flags) {
   const int64_t count = flags.Int("--count", 20000);
   const int64_t warmup = flags.Int("--warmup", 1000);
   const int64_t size = flags.Int("--size", 64);
@@ -78,7 +78,7 @@ int Client(const Endpoint& ep, const Flags& flags) {
 int Main(int argc, char** argv) {
   if (argc < 3) return Usage();
   const std::string_view mode = argv[1];
-  auto ep = ParseEndpoint(argv[2]);
+  auto ep = ParseSocketAddress(argv[2]);
   if (!ep.ok()) {
     std::fprintf(stderr, "%s\n", ep.status().ToString().c_str());
     return 2;

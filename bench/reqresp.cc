@@ -129,7 +129,7 @@ int Main(int argc, char** argv) {
   std::optional<ToolArgs> args =
       ParseToolArgs(argc, argv, 1, {"--connections", "--size", "--seconds", "--threads", "--max-requests"});
   if (!args) return Usage();
-  const Endpoint& ep = args->ep;
+  const SocketAddress& ep = args->ep;
   const Flags& flags = args->flags;
   const int64_t connections = flags.Int("--connections", 50);
   const int64_t size = flags.Int("--size", 32);

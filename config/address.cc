@@ -44,6 +44,19 @@ uint16_t SocketAddress::port() const {
   }
 }
 
+void SocketAddress::set_port(uint16_t port) {
+  switch (family()) {
+    case AF_INET:
+      reinterpret_cast<sockaddr_in&>(storage).sin_port = htons(port);
+      break;
+    case AF_INET6:
+      reinterpret_cast<sockaddr_in6&>(storage).sin6_port = htons(port);
+      break;
+    default:
+      break;
+  }
+}
+
 std::string SocketAddress::ToString() const {
   char ip[INET6_ADDRSTRLEN] = {};
   switch (family()) {
@@ -108,11 +121,24 @@ absl::StatusOr<SocketAddress> ParseSocketAddress(std::string_view address, bool 
   }
   absl::StatusOr<uint16_t> port_number = ParsePort(port, text, allow_port_zero);
   if (!port_number.ok()) return port_number.status();
-  if (result.family() == AF_INET) {
-    reinterpret_cast<sockaddr_in&>(result.storage).sin_port = htons(*port_number);
+  result.set_port(*port_number);
+  return result;
+}
+
+SocketAddress LoopbackAddress(int family, uint16_t port) {
+  SocketAddress result;
+  if (family == AF_INET6) {
+    auto& v6 = reinterpret_cast<sockaddr_in6&>(result.storage);
+    v6.sin6_family = AF_INET6;
+    v6.sin6_addr = in6addr_loopback;
+    result.length = sizeof(sockaddr_in6);
   } else {
-    reinterpret_cast<sockaddr_in6&>(result.storage).sin6_port = htons(*port_number);
+    auto& v4 = reinterpret_cast<sockaddr_in&>(result.storage);
+    v4.sin_family = AF_INET;
+    v4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    result.length = sizeof(sockaddr_in);
   }
+  result.set_port(port);
   return result;
 }
 

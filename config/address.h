@@ -18,6 +18,9 @@ struct SocketAddress {
 
   int family() const { return storage.ss_family; }
   uint16_t port() const;
+  // Changes the port of an IPv4 or IPv6 address (no-op for other families), e.g. to fill in the port the
+  // kernel picked for a listener bound to port 0.
+  void set_port(uint16_t port);
   const sockaddr* sockaddr_ptr() const { return reinterpret_cast<const sockaddr*>(&storage); }
   // "127.0.0.1:8080" or "[::1]:8080": the inverse of ParseSocketAddress.
   std::string ToString() const;
@@ -28,6 +31,9 @@ struct SocketAddress {
 // Parses "IPv4:port" or "[IPv6]:port" with a port in 1..65535 (port 0 is allowed only when allow_port_zero,
 // which tests use to let the kernel pick a free port).
 absl::StatusOr<SocketAddress> ParseSocketAddress(std::string_view text, bool allow_port_zero = false);
+
+// 127.0.0.1:port for AF_INET, [::1]:port for AF_INET6 (any other family is treated as AF_INET).
+SocketAddress LoopbackAddress(int family, uint16_t port);
 
 // Builds a SocketAddress from what getsockname/getpeername/accept returned.
 SocketAddress SocketAddressFrom(const sockaddr* sa, socklen_t len);

@@ -115,5 +115,32 @@ TEST(SocketAddressFrom, ClampsAnOversizedLength) {
   EXPECT_EQ(SocketAddressFrom(nullptr, 16).length, 0u);
 }
 
+TEST(LoopbackAddress, BothFamilies) {
+  SocketAddress v4 = LoopbackAddress(AF_INET, 8080);
+  EXPECT_EQ(v4.family(), AF_INET);
+  EXPECT_EQ(v4.length, sizeof(sockaddr_in));
+  EXPECT_EQ(v4.ToString(), "127.0.0.1:8080");
+  EXPECT_EQ(v4, *ParseSocketAddress("127.0.0.1:8080"));
+
+  SocketAddress v6 = LoopbackAddress(AF_INET6, 0);
+  EXPECT_EQ(v6.family(), AF_INET6);
+  EXPECT_EQ(v6.length, sizeof(sockaddr_in6));
+  EXPECT_EQ(v6.ToString(), "[::1]:0");
+  EXPECT_EQ(v6, *ParseSocketAddress("[::1]:0", /*allow_port_zero=*/true));
+}
+
+TEST(SocketAddress, SetPortKeepsTheHost) {
+  SocketAddress v4 = *ParseSocketAddress("10.1.2.3:1");
+  v4.set_port(65535);
+  EXPECT_EQ(v4.ToString(), "10.1.2.3:65535");
+  SocketAddress v6 = *ParseSocketAddress("[fe80::1]:1");
+  v6.set_port(0);
+  EXPECT_EQ(v6.port(), 0);
+  EXPECT_EQ(v6.ToString(), "[fe80::1]:0");
+  SocketAddress none;  // no family: nothing to set, and nothing breaks
+  none.set_port(80);
+  EXPECT_EQ(none.port(), 0);
+}
+
 }  // namespace
 }  // namespace skproxy

@@ -209,9 +209,9 @@ std::string FindError(const std::string& err, const std::string& path, const std
 
 TEST_P(BadConfig, ExitsTwoNamingFileLineAndKeyAndBindsNothing) {
   const BadConfigCase& c = GetParam();
-  const Endpoint admin = Loopback4(PickFreePort()), listener = Loopback4(PickFreePort());
-  std::string yaml = absl::StrReplaceAll(c.yaml, {{"{ADMIN}", std::to_string(admin.port)},
-                                                  {"{PORT}", std::to_string(listener.port)},
+  const SocketAddress admin = Loopback4(PickFreePort()), listener = Loopback4(PickFreePort());
+  std::string yaml = absl::StrReplaceAll(c.yaml, {{"{ADMIN}", std::to_string(admin.port())},
+                                                  {"{PORT}", std::to_string(listener.port())},
                                                   {"{UP}", std::to_string(PickFreePort())}});
   TempConfig cfg(yaml);
 

@@ -40,7 +40,7 @@ TEST_P(DatapathTest, EchoOf256MiBIsSha256Exact) {
   EXPECT_TRUE(r.recv.eof) << r.Describe();
   EXPECT_EQ(r.first_bad, -1) << r.Describe();
   EXPECT_EQ(r.sha_received, r.sha_sent);
-  fd->reset();
+  fd->Reset();
   EXPECT_PROXY_IDLE(proxy, baseline_fds);
   ByteCounters c;
   bool exact = WaitFor(
@@ -62,7 +62,7 @@ TEST_P(DatapathTest, TwoHundredConcurrentConnectionsEchoExactly) {
   auto echo = StartServer(EchoHandler());
   ASSERT_TRUE(echo);
   SKPROXY_START(proxy, baseline_fds, SimpleProxyConfig(datapath(), {echo->endpoint()}));
-  std::vector<Fd> fds;
+  std::vector<UniqueFd> fds;
   for (int i = 0; i < kConns; i++) {
     auto fd = Connect(proxy->listener(), 5s);
     ASSERT_TRUE(fd.ok()) << "connection " << i << ": " << fd.status();
@@ -133,7 +133,7 @@ TEST_P(DatapathTest, Ipv6ListenersAndUpstreams) {
   ConnStats s = sink6->Finished()[0];
   EXPECT_EQ(s.bytes_in, 64 * MiB) << s.Describe();
   EXPECT_TRUE(s.eof && s.first_bad < 0) << s.Describe();
-  fd->reset();
+  fd->Reset();
   EXPECT_PROXY_IDLE(proxy, baseline_fds);
   printf("[%s] IPv6 gate switches: %.0f\n", datapath().c_str(), proxy->Metric("skproxy_gate_switches_total"));
 }
@@ -166,12 +166,12 @@ TEST_P(DatapathTest, ClientBytesSentBeforeTheUpstreamConnectsArriveIntact) {
   const uint32_t id = NextStreamId();
   IoResult first = SendPattern(fd->get(), id, 0, 64 * KiB, DeadlineIn(5s));
   ASSERT_EQ(first.bytes, 64 * KiB) << first.Describe();
-  ASSERT_TRUE(WaitFor([&] { return HasSynSentTo(echo->endpoint().port); }, 5s))
+  ASSERT_TRUE(WaitFor([&] { return HasSynSentTo(echo->endpoint().port()); }, 5s))
       << "the proxy never tried to connect upstream\n" << proxy->StderrTail();
   IoResult second = SendPattern(fd->get(), id, 64 * KiB, 64 * KiB, DeadlineIn(5s));
   ASSERT_EQ(second.bytes, 64 * KiB) << second.Describe();
   echo->ReleaseAccepts();
-  filler->reset();
+  filler->Reset();
   std::thread sender([&] {
     SendPattern(fd->get(), id, 128 * KiB, kBytes - 128 * KiB, DeadlineIn(30s));
     shutdown(fd->get(), SHUT_WR);
@@ -180,7 +180,7 @@ TEST_P(DatapathTest, ClientBytesSentBeforeTheUpstreamConnectsArriveIntact) {
   IoResult r = ReadStream(fd->get(), &checker, DeadlineIn(30s));
   sender.join();
   EXPECT_WHOLE_STREAM(r, checker, kBytes);
-  fd->reset();
+  fd->Reset();
   EXPECT_PROXY_IDLE(proxy, baseline_fds);
 }
 
@@ -363,7 +363,7 @@ TEST_P(DatapathTest, UpstreamResetWhileClientSendsClosesTheClient) {
   printf("[%s] client sent %s after the upstream reset\n", datapath().c_str(), w.Describe().c_str());
   EXPECT_EQ(k.bytes_in, 1 * MiB) << k.Describe();
   EXPECT_EQ(k.first_bad, -1) << k.Describe();
-  fd->reset();
+  fd->Reset();
   EXPECT_PROXY_IDLE(proxy, baseline_fds);
 }
 
@@ -385,7 +385,7 @@ TEST_P(DatapathTest, UpstreamResetWhileSendingClosesTheClient) {
       << "client not closed within 2 s of the upstream's reset: " << r.Describe();
   EXPECT_LE(r.bytes, 8 * MiB);
   EXPECT_TRUE(checker.ok()) << checker.Describe();
-  fd->reset();
+  fd->Reset();
   EXPECT_PROXY_IDLE(proxy, baseline_fds);
 }
 
@@ -406,7 +406,7 @@ TEST_P(DatapathTest, ClientFinWhileBytesQueuedTowardsSlowUpstream) {
   IoResult w = SendPattern(fd->get(), NextStreamId(), 0, kQueuedBytes, DeadlineIn(30s));
   ASSERT_EQ(w.bytes, kQueuedBytes) << w.Describe();
   const uint64_t queued_at_close = kQueuedBytes - sink->bytes_in.load();
-  fd->reset();  // close(): FIN, nothing unread
+  fd->Reset();  // close(): FIN, nothing unread
   ASSERT_TRUE(sink->WaitForFinished(1, 20s)) << "the upstream never got EOF\n" << proxy->StderrTail();
   ConnStats s = sink->Finished()[0];
   printf("[%s] %.1f MiB were queued in the proxy when the client closed\n", datapath().c_str(),
@@ -458,7 +458,7 @@ TEST_P(DatapathTest, UpstreamFinWhileBytesQueuedTowardsSlowClient) {
   pacing.rate = 16.0 * MiB;
   IoResult r = ReadStream(fd->get(), &checker, DeadlineIn(30s), pacing);
   EXPECT_WHOLE_STREAM(r, checker, kBytes);
-  fd->reset();
+  fd->Reset();
   EXPECT_PROXY_IDLE(proxy, baseline_fds);
 }
 
@@ -469,7 +469,7 @@ TEST_P(DatapathTest, ResourcesReturnToBaselineAfterMixedCloses) {
   auto echo = StartServer(EchoHandler());
   ASSERT_TRUE(echo);
   SKPROXY_START(proxy, baseline_fds, SimpleProxyConfig(datapath(), {echo->endpoint()}));
-  std::vector<Fd> idle;
+  std::vector<UniqueFd> idle;
   for (int i = 0; i < kIdle; i++) {
     auto fd = Connect(proxy->listener(), 2s);
     ASSERT_TRUE(fd.ok()) << fd.status();
@@ -511,7 +511,7 @@ TEST_P(DatapathTest, ResourcesReturnToBaselineAfterMixedCloses) {
       auto fd = Connect(proxy->listener(), 2s);
       if (!fd.ok()) return;
       SendPattern(fd->get(), NextStreamId(), 0, 1 * MiB, DeadlineIn(5s));
-      fd->reset();
+      fd->Reset();
     });
   }
   for (auto& t : threads) t.join();

@@ -19,7 +19,7 @@ namespace {
 // One bulk stream through a listener: forward = client -> sink upstream (checked by the sink),
 // reverse = source upstream -> client (checked here).
 struct TransferSpec {
-  Endpoint listener;
+  SocketAddress listener;
   bool forward = true;
   uint64_t bytes = 0;
   ReadPacing pacing;  // the client's reading pace on reverse transfers
@@ -207,9 +207,9 @@ TEST(KernelRetransmitTest, ForcedRetransmissionsByteExact) {
                   {"phased", "2s", {phased_sink->endpoint()}},
                   {"source", "2s", {source->endpoint()}}};
     SKPROXY_START(proxy, baseline_fds, c);
-    absl::Status loss = InstallTcpLoss({absl::StrCat("dport ", proxy->listener(0).port),
-                                        absl::StrCat("dport ", proxy->listener(1).port),
-                                        absl::StrCat("sport ", source->endpoint().port)},
+    absl::Status loss = InstallTcpLoss({absl::StrCat("dport ", proxy->listener(0).port()),
+                                        absl::StrCat("dport ", proxy->listener(1).port()),
+                                        absl::StrCat("sport ", source->endpoint().port())},
                                        1);
     if (!loss.ok()) GTEST_SKIP() << loss;
     const uint64_t retrans_before = TcpRetransSegs();

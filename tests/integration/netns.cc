@@ -10,19 +10,20 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "tests/integration/command.h"
 #include "absl/strings/str_split.h"
 
 namespace skproxy::itest {
 
 absl::StatusOr<std::unique_ptr<ScopedNetns>> ScopedNetns::Enter() {
   std::unique_ptr<ScopedNetns> ns(new ScopedNetns());
-  ns->original_ = Fd(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
-  if (!ns->original_) return absl::UnavailableError(absl::StrCat("open own netns: ", strerror(errno)));
+  ns->original_ = UniqueFd(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  if (!ns->original_.valid()) return absl::UnavailableError(absl::StrCat("open own netns: ", strerror(errno)));
   if (unshare(CLONE_NEWNET) != 0) return absl::UnavailableError(absl::StrCat("unshare(CLONE_NEWNET): ", strerror(errno)));
-  Fd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  UniqueFd s(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   ifreq ifr{};
   strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-  if (!s || ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) return absl::UnavailableError("SIOCGIFFLAGS lo");
+  if (!s.valid() || ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) return absl::UnavailableError("SIOCGIFFLAGS lo");
   ifr.ifr_flags |= IFF_UP;
   if (ioctl(s.get(), SIOCSIFFLAGS, &ifr) != 0)
     return absl::UnavailableError(absl::StrCat("bring lo up: ", strerror(errno)));
@@ -30,7 +31,7 @@ absl::StatusOr<std::unique_ptr<ScopedNetns>> ScopedNetns::Enter() {
 }
 
 ScopedNetns::~ScopedNetns() {
-  if (original_ && setns(original_.get(), CLONE_NEWNET) != 0) {
+  if (original_.valid() && setns(original_.get(), CLONE_NEWNET) != 0) {
     // The test thread would stay in the namespace and every later test would run there: fail loudly.
     fprintf(stderr, "FATAL: setns back to the original network namespace failed: %s\n", strerror(errno));
     abort();

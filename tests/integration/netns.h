@@ -8,7 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "tests/integration/harness.h"
+#include "proxy/unique_fd.h"
 
 namespace skproxy::itest {
 
@@ -25,7 +25,7 @@ class ScopedNetns {
 
  private:
   ScopedNetns() = default;
-  Fd original_;
+  UniqueFd original_;
 };
 
 // Adds table `inet skt` with an input-hook chain that drops `percent`% (random) of the TCP segments

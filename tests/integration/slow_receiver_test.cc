@@ -119,7 +119,7 @@ TEST_P(SlowReceiverTest, SlowUpstreamReaderBoundsMemoryAndCompletes) {
   EXPECT_EQ(s.bytes_in, kBytes) << s.Describe();
   EXPECT_TRUE(s.eof && s.first_bad < 0) << s.Describe();
   CheckBounds("[" + datapath() + "] slow upstream", secs, mon, mem);
-  fd->reset();
+  fd->Reset();
   EXPECT_PROXY_IDLE(proxy, baseline_fds);
 }
 
@@ -144,7 +144,7 @@ TEST_P(SlowReceiverTest, SlowClientReaderBoundsMemoryAndCompletes) {
   mon.Stop();
   EXPECT_WHOLE_STREAM(r, checker, kBytes);
   CheckBounds("[" + datapath() + "] slow client", secs, mon, mem);
-  fd->reset();
+  fd->Reset();
   EXPECT_PROXY_IDLE(proxy, baseline_fds);
 }
 

@@ -54,7 +54,7 @@ inline std::string HexHead(const uint8_t* p, size_t n, size_t max = 16) {
 
 // One short connection: connect, write n pattern bytes at once (before anything could have been read or
 // connected upstream), SHUT_WR, read the echo to EOF, compare every byte. Empty string on success.
-inline std::string ShortEcho(const Endpoint& ep, uint64_t n, Millis timeout = 10s) {
+inline std::string ShortEcho(const SocketAddress& ep, uint64_t n, Millis timeout = 10s) {
   Deadline deadline = DeadlineIn(timeout);
   auto fd = Connect(ep, timeout);
   if (!fd.ok()) return std::string(fd.status().message());

@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
 
 namespace skproxy::itest {
 
@@ -23,10 +24,10 @@ absl::StatusOr<std::unique_ptr<TcpServer>> TcpServer::Start(Options options, Han
   s->options_ = options;
   s->handler_ = std::move(handler);
   s->hold_ = options.hold_accepts;
-  auto fd = Listen(Endpoint{options.family, 0}, options.backlog, options.socket);
+  auto fd = Listen(LoopbackAddress(options.family, 0), options.backlog, options.socket);
   if (!fd.ok()) return fd.status();
   s->listener_ = std::move(*fd);
-  s->endpoint_ = Endpoint{options.family, LocalPort(s->listener_.get())};
+  s->endpoint_ = LoopbackAddress(options.family, LocalPort(s->listener_.get()));
   s->accept_thread_ = std::thread([srv = s.get()] { srv->AcceptLoop(); });
   return s;
 }
@@ -110,7 +111,7 @@ void TcpServer::Stop() {
     threads.swap(threads_);
   }
   for (auto& t : threads) t.join();
-  listener_.reset();
+  listener_.Reset();
 }
 
 namespace {

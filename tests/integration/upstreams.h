@@ -14,7 +14,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "tests/integration/harness.h"
+#include "tests/integration/deadline.h"
+#include "tests/integration/pattern.h"
+#include "tests/integration/sockets.h"
+#include "tests/integration/stream_io.h"
+#include "tests/integration/units.h"
 
 namespace skproxy::itest {
 
@@ -47,7 +51,7 @@ class TcpServer {
   TcpServer(const TcpServer&) = delete;
   TcpServer& operator=(const TcpServer&) = delete;
 
-  Endpoint endpoint() const { return endpoint_; }
+  SocketAddress endpoint() const { return endpoint_; }
   void ReleaseAccepts();
   size_t accepted() const;
   size_t finished() const;
@@ -68,8 +72,8 @@ class TcpServer {
 
   Options options_;
   Handler handler_;
-  Endpoint endpoint_;
-  Fd listener_;
+  SocketAddress endpoint_;
+  UniqueFd listener_;
   std::atomic<bool> stopping_{false};
   std::thread accept_thread_;
   mutable std::mutex mu_;

@@ -1,0 +1,37 @@
+// What the host reports about memory, a process, and TCP in this thread's network namespace.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+
+namespace skproxy::itest {
+
+// MemAvailable from /proc/meminfo, bytes.
+uint64_t MemAvailableBytes();
+// Samples MemAvailable every 20 ms in a thread; max_drop() is baseline - lowest sample seen.
+class MemAvailableSampler {
+ public:
+  MemAvailableSampler();
+  ~MemAvailableSampler();
+  int64_t max_drop() const { return static_cast<int64_t>(baseline_) - static_cast<int64_t>(min_.load()); }
+  uint64_t baseline() const { return baseline_; }
+
+ private:
+  uint64_t baseline_;
+  std::atomic<uint64_t> min_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// VmRSS of a process, bytes (0 if unknown).
+uint64_t ProcessRssBytes(pid_t pid);
+
+// Readers of this thread's network namespace (/proc/thread-self/net/...).
+uint64_t TcpRetransSegs();  // Tcp: RetransSegs from snmp
+// True if a socket in SYN-SENT towards `remote_port` on loopback exists.
+bool HasSynSentTo(uint16_t remote_port);
+
+}  // namespace skproxy::itest

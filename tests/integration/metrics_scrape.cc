@@ -1,0 +1,59 @@
+#include "tests/integration/metrics_scrape.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "tests/integration/sockets.h"
+#include "tests/integration/stream_io.h"
+
+namespace skproxy::itest {
+
+absl::StatusOr<std::string> HttpGet(const SocketAddress& address, std::string_view path, Millis timeout) {
+  Deadline deadline = DeadlineIn(timeout);
+  auto fd = Connect(address, timeout);
+  if (!fd.ok()) return fd.status();
+  std::string req = absl::StrCat("GET ", std::string(path), " HTTP/1.0\r\nHost: ", address.ToString(), "\r\n\r\n");
+  IoResult w = SendAll(fd->get(), req.data(), req.size(), deadline);
+  if (w.bytes != req.size()) return absl::UnavailableError(absl::StrCat("HTTP request: ", w.Describe()));
+  std::string resp;
+  char buf[16 * 1024];
+  for (;;) {
+    IoResult r = RecvExact(fd->get(), buf, sizeof buf, deadline);
+    resp.append(buf, r.bytes);
+    if (r.eof) break;
+    if (r.error || r.timed_out) return absl::UnavailableError(absl::StrCat("HTTP response: ", r.Describe()));
+  }
+  size_t hdr_end = resp.find("\r\n\r\n");
+  if (hdr_end == std::string::npos) return absl::UnavailableError("HTTP response without header end");
+  std::string_view head(resp.data(), hdr_end);
+  if (head.substr(0, 5) != "HTTP/" || head.find(" 200") == std::string_view::npos ||
+      head.find(" 200") > head.find("\r\n"))
+    return absl::UnavailableError(absl::StrCat("HTTP status: ", std::string(head.substr(0, head.find("\r\n")))));
+  std::string body = resp.substr(hdr_end + 4);
+  std::string lower_head(head);
+  std::transform(lower_head.begin(), lower_head.end(), lower_head.begin(), ::tolower);
+  if (lower_head.find("transfer-encoding: chunked") != std::string::npos) {
+    std::string decoded;
+    size_t i = 0;
+    while (i < body.size()) {
+      size_t eol = body.find("\r\n", i);
+      if (eol == std::string::npos) break;
+      size_t len = strtoul(body.substr(i, eol - i).c_str(), nullptr, 16);
+      if (len == 0) break;
+      decoded.append(body, eol + 2, len);
+      i = eol + 2 + len + 2;
+    }
+    body = std::move(decoded);
+  }
+  return body;
+}
+
+absl::StatusOr<MetricSamples> ScrapeMetrics(const SocketAddress& admin) {
+  auto body = HttpGet(admin, "/metrics", 5s);
+  if (!body.ok()) return body.status();
+  return ParseMetrics(*body);
+}
+
+}  // namespace skproxy::itest
