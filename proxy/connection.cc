@@ -97,8 +97,8 @@ void Connection::StartPipe() {
       client_ = std::move(failure.downstream);
       upstream_ = std::move(failure.upstream);
     }
-  } else if (worker_.kernel_path_wanted) {
-    worker_.metrics->Fallback("kernel_path_unavailable").Increment();
+  } else if (!worker_.fallback_reason.empty()) {
+    worker_.metrics->Fallback(worker_.fallback_reason).Increment();
   }
   if (pipe_ == nullptr)
     pipe_ = std::make_unique<UserspacePipe>(ring_, *worker_.metrics, std::move(client_), std::move(upstream_),

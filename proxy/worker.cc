@@ -73,12 +73,13 @@ class Worker::Waker final : public IoHandler {
 };
 
 Worker::Worker(const config::Config& config, Metrics& metrics, bpf::SockmapProgram* sockmap,
-               std::vector<ListenerContext>& listeners)
+               std::string fallback_reason, std::vector<ListenerContext>& listeners)
     : config_(config), listeners_(listeners) {
   context_.ring = nullptr;
   context_.metrics = &metrics;
   context_.sockmap = sockmap;
-  context_.kernel_path_wanted = sockmap == nullptr && config.datapath == config::DatapathMode::kAuto;
+  if (sockmap == nullptr && config.datapath == config::DatapathMode::kAuto)
+    context_.fallback_reason = std::move(fallback_reason);
   context_.sockmap_config = &config.sockmap;
   context_.finished = &finished_;
 }

@@ -17,7 +17,8 @@ namespace skproxy {
 
 class Worker {
  public:
-  Worker(const config::Config& config, Metrics& metrics, bpf::SockmapProgram* sockmap,
+  // fallback_reason: see WorkerContext.
+  Worker(const config::Config& config, Metrics& metrics, bpf::SockmapProgram* sockmap, std::string fallback_reason,
          std::vector<ListenerContext>& listeners);
   ~Worker();
 

@@ -13,6 +13,7 @@
 #include "bpf/socket_key.h"
 #include "gtest/gtest.h"
 #include "proxy/unique_fd.h"
+#include "tests/kernel_support.h"
 
 namespace skproxy::bpf {
 namespace {
@@ -93,6 +94,7 @@ std::string Payload(size_t n, char seed) {
 class SockmapProgramTest : public ::testing::TestWithParam<int> {
  protected:
   void SetUp() override {
+    SKPROXY_SKIP_IF_KERNEL_TOO_OLD();
     absl::StatusOr<std::unique_ptr<SockmapProgram>> program = SockmapProgram::Load(64);
     if (!program.ok()) {
       // Root that fails to load is a failure (a verifier rejection is EACCES too), never a skip.

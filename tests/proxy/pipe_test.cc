@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "proxy/sockmap_pipe.h"
 #include "proxy/userspace_pipe.h"
+#include "tests/kernel_support.h"
 
 namespace skproxy {
 namespace {
@@ -101,6 +102,7 @@ class PipeTest : public ::testing::TestWithParam<PathKind> {
  protected:
   void SetUp() override {
     if (GetParam() == PathKind::kSockmap) {
+      SKPROXY_SKIP_IF_KERNEL_TOO_OLD();
       auto program = bpf::SockmapProgram::Load(64);
       if (!program.ok()) {
         if (geteuid() != 0) GTEST_SKIP() << "the kernel path needs root: " << program.status();
@@ -257,6 +259,7 @@ TEST_P(PipeTest, SlowReaderExact) {
 // A leg that is no longer established cannot go into the sockhash (EOPNOTSUPP): Create hands both legs
 // back untouched, with the reason, and the user-space path carries the connection to the end.
 TEST(SockmapFallbackTest, ClosingLegFallsBackToUserspaceIntact) {
+  SKPROXY_SKIP_IF_KERNEL_TOO_OLD();
   auto program = bpf::SockmapProgram::Load(64);
   if (!program.ok()) {
     if (geteuid() != 0) GTEST_SKIP() << "the kernel path needs root: " << program.status();
