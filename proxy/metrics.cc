@@ -90,7 +90,11 @@ Metrics::Metrics(const bpf::SockmapProgram* program)
       connect_failures_(prometheus::BuildCounter()
                             .Name("skproxy_upstream_connect_failures_total")
                             .Help("Upstream connection attempts that failed or timed out, by cluster.")
-                            .Register(*registry_)) {}
+                            .Register(*registry_)),
+      resource_errors_(prometheus::BuildCounter()
+                           .Name("skproxy_resource_errors_total")
+                           .Help("Client connections closed because skproxy ran out of descriptors or memory.")
+                           .Register(*registry_)) {}
 
 ListenerMetrics Metrics::ForListener(const std::string& listener) {
   ListenerMetrics m;
@@ -107,6 +111,10 @@ prometheus::Counter& Metrics::ConnectFailures(const std::string& cluster) {
 }
 
 prometheus::Counter& Metrics::Fallback(const std::string& reason) { return fallbacks_.Add({{"reason", reason}}); }
+
+prometheus::Counter& Metrics::ResourceErrors(const std::string& reason) {
+  return resource_errors_.Add({{"reason", reason}});
+}
 
 absl::Status Metrics::StartAdmin(const SocketAddress& address) {
   // prometheus-cpp (civetweb) reports bind failures by throwing; keep that inside this module.

@@ -34,6 +34,8 @@ class Metrics {
   ListenerMetrics ForListener(const std::string& listener);
   prometheus::Counter& ConnectFailures(const std::string& cluster);
   prometheus::Counter& Fallback(const std::string& reason);
+  // Connections closed because the process ran out of a resource (reason: emfile, enfile, enobufs, enomem).
+  prometheus::Counter& ResourceErrors(const std::string& reason);
   // Bytes user space copied, direction = enum skp_direction. Exposed with the kernel's count as
   // skproxy_bytes_total{path="user"}, so one family holds both.
   std::atomic<uint64_t>& UserBytes(int direction) { return user_bytes_[direction]; }
@@ -52,6 +54,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& connections_active_;
   prometheus::Family<prometheus::Counter>& fallbacks_;
   prometheus::Family<prometheus::Counter>& connect_failures_;
+  prometheus::Family<prometheus::Counter>& resource_errors_;
   std::atomic<uint64_t> user_bytes_[2] = {};
   std::unique_ptr<prometheus::Exposer> exposer_;
 };

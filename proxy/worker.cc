@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "proxy/socket_options.h"
 
 namespace skproxy {
 namespace {
@@ -97,9 +98,8 @@ absl::Status Worker::Bind() {
     if (address.family() == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (context_.sockmap != nullptr) {
       // Accepted sockets inherit it, before their handshake: see Connection::ConnectNext.
-      const int size = static_cast<int>(config_.sockmap.receive_buffer_bytes);
-      if (setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) != 0)
-        setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+      SetReceiveBufferOrWarnOnce(fd.get(), static_cast<int>(config_.sockmap.receive_buffer_bytes),
+                                 absl::StrCat("listener ", listener.config->name));
     }
     if (bind(fd.get(), address.sockaddr_ptr(), address.length) != 0)
       return absl::ErrnoToStatus(errno, absl::StrCat("listener ", listener.config->name, ": bind ", address.ToString()));
