@@ -38,8 +38,15 @@ namespace {
 
 constexpr char kDefaultAdminAddress[] = "127.0.0.1:9901";
 constexpr uint64_t kMaxWorkers = 1024;
+// Below 512 KiB the kernel path crawls on zero-window probes whenever the gate passes bytes to user space.
+// Above 1 GiB the kernel would clamp SO_RCVBUF anyway (it caps the value at INT_MAX / 2 before doubling it).
 constexpr uint64_t kMinReceiveBuffer = 512 << 10;
 constexpr uint64_t kMaxReceiveBuffer = 1 << 30;
+// The verdict computes a direction's psock backlog in signed 32-bit serial arithmetic (bpf/verdict.bpf.c,
+// peer_pending); the gate keeps that backlog at most gate_limit, so 1 GiB leaves it far from 2^31. With both
+// maxima a direction may hold gate_limit + receive_buffer + the 256 KiB copy buffer, about 2 GiB: a sum only
+// user space forms, in 64 bits, so the two bounds need no joint rule.
+constexpr uint64_t kMaxGateLimit = 1 << 30;
 constexpr size_t kMaxConfigFileBytes = 1 << 20;  // so that LoadConfigFile("/dev/zero") ends
 
 // A YAML node with what an error about it must name: its key path and its line.
@@ -246,6 +253,8 @@ absl::Status Parser::ParseSockmap(const Value& v, Sockmap& sockmap) const {
   if (std::optional<Value> gate = fields.Find("gate_limit")) {
     CONFIG_ASSIGN_OR_RETURN(sockmap.gate_limit_bytes, ByteSize(*gate));
     if (sockmap.gate_limit_bytes == 0) return Error(*gate, "must be greater than 0");
+    if (sockmap.gate_limit_bytes > kMaxGateLimit)
+      return Error(*gate, absl::StrFormat("must be at most %dGiB", kMaxGateLimit >> 30));
   }
   if (std::optional<Value> buffer = fields.Find("receive_buffer")) {
     CONFIG_ASSIGN_OR_RETURN(uint64_t n, ByteSize(*buffer));

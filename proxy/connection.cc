@@ -7,12 +7,29 @@
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
+#include "proxy/socket_options.h"
 #include "proxy/sockmap_pipe.h"
 #include "proxy/userspace_pipe.h"
 #include "proxy/worker_context.h"
 
 namespace skproxy {
 namespace {
+
+// The metric label for a socket() failure that is about resources rather than the endpoint; null otherwise.
+const char* ResourceErrorReason(int error) {
+  switch (error) {
+    case EMFILE:
+      return "emfile";
+    case ENFILE:
+      return "enfile";
+    case ENOBUFS:
+      return "enobufs";
+    case ENOMEM:
+      return "enomem";
+    default:
+      return nullptr;
+  }
+}
 
 void SetNoDelay(int fd) {
   const int one = 1;
@@ -46,6 +63,15 @@ void Connection::ConnectNext() {
     const SocketAddress& endpoint = cluster.endpoints[(first_endpoint_ + attempts_++) % cluster.endpoints.size()];
     upstream_.Reset(socket(endpoint.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!upstream_.valid()) {
+      const int error = errno;
+      if (const char* reason = ResourceErrorReason(error)) {
+        // The process (or the system) is out of descriptors or memory: no fault of the endpoint, and every
+        // other endpoint would fail the same way. Count it as what it is and close the client now rather
+        // than leave it waiting.
+        worker_.metrics->ResourceErrors(reason).Increment();
+        CloseClient();
+        return;
+      }
       listener_.cluster->CountConnectFailure();
       continue;
     }
@@ -53,9 +79,9 @@ void Connection::ConnectNext() {
     if (worker_.sockmap != nullptr) {
       // Set before connecting so the window scale offered in the SYN fits it. Below ~512 KiB the kernel
       // path crawls on zero-window probes whenever the gate passes bytes to user space.
-      const int size = static_cast<int>(worker_.sockmap_config->receive_buffer_bytes);
-      if (setsockopt(upstream_.get(), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) != 0)
-        setsockopt(upstream_.get(), SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+      SetReceiveBufferOrWarnOnce(upstream_.get(), static_cast<int>(worker_.sockmap_config->receive_buffer_bytes),
+                                 "upstream sockets");
+      SetSendBufferOrWarnOnce(upstream_.get(), KernelPathSendBuffer(*worker_.sockmap_config), "upstream sockets");
     }
     const absl::Duration timeout = cluster.connect_timeout;
     connect_timeout_.tv_sec = absl::ToInt64Seconds(timeout);
@@ -98,8 +124,8 @@ void Connection::StartPipe() {
       client_ = std::move(failure.downstream);
       upstream_ = std::move(failure.upstream);
     }
-  } else if (worker_.kernel_path_wanted) {
-    worker_.metrics->Fallback("kernel_path_unavailable").Increment();
+  } else if (!worker_.fallback_reason.empty()) {
+    worker_.metrics->Fallback(worker_.fallback_reason).Increment();
   }
   if (pipe_ == nullptr)
     pipe_ = std::make_unique<UserspacePipe>(ring_, *worker_.metrics, std::move(client_), std::move(upstream_),

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "bpf/loader.h"
 #include "config/config.h"
+#include "proxy/kernel_version.h"
 #include "proxy/metrics.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
@@ -121,19 +122,32 @@ int Main(int argc, char** argv) {
 
   const int worker_count =
       config.workers > 0 ? config.workers : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  // The kernel path, or why not. The kernel's age is checked before loading: an old verifier's rejection
+  // ("unknown kfunc") would not tell the operator what to upgrade to.
   std::unique_ptr<bpf::SockmapProgram> sockmap;
+  std::string fallback_reason;  // set when auto could not have the kernel path: counted per connection
   if (config.datapath != config::DatapathMode::kUserspace) {
-    absl::StatusOr<std::unique_ptr<bpf::SockmapProgram>> program = bpf::SockmapProgram::Load(
-        {config.sockmap.max_entries, config.sockmap.receive_buffer_bytes, static_cast<uint32_t>(worker_count)});
-    if (program.ok()) {
-      sockmap = *std::move(program);
-    } else if (config.datapath == config::DatapathMode::kSockmap) {
-      std::fprintf(stderr, "skproxy: datapath sockmap: kernel path unavailable: %s\n",
-                   program.status().ToString().c_str());
+    absl::Status unavailable = CheckKernelForSockmap(RunningKernelRelease());
+    fallback_reason = "kernel_too_old";
+    if (unavailable.ok()) {
+      absl::StatusOr<std::unique_ptr<bpf::SockmapProgram>> program =
+          bpf::SockmapProgram::Load(
+          {config.sockmap.max_entries, config.sockmap.receive_buffer_bytes, static_cast<uint32_t>(worker_count)});
+      if (program.ok()) {
+        sockmap = *std::move(program);
+        fallback_reason.clear();
+      } else {
+        unavailable = program.status();
+        fallback_reason = "kernel_path_unavailable";
+      }
+    }
+    if (!unavailable.ok() && config.datapath == config::DatapathMode::kSockmap) {
+      std::fprintf(stderr, "skproxy: datapath sockmap: kernel path unavailable: %s\n", unavailable.ToString().c_str());
       return kExitFailure;
-    } else {
+    }
+    if (!unavailable.ok()) {
       std::fprintf(stderr, "skproxy: kernel path unavailable, every connection uses the user-space path: %s\n",
-                   program.status().ToString().c_str());
+                   unavailable.ToString().c_str());
     }
   }
 
@@ -155,7 +169,8 @@ int Main(int argc, char** argv) {
 
   std::vector<std::unique_ptr<Worker>> workers;
   for (int i = 0; i < worker_count; ++i) {
-    workers.push_back(std::make_unique<Worker>(config, metrics, sockmap.get(), static_cast<uint32_t>(i), listeners));
+    workers.push_back(std::make_unique<Worker>(config, metrics, sockmap.get(), static_cast<uint32_t>(i),
+                                               fallback_reason, listeners));
     if (absl::Status s = workers.back()->Bind(); !s.ok()) {
       std::fprintf(stderr, "skproxy: %s\n", s.ToString().c_str());
       return kExitFailure;

@@ -116,7 +116,12 @@ Metrics::Metrics(const bpf::SockmapProgram* program)
       pipe_errors_(prometheus::BuildCounter()
                        .Name("skproxy_pipe_errors_total")
                        .Help("Connections reset because a data-path operation failed, by operation.")
-                       .Register(*registry_)) {}
+                       .Register(*registry_)),
+
+      resource_errors_(prometheus::BuildCounter()
+                           .Name("skproxy_resource_errors_total")
+                           .Help("Client connections closed because skproxy ran out of descriptors or memory.")
+                           .Register(*registry_)) {}
 
 ListenerMetrics Metrics::ForListener(const std::string& listener) {
   ListenerMetrics m;
@@ -133,6 +138,10 @@ prometheus::Counter& Metrics::ConnectFailures(const std::string& cluster) {
 }
 
 prometheus::Counter& Metrics::Fallback(const std::string& reason) { return fallbacks_.Add({{"reason", reason}}); }
+
+prometheus::Counter& Metrics::ResourceErrors(const std::string& reason) {
+  return resource_errors_.Add({{"reason", reason}});
+}
 
 absl::Status Metrics::StartAdmin(const SocketAddress& address) {
   // prometheus-cpp (civetweb) reports bind failures by throwing; keep that inside this module.

@@ -3,6 +3,8 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 
@@ -67,18 +69,41 @@ io_uring_sqe* Ring::Prepare(IoHandler* handler, unsigned tag) {
 }
 
 io_uring_sqe* Ring::PrepareUntracked() {
-  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-  while (sqe == nullptr) {
-    io_uring_submit(&ring_);
+  // Once one SQE is held, later ones queue behind it: a linked pair (connect + link timeout) must reach the
+  // kernel in the order it was prepared.
+  io_uring_sqe* sqe = held_.empty() ? io_uring_get_sqe(&ring_) : nullptr;
+  if (sqe == nullptr && held_.empty()) {
+    // Full. One submit makes room; retrying a failed one here would spin forever (the error, e.g. EBUSY
+    // with completions to reap first, does not go away until the loop dispatches), so hold the SQE instead.
+    if (int err = io_uring_submit(&ring_); err < 0) {
+      if (full_submit_errors_++ == 0)
+        std::fprintf(stderr, "skproxy: io_uring submit with a full SQ failed (%s); holding SQEs until the next loop\n",
+                     strerror(-err));
+    }
     sqe = io_uring_get_sqe(&ring_);
   }
+  if (sqe == nullptr) sqe = &held_.emplace_back();  // zeroed, as the io_uring_prep_* helpers expect
   io_uring_sqe_set_data64(sqe, kUntracked);
   return sqe;
 }
 
+void Ring::MoveHeldIntoRing() {
+  while (!held_.empty()) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) {
+      if (io_uring_submit(&ring_) < 0) return;  // SubmitAndDispatch reaps completions; retried next call
+      sqe = io_uring_get_sqe(&ring_);
+      if (sqe == nullptr) return;
+    }
+    *sqe = held_.front();
+    held_.pop_front();
+  }
+}
+
 absl::Status Ring::SubmitAndDispatch() {
   io_uring_cqe* cqe = nullptr;
-  int err = io_uring_submit_and_wait(&ring_, 1);
+  MoveHeldIntoRing();
+  int err = io_uring_submit_and_wait(&ring_, held_.empty() ? 1 : 0);
   if (err < 0 && err != -EINTR && err != -EAGAIN && err != -EBUSY)
     return absl::ErrnoToStatus(-err, "io_uring_submit_and_wait");
   unsigned head;

@@ -6,6 +6,7 @@
 #include <liburing.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 
 #include "absl/status/statusor.h"
@@ -53,19 +54,32 @@ class Ring {
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;
 
-  // An SQE whose completion goes to handler->OnCompletion(tag, ...). Never null: submits when the SQ is full.
+  // An SQE whose completion goes to handler->OnCompletion(tag, ...). Never null and never blocks: when the
+  // SQ is full it submits once, and if that cannot make room (the submit failed) the SQE is held in user
+  // space until the next SubmitAndDispatch, in order.
   io_uring_sqe* Prepare(IoHandler* handler, unsigned tag);
   // An SQE whose completion is ignored (e.g. the timeout half of a linked pair we track elsewhere).
   io_uring_sqe* PrepareUntracked();
-  // Submits what is queued, waits for at least one completion and dispatches every ready one.
+  // Submits what is queued (held SQEs first), waits for at least one completion and dispatches every
+  // ready one. Does not wait while SQEs are still held, so they are retried on the next call.
   absl::Status SubmitAndDispatch();
+  // SQEs prepared while the SQ was full and could not be submitted, not yet in the SQ.
+  size_t held() const { return held_.size(); }
+  // io_uring_submit failures met while the SQ was full (the errors SubmitAndDispatch tolerates are not counted).
+  uint64_t full_submit_errors() const { return full_submit_errors_; }
 
   BufferRing& buffers() { return *buffers_; }
 
  private:
   Ring() = default;
+  // Moves held SQEs into the SQ, submitting when it fills; stops at the first submit that fails.
+  void MoveHeldIntoRing();
+
   io_uring ring_{};
   bool initialized_ = false;
+  // A deque: the caller fills the SQE after Prepare returns, so earlier ones must not move.
+  std::deque<io_uring_sqe> held_;
+  uint64_t full_submit_errors_ = 0;
   void* buffer_memory_ = nullptr;
   size_t buffer_memory_size_ = 0;
   std::unique_ptr<BufferRing> buffers_;

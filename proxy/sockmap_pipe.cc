@@ -114,18 +114,18 @@ void SockmapPipe::Start() {
   Pump(1);
 }
 
-void SockmapPipe::WatchSource(int d, unsigned events) {
-  Direction& dir = dirs_[d];
-  if (dir.source_events == events) return;
-  const uint64_t data = reinterpret_cast<uint64_t>(static_cast<IoHandler*>(this)) | (kSource + d);
-  if (dir.source_events != 0) {
-    // Change the poll in flight instead of adding a second one. If it has fired meanwhile, the update
-    // finds nothing (ENOENT) and its completion pumps the direction anyway.
-    io_uring_prep_poll_update(ring_.PrepareUntracked(), data, data, events, IORING_POLL_UPDATE_EVENTS);
-  } else {
-    io_uring_prep_poll_add(Submit(kSource + d), source(d), events);
-  }
-  dir.source_events = events;
+void SockmapPipe::WatchReadable(int d) {
+  if (dirs_[d].readable_poll) return;
+  dirs_[d].readable_poll = true;
+  io_uring_prep_poll_add(Submit(kReadable + d), source(d), POLLIN | POLLRDHUP);
+}
+
+// A second poll rather than one whose events change: it stays armed while the verdict redirects, and
+// the readable poll comes and goes with the passed bytes.
+void SockmapPipe::WatchHangup(int d) {
+  if (dirs_[d].hangup_poll) return;
+  dirs_[d].hangup_poll = true;
+  io_uring_prep_poll_add(Submit(kHangup + d), source(d), POLLRDHUP);
 }
 
 void SockmapPipe::WatchWritable(int d) {
@@ -146,15 +146,19 @@ void SockmapPipe::WaitForBacklog(int d) {
 
 void SockmapPipe::Handle(unsigned tag, int res, unsigned cqe_flags) {
   switch (tag) {
-    case kSource:
-    case kSource + 1:
+    case kReadable:
+    case kReadable + 1:
     case kWritable:
-    case kWritable + 1: {
+    case kWritable + 1:
+    case kHangup:
+    case kHangup + 1: {
       const int d = static_cast<int>(tag & 1);
       if (tag < kWritable) {
-        dirs_[d].source_events = 0;
-      } else {
+        dirs_[d].readable_poll = false;
+      } else if (tag < kHangup) {
         dirs_[d].writable_poll = false;
+      } else {
+        dirs_[d].hangup_poll = false;
       }
       if (res < 0 && res != -ECANCELED) Abort();
       Pump(d);
@@ -253,11 +257,11 @@ void SockmapPipe::Idle(int d) {
     // notice. Either way no passed byte waits unseen while the source is not watched for POLLIN.
     program_.Arm(dir.slot);
     if (AllPassedCopied(d)) {
-      WatchSource(d, POLLRDHUP);
+      WatchHangup(d);
       return;
     }
   }
-  WatchSource(d, POLLIN | POLLRDHUP);
+  WatchReadable(d);
 }
 
 void SockmapPipe::ShutDestination(int d) {

@@ -50,7 +50,7 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   void OnSweep(uint32_t slot) override;
 
  private:
-  enum Tag : unsigned { kSource = 0, kWritable = 2, kTimer = 4, kCancel = 5 };
+  enum Tag : unsigned { kReadable = 0, kWritable = 2, kHangup = 4, kTimer = 6, kCancel = 7 };
   static constexpr size_t kCopyBufferSize = 256 * 1024;
 
   struct Direction {
@@ -64,7 +64,8 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
     size_t sent = 0;
     bool eof = false;
     bool shut = false;
-    unsigned source_events = 0;  // events of the poll in flight on the source, 0 when none
+    bool readable_poll = false;  // a POLLIN poll is in flight on the source (only while bytes are passed)
+    bool hangup_poll = false;    // the POLLRDHUP poll on the source, in flight until the FIN or an error
     bool writable_poll = false;  // a POLLOUT poll is in flight on the destination
     bool on_timer = false;       // waiting for the backlog: the pipe's timer pumps it again
   };
@@ -81,7 +82,8 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   bool BacklogDrained(int d);
   bool DestinationBusy(int d);
   bool AllPassedCopied(int d) const;
-  void WatchSource(int d, unsigned events);
+  void WatchReadable(int d);
+  void WatchHangup(int d);
   void WatchWritable(int d);
   void WaitForBacklog(int d);
   void ShutDestination(int d);

@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "proxy/socket_options.h"
 
 namespace skproxy {
 namespace {
@@ -73,14 +74,15 @@ class Worker::Waker final : public IoHandler {
 };
 
 Worker::Worker(const config::Config& config, Metrics& metrics, bpf::SockmapProgram* sockmap, uint32_t index,
-               std::vector<ListenerContext>& listeners)
+               std::string fallback_reason, std::vector<ListenerContext>& listeners)
     : config_(config), listeners_(listeners) {
   context_.ring = nullptr;
   context_.metrics = &metrics;
   context_.sockmap = sockmap;
   context_.index = index;
   context_.notices = &notice_targets_;
-  context_.kernel_path_wanted = sockmap == nullptr && config.datapath == config::DatapathMode::kAuto;
+  if (sockmap == nullptr && config.datapath == config::DatapathMode::kAuto)
+    context_.fallback_reason = std::move(fallback_reason);
   context_.sockmap_config = &config.sockmap;
   context_.finished = &finished_;
 }
@@ -98,9 +100,9 @@ absl::Status Worker::Bind() {
     if (address.family() == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (context_.sockmap != nullptr) {
       // Accepted sockets inherit it, before their handshake: see Connection::ConnectNext.
-      const int size = static_cast<int>(config_.sockmap.receive_buffer_bytes);
-      if (setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) != 0)
-        setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+      SetReceiveBufferOrWarnOnce(fd.get(), static_cast<int>(config_.sockmap.receive_buffer_bytes),
+                                 absl::StrCat("listener ", listener.config->name));
+      SetSendBufferOrWarnOnce(fd.get(), KernelPathSendBuffer(config_.sockmap), absl::StrCat("listener ", listener.config->name));
     }
     if (bind(fd.get(), address.sockaddr_ptr(), address.length) != 0)
       return absl::ErrnoToStatus(errno, absl::StrCat("listener ", listener.config->name, ": bind ", address.ToString()));

@@ -17,7 +17,9 @@ namespace skproxy {
 
 class Worker {
  public:
+  // index: this worker's notice ring; fallback_reason: see WorkerContext.
   Worker(const config::Config& config, Metrics& metrics, bpf::SockmapProgram* sockmap, uint32_t index,
+         std::string fallback_reason,
          std::vector<ListenerContext>& listeners);
   ~Worker();
 

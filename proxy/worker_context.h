@@ -28,7 +28,9 @@ struct WorkerContext {
   bpf::SockmapProgram* sockmap;  // null: every connection takes the user-space path
   uint32_t index;                // this worker's notice ring in the kernel path
   NoticeTargets* notices;        // the kernel-path connections of this worker, by slot
-  bool kernel_path_wanted;       // datapath auto, but BPF could not be loaded: count each as a fallback
+  // Datapath auto without the kernel path: why (kernel_too_old, kernel_path_unavailable), counted as a
+  // fallback for each connection; empty when nothing was wanted or the kernel path is on.
+  std::string fallback_reason;
   const config::Sockmap* sockmap_config;
   std::vector<Connection*>* finished;  // connections that may be done: the worker reaps them
 };

@@ -17,6 +17,7 @@
 #include "bpf/socket_key.h"
 #include "gtest/gtest.h"
 #include "proxy/unique_fd.h"
+#include "tests/kernel_support.h"
 
 namespace skproxy::bpf {
 namespace {
@@ -121,6 +122,7 @@ class SockmapProgramTest : public ::testing::TestWithParam<int> {
   void SetUp() override { SetUpWith({.max_sockets = 64}); }
 
   void SetUpWith(const LoadOptions& options) {
+    SKPROXY_SKIP_IF_KERNEL_TOO_OLD();
     program_.reset();
     absl::StatusOr<std::unique_ptr<SockmapProgram>> program = SockmapProgram::Load(options);
     if (!program.ok()) {

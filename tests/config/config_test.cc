@@ -164,12 +164,22 @@ clusters: [{ name: demo, endpoints: ["127.0.0.1:8080"], connect_timeout: )",
 TEST(ParseConfig, ByteSizes) {
   const std::vector<std::pair<std::string, uint64_t>> cases = {{"1048576", 1048576}, {"512KiB", 512u << 10},
                                                                {"8MiB", 8u << 20},   {"8 MiB", 8u << 20},
-                                                               {"3GiB", 3ull << 30}, {"1", 1}};
+                                                               {"1GiB", 1ull << 30}, {"1", 1}};
   for (const auto& [text, expected] : cases) {
     Config config = Parse(WithDemoCluster(absl::StrCat("sockmap: { gate_limit: ", text, " }\n", R"(
 listeners: [{ name: web, address: "0.0.0.0:10000", cluster: demo }])")));
     EXPECT_EQ(config.sockmap.gate_limit_bytes, expected) << text;
   }
+}
+
+// Both at their maxima together: the gate bounds the verdict's 32-bit backlog on its own, so no joint rule.
+TEST(ParseConfig, SockmapSizesAtTheirBounds) {
+  Config config = Parse(WithDemoCluster(std::string("sockmap: { gate_limit: 1GiB, receive_buffer: 1GiB }\n") + kWeb));
+  EXPECT_EQ(config.sockmap.gate_limit_bytes, 1ull << 30);
+  EXPECT_EQ(config.sockmap.receive_buffer_bytes, 1u << 30);
+  config = Parse(WithDemoCluster(std::string("sockmap: { gate_limit: 1, receive_buffer: 512KiB }\n") + kWeb));
+  EXPECT_EQ(config.sockmap.gate_limit_bytes, 1u);
+  EXPECT_EQ(config.sockmap.receive_buffer_bytes, 512u << 10);
 }
 
 TEST(ParseConfig, ListenerPortsMayOverlapOnlyWhereTheKernelWouldAllowIt) {
@@ -338,6 +348,15 @@ INSTANTIATE_TEST_SUITE_P(
         {"SizeOverflow", "sockmap:\n  gate_limit: 99999999999GiB\n",
          "bad.yaml:2: sockmap.gate_limit: 99999999999GiB is too large"},
         {"GateLimitZero", "sockmap:\n  gate_limit: 0\n", "bad.yaml:2: sockmap.gate_limit: must be greater than 0"},
+        {"GateLimitTooLarge", "sockmap:\n  gate_limit: 2GiB\n", "bad.yaml:2: sockmap.gate_limit: must be at most 1GiB"},
+        {"GateLimitOneByteTooLarge", "sockmap:\n  gate_limit: 1073741825\n",
+         "bad.yaml:2: sockmap.gate_limit: must be at most 1GiB"},
+        {"GateLimitFarTooLarge", "sockmap:\n  gate_limit: 4096GiB\n",
+         "bad.yaml:2: sockmap.gate_limit: must be at most 1GiB"},
+        {"ReceiveBufferOneByteTooLarge", "sockmap:\n  receive_buffer: 1073741825\n",
+         "bad.yaml:2: sockmap.receive_buffer: must be at most 1GiB"},
+        {"ReceiveBufferOneByteTooSmall", "sockmap:\n  receive_buffer: 524287\n",
+         "bad.yaml:2: sockmap.receive_buffer: must be at least 512KiB"},
         {"ReceiveBufferTooSmall", "sockmap:\n  receive_buffer: 256KiB\n",
          "bad.yaml:2: sockmap.receive_buffer: must be at least 512KiB"},
         {"ReceiveBufferTooLarge", "sockmap:\n  receive_buffer: 2GiB\n",

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "config/address.h"
 #include "gtest/gtest.h"
+#include "tests/kernel_support.h"
 #include "proxy/prometheus_text.h"
 #include "tests/integration/deadline.h"
 #include "tests/integration/metrics_scrape.h"
@@ -100,14 +101,16 @@ class ProxyProcess {
 };
 
 // Starts the proxy into `var` (a std::unique_ptr<ProxyProcess>), skipping the test if the sockmap data path
-// was refused because BPF cannot be loaded (only when not root, see RequireSockmap), failing it on any other error.
+// was refused because the kernel is too old for it, or because BPF cannot be loaded (only when not root, see
+// RequireSockmap), failing it on any other error.
 #define SKPROXY_START_OR_SKIP(var, config)                                                         \
   std::unique_ptr<::skproxy::itest::ProxyProcess> var;                                             \
   {                                                                                                \
     auto started_ = ::skproxy::itest::ProxyProcess::Start(config);                                 \
-    if (!started_.ok() && ::skproxy::itest::ProxyProcess::IsBpfUnavailable(started_.status()) &&   \
-        !::skproxy::itest::RequireSockmap()) {                                                     \
-      GTEST_SKIP() << "sockmap data path unavailable: " << started_.status().message();            \
+    if (!started_.ok() && ::skproxy::itest::ProxyProcess::IsBpfUnavailable(started_.status())) {   \
+      SKPROXY_SKIP_IF_KERNEL_TOO_OLD();                                                            \
+      if (!::skproxy::itest::RequireSockmap())                                                     \
+        GTEST_SKIP() << "sockmap data path unavailable: " << started_.status().message();          \
     }                                                                                              \
     ASSERT_TRUE(started_.ok()) << started_.status();                                               \
     var = std::move(*started_);                                                                    \

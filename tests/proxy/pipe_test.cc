@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "proxy/sockmap_pipe.h"
 #include "proxy/userspace_pipe.h"
+#include "tests/kernel_support.h"
 
 namespace skproxy {
 namespace {
@@ -102,6 +103,7 @@ class PipeTest : public ::testing::TestWithParam<PathKind> {
  protected:
   void SetUp() override {
     if (GetParam() == PathKind::kSockmap) {
+      SKPROXY_SKIP_IF_KERNEL_TOO_OLD();
       auto program = bpf::SockmapProgram::Load({.max_sockets = 64});
       if (!program.ok()) {
         if (geteuid() != 0) GTEST_SKIP() << "the kernel path needs root: " << program.status();
@@ -278,6 +280,7 @@ bool RunRing(Ring& ring, Pipe& pipe) {
 class SockmapInsertTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    SKPROXY_SKIP_IF_KERNEL_TOO_OLD();
     auto program = bpf::SockmapProgram::Load({.max_sockets = 64});
     if (!program.ok()) {
       if (geteuid() != 0) GTEST_SKIP() << "the kernel path needs root: " << program.status();

@@ -1,0 +1,61 @@
+// Ring against the real io_uring: a submit that fails while the SQ is full must not hang Prepare.
+#include "proxy/ring.h"
+
+#include <chrono>
+#include <future>
+#include <memory>
+#include <thread>
+
+#include "gtest/gtest.h"
+
+namespace skproxy {
+namespace {
+
+class CountingHandler final : public IoHandler {
+ public:
+  void OnCompletion(unsigned tag, int res, unsigned) override {
+    ++completions;
+    if (res < 0) ++errors;
+  }
+  int completions = 0;
+  int errors = 0;
+};
+
+// The ring is IORING_SETUP_SINGLE_ISSUER: a submit from any thread but the one that created it fails with
+// EEXIST. Preparing more SQEs than the SQ holds from another thread therefore meets a full SQ whose submit
+// fails, every time, which is what a persistent submit error looks like to Prepare. It used to retry that
+// submit forever; now it holds the SQEs, and the owning thread's next SubmitAndDispatch sends them.
+TEST(RingTest, FullSqWithFailingSubmitDoesNotSpin) {
+  constexpr unsigned kEntries = 8;
+  constexpr int kPrepared = 3 * kEntries;
+  auto created = Ring::Create(kEntries, 4, 4096);
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::unique_ptr<Ring> ring = *std::move(created);
+  CountingHandler handler;
+
+  std::packaged_task<void()> prepare([&] {
+    for (int i = 0; i < kPrepared; ++i) io_uring_prep_nop(ring->Prepare(&handler, 1));
+  });
+  std::future<void> prepared = prepare.get_future();
+  std::thread other(std::move(prepare));
+  // A deadline, not a sleep: the old code never returns from Prepare, so the thread cannot be joined.
+  if (prepared.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    other.detach();
+    ring.release();  // still in use by the spinning thread
+    FAIL() << "Prepare spins on a full SQ whose submit keeps failing";
+  }
+  other.join();
+  EXPECT_GT(ring->full_submit_errors(), 0u);
+  EXPECT_EQ(ring->held(), static_cast<size_t>(kPrepared - kEntries));
+
+  // Back on the owning thread every SQE reaches the kernel, in order, and completes.
+  for (int round = 0; round < 100 && handler.completions < kPrepared; ++round) {
+    ASSERT_TRUE(ring->SubmitAndDispatch().ok());
+  }
+  EXPECT_EQ(handler.completions, kPrepared);
+  EXPECT_EQ(handler.errors, 0);
+  EXPECT_EQ(ring->held(), 0u);
+}
+
+}  // namespace
+}  // namespace skproxy
