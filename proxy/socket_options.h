@@ -19,8 +19,9 @@ absl::Status SetReceiveBuffer(int fd, int bytes);
 // application waits for those bytes before it reads again (an echo), nothing moves any more. With the
 // send buffer above what the gate lets into the write queue plus the backlog, a redirected skb always
 // finds room, and the queue never waits. The gate, not this buffer, bounds the memory.
+// SO_SNDBUFFORCE doubles the value (the other half for skb overhead, which counts against it too).
 inline int KernelPathSendBuffer(const config::Sockmap& sockmap) {
-  const uint64_t bytes = 2 * sockmap.gate_limit_bytes;  // skb overhead counts against the buffer too
+  const uint64_t bytes = sockmap.gate_limit_bytes;
   return bytes > (1u << 30) ? (1 << 30) : static_cast<int>(bytes);
 }
 

@@ -212,6 +212,13 @@ void SockmapPipe::Pump(int d) {
       ShutDestination(d);
       return;
     }
+    // Passed bytes wait in the source (charged to its receive buffer, closing its window) until the
+    // destination has worked off half of what the gate allows; the send buffer is larger than the gate
+    // (see KernelPathSendBuffer), so it would not stop user space by itself.
+    if (!AllPassedCopied(d) && DestinationBusy(d)) {
+      WaitForBacklog(d);
+      return;
+    }
     if (!dir.buffer) dir.buffer = std::make_unique<uint8_t[]>(kCopyBufferSize);
     // With the socket in the sockhash, recv only returns what the verdict passed to user space, and 0 once
     // every byte before the FIN has been through the verdict.
