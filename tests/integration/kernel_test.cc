@@ -174,6 +174,12 @@ TEST(KernelSoakTest, GateSwitchingSoak) {
          kTransfers * kBytes / secs / 1e6, switches);
   PrintPathStats("[sockmap] soak", *proxy);
   EXPECT_GE(switches, kMinSwitches) << "the soak did not make the gate switch";
+  // User space watched no POLLIN while the verdict redirected: every switch to user mode after an idle
+  // spell reached it as a notice, none was lost, and no trim fell short.
+  EXPECT_GT(proxy->Metric("skproxy_verdict_events_total", {{"event", "notice"}}), 0);
+  EXPECT_EQ(proxy->Metric("skproxy_verdict_events_total", {{"event", "notice_lost"}}), 0);
+  EXPECT_EQ(proxy->Metric("skproxy_verdict_events_total", {{"event", "trim_short"}}), 0);
+  EXPECT_EQ(proxy->Metric("skproxy_pipe_errors_total"), 0);
 }
 
 // 10. Forced retransmissions: in a private network namespace, nftables drops 1% of the segments arriving

@@ -99,10 +99,13 @@ ReadResult ReadPattern(int fd, double bytes_per_second = 0, int deadline_s = 60)
   return r;
 }
 
-class PipeTest : public ::testing::TestWithParam<PathKind> {
+// What a test of one pipe needs: the real program and its notice ring for the kernel path, a ring, metrics,
+// and the downstream/upstream legs, whose far ends (client, server) the test drives.
+class PipeRig {
  protected:
-  void SetUp() override {
-    if (GetParam() == PathKind::kSockmap) {
+  // Skips or fails the calling test (check IsSkipped/HasFatalFailure) when the kernel path cannot load.
+  void Build(bool kernel_path) {
+    if (kernel_path) {
       SKPROXY_SKIP_IF_KERNEL_TOO_OLD();
       auto program = bpf::SockmapProgram::Load({.max_sockets = 64});
       if (!program.ok()) {
@@ -120,16 +123,24 @@ class PipeTest : public ::testing::TestWithParam<PathKind> {
       notice_reader_ = *std::move(reader);
     }
     metrics_ = std::make_unique<Metrics>(program_.get());
-    auto [client, downstream] = Pair();
-    auto [upstream, server] = Pair();
-    client_ = std::move(client);
-    server_ = std::move(server);
-    downstream_ = std::move(downstream);
-    upstream_ = std::move(upstream);
+    std::tie(client_, downstream_) = Pair();
+    std::tie(upstream_, server_) = Pair();
     // The proxy's legs are non-blocking, the test's client and server block.
     fcntl(downstream_.get(), F_SETFL, O_NONBLOCK);
     fcntl(upstream_.get(), F_SETFL, O_NONBLOCK);
   }
+
+  std::unique_ptr<bpf::SockmapProgram> program_;
+  std::unique_ptr<Ring> ring_;
+  NoticeTargets notices_;
+  std::unique_ptr<NoticeReader> notice_reader_;
+  std::unique_ptr<Metrics> metrics_;
+  UniqueFd client_, server_, downstream_, upstream_;
+};
+
+class PipeTest : public ::testing::TestWithParam<PathKind>, protected PipeRig {
+ protected:
+  void SetUp() override { Build(GetParam() == PathKind::kSockmap); }
 
   void StartPipe(uint64_t gate_limit = 8 << 20) {
     auto on_finish = [this] { finished_ = true; };
@@ -162,12 +173,6 @@ class PipeTest : public ::testing::TestWithParam<PathKind> {
 
   uint64_t UserBytes(int d) { return metrics_->UserBytes(d).load(); }
 
-  std::unique_ptr<bpf::SockmapProgram> program_;
-  std::unique_ptr<Ring> ring_;
-  NoticeTargets notices_;
-  std::unique_ptr<NoticeReader> notice_reader_;
-  std::unique_ptr<Metrics> metrics_;
-  UniqueFd client_, server_, downstream_, upstream_;
   std::unique_ptr<Pipe> pipe_;
   bool finished_ = false;
 };
@@ -275,42 +280,14 @@ bool RunRing(Ring& ring, Pipe& pipe) {
   return pipe.done();
 }
 
-// The kernel path with the real program, its notice ring, and a downstream/upstream pair of legs whose
-// far ends (client, server) the test drives.
-class SockmapInsertTest : public ::testing::Test {
+class SockmapInsertTest : public ::testing::Test, protected PipeRig {
  protected:
-  void SetUp() override {
-    SKPROXY_SKIP_IF_KERNEL_TOO_OLD();
-    auto program = bpf::SockmapProgram::Load({.max_sockets = 64});
-    if (!program.ok()) {
-      if (geteuid() != 0) GTEST_SKIP() << "the kernel path needs root: " << program.status();
-      FAIL() << program.status();
-    }
-    program_ = *std::move(program);
-    auto ring = Ring::Create(256, 64, 64 * 1024);
-    ASSERT_TRUE(ring.ok()) << ring.status();
-    ring_ = *std::move(ring);
-    auto reader = NoticeReader::Create(*ring_, *program_, 0, notices_);
-    ASSERT_TRUE(reader.ok()) << reader.status();
-    notice_reader_ = *std::move(reader);
-    metrics_ = std::make_unique<Metrics>(program_.get());
-    std::tie(client_, downstream_) = Pair();
-    std::tie(upstream_, server_) = Pair();
-    fcntl(downstream_.get(), F_SETFL, O_NONBLOCK);
-    fcntl(upstream_.get(), F_SETFL, O_NONBLOCK);
-  }
+  void SetUp() override { Build(true); }
 
   std::unique_ptr<Pipe> Create(SockmapPipe::InsertFailure* failure) {
     return SockmapPipe::Create(*ring_, *metrics_, *program_, notices_, {8 << 20, 0}, std::move(downstream_),
                                std::move(upstream_), [] {}, failure);
   }
-
-  std::unique_ptr<bpf::SockmapProgram> program_;
-  std::unique_ptr<Ring> ring_;
-  NoticeTargets notices_;
-  std::unique_ptr<NoticeReader> notice_reader_;
-  std::unique_ptr<Metrics> metrics_;
-  UniqueFd client_, downstream_, upstream_, server_;
 };
 
 // A client that is already closing cannot go into the sockhash (EOPNOTSUPP on the first leg): Create
