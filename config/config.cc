@@ -244,7 +244,8 @@ absl::Status Parser::ParseAdmin(const Value& v, Admin& admin) {
 }
 
 absl::Status Parser::ParseSockmap(const Value& v, Sockmap& sockmap) const {
-  CONFIG_ASSIGN_OR_RETURN(Fields fields, Mapping(v, {"max_entries", "gate_limit", "receive_buffer"}));
+  CONFIG_ASSIGN_OR_RETURN(Fields fields,
+                          Mapping(v, {"max_entries", "gate_limit", "receive_buffer", "promote_after"}));
   if (std::optional<Value> entries = fields.Find("max_entries")) {
     CONFIG_ASSIGN_OR_RETURN(uint64_t n, Integer(*entries, std::numeric_limits<uint32_t>::max()));
     if (n == 0) return Error(*entries, "must be greater than 0");
@@ -263,6 +264,11 @@ absl::Status Parser::ParseSockmap(const Value& v, Sockmap& sockmap) const {
     }
     if (n > kMaxReceiveBuffer) return Error(*buffer, absl::StrFormat("must be at most %dGiB", kMaxReceiveBuffer >> 30));
     sockmap.receive_buffer_bytes = static_cast<uint32_t>(n);
+  }
+  if (std::optional<Value> promote = fields.Find("promote_after")) {
+    CONFIG_ASSIGN_OR_RETURN(sockmap.promote_after_bytes, ByteSize(*promote));
+    if (sockmap.promote_after_bytes > kMaxGateLimit)
+      return Error(*promote, absl::StrFormat("must be at most %dGiB", kMaxGateLimit >> 30));
   }
   return absl::OkStatus();
 }

@@ -26,6 +26,9 @@ struct Sockmap {
   uint32_t max_entries = 65536;             // sockets in the SOCKHASH (2 per connection)
   uint64_t gate_limit_bytes = 8ull << 20;   // per direction: peer write queue + psock backlog before user mode
   uint32_t receive_buffer_bytes = 1u << 20; // SO_RCVBUF forced on both legs (>= 512 KiB: see the notes)
+  // datapath auto: a connection starts on the user-space path and moves into the sockhash once one
+  // direction has read this many bytes in full buffers back to back (a bulk flow); 0 inserts at once.
+  uint64_t promote_after_bytes = 1ull << 20;
 };
 
 struct Listener {

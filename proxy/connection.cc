@@ -113,28 +113,56 @@ void Connection::OnConnected(int res) {
 
 void Connection::StartPipe() {
   state_ = State::kPiping;
-  auto on_finish = [this] { worker_.finished->push_back(this); };
-  if (worker_.sockmap != nullptr) {
-    SockmapPipe::InsertFailure failure;
-    pipe_ = SockmapPipe::Create(ring_, *worker_.metrics, *worker_.sockmap, *worker_.notices,
-                                {worker_.sockmap_config->gate_limit_bytes, worker_.index}, std::move(client_),
-                                std::move(upstream_), on_finish, &failure);
-    if (!failure.reason.empty()) worker_.metrics->Fallback(failure.reason).Increment();
-    if (pipe_ == nullptr) {
-      client_ = std::move(failure.downstream);
-      upstream_ = std::move(failure.upstream);
+  if (worker_.sockmap != nullptr && !worker_.promote) {
+    pipe_ = KernelPipe(std::move(client_), std::move(upstream_));
+  } else {
+    if (worker_.sockmap == nullptr && !worker_.fallback_reason.empty())
+      worker_.metrics->Fallback(worker_.fallback_reason).Increment();
+    auto pipe = std::make_unique<UserspacePipe>(ring_, *worker_.metrics, std::move(client_), std::move(upstream_),
+                                                [this] { worker_.finished->push_back(this); });
+    if (worker_.promote) {
+      pipe->HandOverWhenBulk(worker_.sockmap_config->promote_after_bytes,
+                             [this](UniqueFd downstream, UniqueFd upstream) {
+                               Promote(std::move(downstream), std::move(upstream));
+                             });
     }
-  } else if (!worker_.fallback_reason.empty()) {
-    worker_.metrics->Fallback(worker_.fallback_reason).Increment();
+    pipe_ = std::move(pipe);
   }
-  if (pipe_ == nullptr)
-    pipe_ = std::make_unique<UserspacePipe>(ring_, *worker_.metrics, std::move(client_), std::move(upstream_),
-                                            on_finish);
-  counted_kind_ = pipe_->kind();
-  counted_ = true;
+  Count(pipe_->kind());
   listener_.metrics.connections_total[static_cast<int>(counted_kind_)]->Increment();
-  listener_.metrics.connections_active[static_cast<int>(counted_kind_)]->Increment();
   pipe_->Start();
+}
+
+std::unique_ptr<Pipe> Connection::KernelPipe(UniqueFd downstream, UniqueFd upstream) {
+  auto on_finish = [this] { worker_.finished->push_back(this); };
+  SockmapPipe::InsertFailure failure;
+  std::unique_ptr<Pipe> pipe = SockmapPipe::Create(
+      ring_, *worker_.metrics, *worker_.sockmap, *worker_.notices,
+      {worker_.sockmap_config->gate_limit_bytes, worker_.index}, std::move(downstream), std::move(upstream),
+      on_finish, &failure);
+  if (!failure.reason.empty()) worker_.metrics->Fallback(failure.reason).Increment();
+  if (pipe == nullptr) {
+    pipe = std::make_unique<UserspacePipe>(ring_, *worker_.metrics, std::move(failure.downstream),
+                                           std::move(failure.upstream), on_finish);
+  }
+  return pipe;
+}
+
+void Connection::Promote(UniqueFd downstream, UniqueFd upstream) {
+  // Called from inside the user-space pipe, which must outlive the call: it is retired, not destroyed.
+  retired_ = std::move(pipe_);
+  pipe_ = KernelPipe(std::move(downstream), std::move(upstream));
+  if (pipe_->kind() == PathKind::kSockmap) worker_.metrics->DatapathSwitch("kernel").Increment();
+  Count(pipe_->kind());
+  pipe_->Start();
+}
+
+void Connection::Count(PathKind kind) {
+  if (counted_ && kind == counted_kind_) return;
+  if (counted_) listener_.metrics.connections_active[static_cast<int>(counted_kind_)]->Decrement();
+  counted_kind_ = kind;
+  counted_ = true;
+  listener_.metrics.connections_active[static_cast<int>(counted_kind_)]->Increment();
 }
 
 void Connection::CloseClient() {

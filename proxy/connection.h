@@ -35,6 +35,11 @@ class Connection final : public TrackedHandler {
   void ConnectNext();
   void OnConnected(int res);
   void StartPipe();
+  // Puts the legs on the kernel path (or, when they cannot be inserted, back on the user-space path).
+  std::unique_ptr<Pipe> KernelPipe(UniqueFd downstream, UniqueFd upstream);
+  // The user-space pipe handed its legs over: the connection moves into the sockhash.
+  void Promote(UniqueFd downstream, UniqueFd upstream);
+  void Count(PathKind kind);
   void CloseClient();
 
   WorkerContext& worker_;
@@ -46,6 +51,7 @@ class Connection final : public TrackedHandler {
   size_t attempts_ = 0;
   __kernel_timespec connect_timeout_{};
   std::unique_ptr<Pipe> pipe_;
+  std::unique_ptr<Pipe> retired_;  // the user-space pipe after a promotion: spent, kept until we go
   PathKind counted_kind_ = PathKind::kUserspace;
   bool counted_ = false;
 };

@@ -117,6 +117,10 @@ Metrics::Metrics(const bpf::SockmapProgram* program)
                        .Name("skproxy_pipe_errors_total")
                        .Help("Connections reset because a data-path operation failed, by operation.")
                        .Register(*registry_)),
+      datapath_switches_(prometheus::BuildCounter()
+                             .Name("skproxy_datapath_switches_total")
+                             .Help("Connections moved from one data path to the other, by the path they moved to.")
+                             .Register(*registry_)),
 
       resource_errors_(prometheus::BuildCounter()
                            .Name("skproxy_resource_errors_total")

@@ -37,6 +37,8 @@ class Metrics {
   // A socket call on the data path that failed where it must not (op: "shutdown", "rcvlowat", ...), or a
   // connection reset by the kernel path ("trim_short"): each resets the connection, counted here.
   prometheus::Counter& PipeError(const std::string& op) { return pipe_errors_.Add({{"op", op}}); }
+  // A connection moved between data paths (to: "kernel" | "user").
+  prometheus::Counter& DatapathSwitch(const std::string& to) { return datapath_switches_.Add({{"to", to}}); }
   // Connections closed because the process ran out of a resource (reason: emfile, enfile, enobufs, enomem).
   prometheus::Counter& ResourceErrors(const std::string& reason);
   // Bytes user space copied, direction = enum skp_direction. Exposed with the kernel's count as
@@ -58,6 +60,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& fallbacks_;
   prometheus::Family<prometheus::Counter>& connect_failures_;
   prometheus::Family<prometheus::Counter>& pipe_errors_;
+  prometheus::Family<prometheus::Counter>& datapath_switches_;
   prometheus::Family<prometheus::Counter>& resource_errors_;
   std::atomic<uint64_t> user_bytes_[2] = {};
   std::unique_ptr<prometheus::Exposer> exposer_;

@@ -16,6 +16,7 @@ void UserspacePipe::Start() {
 }
 
 void UserspacePipe::Receive(int d) {
+  dirs_[d].receiving = true;
   io_uring_sqe* sqe = Submit(kRecv + d);
   io_uring_prep_recv(sqe, source(d), nullptr, ring_.buffers().buffer_size(), 0);
   sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -42,16 +43,43 @@ void UserspacePipe::Handle(unsigned tag, int res, unsigned cqe_flags) {
       break;
     case kRetry:
     case kRetry + 1:
-      if (!aborting_) Receive(tag - kRetry);
+      if (!aborting_ && !stopping_) Receive(tag - kRetry);
       break;
-    default:  // kCancel: nothing to do, the cancelled operations complete on their own
+    default:  // kStop, kCancel: nothing to do, the cancelled operations complete on their own
       break;
   }
   if (aborting_ && inflight() == 0) Finish();
+  if (stopping_ && !aborting_ && inflight() == 0) FinishHandover();
+}
+
+void UserspacePipe::StopForHandover() {
+  stopping_ = true;
+  for (int d = 0; d < 2; ++d) {
+    if (!dirs_[d].receiving) continue;
+    // A recv that already has bytes completes with them rather than with -ECANCELED; they are written
+    // like any others before the hand-over.
+    const uint64_t recv = reinterpret_cast<uint64_t>(static_cast<IoHandler*>(this)) | (kRecv + d);
+    io_uring_prep_cancel64(Submit(kStop + d), recv, 0);
+  }
+}
+
+void UserspacePipe::FinishHandover() {
+  stopping_ = false;
+  if (dirs_[0].ended || dirs_[1].ended) {
+    // A direction ended while stopping: the connection is closing, nothing to gain. Read on.
+    bulk_bytes_ = 0;
+    for (int d = 0; d < 2; ++d) {
+      if (!dirs_[d].ended) Receive(d);
+    }
+    return;
+  }
+  Handover handover = std::move(handover_);
+  handover(std::move(downstream_), std::move(upstream_));
 }
 
 void UserspacePipe::OnReceived(int d, int res, unsigned cqe_flags) {
   Direction& dir = dirs_[d];
+  dir.receiving = false;
   if (cqe_flags & IORING_CQE_F_BUFFER) {
     dir.buffer_id = static_cast<int>(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
     if (aborting_ || res <= 0) ReleaseBuffer(d);
@@ -60,9 +88,12 @@ void UserspacePipe::OnReceived(int d, int res, unsigned cqe_flags) {
   if (res > 0) {
     dir.length = static_cast<size_t>(res);
     dir.sent = 0;
+    dir.full_run = dir.length == ring_.buffers().buffer_size() ? dir.full_run + dir.length : 0;
+    if (bulk_bytes_ > 0 && !stopping_ && dir.full_run >= bulk_bytes_) StopForHandover();
     SendRest(d);
     return;
   }
+  if (res == -ECANCELED && stopping_) return;  // stopped for the hand-over
   if (res == 0) {
     // The source half-closed: pass the FIN on. The other direction goes on until it ends too.
     shutdown(destination(d), SHUT_WR);
@@ -70,6 +101,7 @@ void UserspacePipe::OnReceived(int d, int res, unsigned cqe_flags) {
     if (dirs_[1 - d].ended) Finish();
     return;
   }
+  if (res == -ENOBUFS && stopping_) return;  // nothing read: the hand-over does not need this recv
   if (res == -ENOBUFS) {  // every provided buffer is in use: retry shortly
     io_uring_prep_timeout(Submit(kRetry + d), &retry_delay_, 0, 0);
     return;
@@ -95,7 +127,7 @@ void UserspacePipe::OnSent(int d, int res) {
     return;
   }
   ReleaseBuffer(d);
-  Receive(d);
+  if (!stopping_) Receive(d);
 }
 
 void UserspacePipe::ReleaseBuffer(int d) {

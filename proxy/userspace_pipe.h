@@ -16,13 +16,25 @@ class UserspacePipe final : public Pipe {
   PathKind kind() const override { return PathKind::kUserspace; }
   void Start() override;
 
+  // Receives both legs once the pipe has stopped: nothing in flight, every byte it read written to the
+  // other leg, neither direction ended. The pipe is then spent: its owner only destroys it.
+  using Handover = std::function<void(UniqueFd downstream, UniqueFd upstream)>;
+  // Once one direction has read `bulk_bytes` in full buffers back to back (a bulk flow, which a chatty
+  // connection of small messages never does however long it lives), stop reading and hand the legs over.
+  void HandOverWhenBulk(uint64_t bulk_bytes, Handover handover) {
+    bulk_bytes_ = bulk_bytes;
+    handover_ = std::move(handover);
+  }
+
  private:
-  enum Tag : unsigned { kRecv = 0, kSend = 2, kRetry = 4, kCancel = 6 };  // + direction where paired
+  enum Tag : unsigned { kRecv = 0, kSend = 2, kRetry = 4, kStop = 6, kCancel = 8 };  // + direction where paired
   struct Direction {
     int buffer_id = -1;  // provided buffer holding bytes not yet sent
     size_t length = 0;
     size_t sent = 0;
     bool ended = false;  // EOF read and SHUT_WR done on the destination
+    bool receiving = false;   // a recv is in flight
+    uint64_t full_run = 0;    // bytes read in full buffers back to back
   };
 
   void Handle(unsigned tag, int res, unsigned cqe_flags) override;
@@ -32,8 +44,14 @@ class UserspacePipe final : public Pipe {
   void OnSent(int d, int res);
   void ReleaseBuffer(int d);
   void Abort();
+  void StopForHandover();
+  // With nothing in flight: hands the legs over, or, when a direction ended meanwhile, goes on reading.
+  void FinishHandover();
 
   Direction dirs_[2];
+  uint64_t bulk_bytes_ = 0;  // 0: never hand over
+  Handover handover_;
+  bool stopping_ = false;    // reading stopped for the hand-over
   __kernel_timespec retry_delay_{0, 1000000};  // when the worker is out of provided buffers
   bool aborting_ = false;
 };

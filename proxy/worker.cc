@@ -84,6 +84,8 @@ Worker::Worker(const config::Config& config, Metrics& metrics, bpf::SockmapProgr
   if (sockmap == nullptr && config.datapath == config::DatapathMode::kAuto)
     context_.fallback_reason = std::move(fallback_reason);
   context_.sockmap_config = &config.sockmap;
+  context_.promote = sockmap != nullptr && config.datapath == config::DatapathMode::kAuto &&
+                     config.sockmap.promote_after_bytes > 0;
   context_.finished = &finished_;
 }
 

@@ -32,6 +32,9 @@ struct WorkerContext {
   // fallback for each connection; empty when nothing was wanted or the kernel path is on.
   std::string fallback_reason;
   const config::Sockmap* sockmap_config;
+  // Datapath auto with the kernel path on: connections start on the user-space path and move into the
+  // sockhash once they carry bulk (sockmap_config->promote_after_bytes). Forced sockmap inserts at once.
+  bool promote;
   std::vector<Connection*>* finished;  // connections that may be done: the worker reaps them
 };
 

@@ -90,6 +90,7 @@ sockmap:
   max_entries: 1024
   gate_limit: 512KiB
   receive_buffer: 2MiB
+  promote_after: 4MiB
 listeners:
   - name: web
     address: "0.0.0.0:10000"
@@ -111,6 +112,7 @@ clusters:
   EXPECT_EQ(config.sockmap.max_entries, 1024u);
   EXPECT_EQ(config.sockmap.gate_limit_bytes, 512u << 10);
   EXPECT_EQ(config.sockmap.receive_buffer_bytes, 2u << 20);
+  EXPECT_EQ(config.sockmap.promote_after_bytes, 4u << 20);
   ASSERT_EQ(config.listeners.size(), 2u);
   EXPECT_EQ(config.listeners[1].address.family(), AF_INET6);
   EXPECT_EQ(config.listeners[1].address.ToString(), "[::1]:10001");
@@ -361,6 +363,10 @@ INSTANTIATE_TEST_SUITE_P(
          "bad.yaml:2: sockmap.receive_buffer: must be at least 512KiB"},
         {"ReceiveBufferTooLarge", "sockmap:\n  receive_buffer: 2GiB\n",
          "bad.yaml:2: sockmap.receive_buffer: must be at most 1GiB"},
+        {"PromoteAfterTooLarge", "sockmap:\n  promote_after: 2GiB\n",
+         "bad.yaml:2: sockmap.promote_after: must be at most 1GiB"},
+        {"PromoteAfterNotASize", "sockmap:\n  promote_after: soon\n",
+         "bad.yaml:2: sockmap.promote_after: expected a byte size like 8MiB, 512KiB or 1048576"},
         {"MaxEntriesZero", "sockmap:\n  max_entries: 0\n", "bad.yaml:2: sockmap.max_entries: must be greater than 0"},
         {"MaxEntriesTooLarge", "sockmap:\n  max_entries: 4294967296\n",
          "bad.yaml:2: sockmap.max_entries: 4294967296 is too large (at most 4294967295)"},

@@ -106,7 +106,9 @@ void PrintPathStats(const std::string& what, const ProxyProcess& proxy) {
 TEST(KernelPathTest, BulkTransferStaysOnKernelPath) {
   constexpr uint64_t kForward = 1 * GiB, kReverse = 512 * MiB;
   constexpr double kRate = 400e6;
-  constexpr double kMinKernelShare = 0.99;
+  // One gate episode (a reader descheduled for a moment on 2 busy cores) moves about 1% to user space; a
+  // kernel path that stopped redirecting moves everything.
+  constexpr double kMinKernelShare = 0.97;
   auto sink = StartServer(SinkHandler());
   auto source = StartServer(SourceHandler({kReverse, kRate}));
   ASSERT_TRUE(sink && source);
