@@ -245,7 +245,8 @@ absl::Status Parser::ParseAdmin(const Value& v, Admin& admin) {
 
 absl::Status Parser::ParseSockmap(const Value& v, Sockmap& sockmap) const {
   CONFIG_ASSIGN_OR_RETURN(Fields fields,
-                          Mapping(v, {"max_entries", "gate_limit", "receive_buffer", "promote_after"}));
+                          Mapping(v, {"max_entries", "gate_limit", "receive_buffer", "promote_after",
+                                      "quiet_worker_connections"}));
   if (std::optional<Value> entries = fields.Find("max_entries")) {
     CONFIG_ASSIGN_OR_RETURN(uint64_t n, Integer(*entries, std::numeric_limits<uint32_t>::max()));
     if (n == 0) return Error(*entries, "must be greater than 0");
@@ -264,6 +265,10 @@ absl::Status Parser::ParseSockmap(const Value& v, Sockmap& sockmap) const {
     }
     if (n > kMaxReceiveBuffer) return Error(*buffer, absl::StrFormat("must be at most %dGiB", kMaxReceiveBuffer >> 30));
     sockmap.receive_buffer_bytes = static_cast<uint32_t>(n);
+  }
+  if (std::optional<Value> quiet = fields.Find("quiet_worker_connections")) {
+    CONFIG_ASSIGN_OR_RETURN(uint64_t n, Integer(*quiet, std::numeric_limits<uint32_t>::max()));
+    sockmap.quiet_worker_connections = static_cast<uint32_t>(n);
   }
   if (std::optional<Value> promote = fields.Find("promote_after")) {
     CONFIG_ASSIGN_OR_RETURN(sockmap.promote_after_bytes, ByteSize(*promote));

@@ -29,6 +29,10 @@ struct Sockmap {
   // datapath auto: a connection starts on the user-space path and moves into the sockhash once one
   // direction has read this many bytes in full buffers back to back (a bulk flow); 0 inserts at once.
   uint64_t promote_after_bytes = 1ull << 20;
+  // datapath auto: a connection that has exchanged 64 messages also moves when its worker has at most this
+  // many connections on the user-space path (the kernel path wins latency at low concurrency, the
+  // user-space path throughput at high concurrency); 0: never.
+  uint32_t quiet_worker_connections = 4;
 };
 
 struct Listener {

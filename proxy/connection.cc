@@ -44,7 +44,7 @@ Connection::Connection(WorkerContext& worker, ListenerContext& listener, UniqueF
 }
 
 Connection::~Connection() {
-  if (counted_) listener_.metrics.connections_active[static_cast<int>(counted_kind_)]->Decrement();
+  if (counted_) Uncount();
 }
 
 bool Connection::done() const {
@@ -121,10 +121,17 @@ void Connection::StartPipe() {
     auto pipe = std::make_unique<UserspacePipe>(ring_, *worker_.metrics, std::move(client_), std::move(upstream_),
                                                 [this] { worker_.finished->push_back(this); });
     if (worker_.promote) {
-      pipe->HandOverWhenBulk(worker_.sockmap_config->promote_after_bytes,
-                             [this](UniqueFd downstream, UniqueFd upstream) {
-                               Promote(std::move(downstream), std::move(upstream));
-                             });
+      const config::Sockmap& sockmap = *worker_.sockmap_config;
+      UserspacePipe::Promotion promotion{sockmap.promote_after_bytes, 0, nullptr};
+      if (sockmap.quiet_worker_connections > 0) {
+        promotion.quiet_reads = kQuietReads;
+        promotion.quiet = [this, limit = sockmap.quiet_worker_connections] {
+          return worker_.userspace_connections <= limit;
+        };
+      }
+      pipe->HandOverWhen(std::move(promotion), [this](UniqueFd downstream, UniqueFd upstream) {
+        Promote(std::move(downstream), std::move(upstream));
+      });
     }
     pipe_ = std::move(pipe);
   }
@@ -159,10 +166,16 @@ void Connection::Promote(UniqueFd downstream, UniqueFd upstream) {
 
 void Connection::Count(PathKind kind) {
   if (counted_ && kind == counted_kind_) return;
-  if (counted_) listener_.metrics.connections_active[static_cast<int>(counted_kind_)]->Decrement();
+  if (counted_) Uncount();
   counted_kind_ = kind;
   counted_ = true;
   listener_.metrics.connections_active[static_cast<int>(counted_kind_)]->Increment();
+  if (kind == PathKind::kUserspace) ++worker_.userspace_connections;
+}
+
+void Connection::Uncount() {
+  listener_.metrics.connections_active[static_cast<int>(counted_kind_)]->Decrement();
+  if (counted_kind_ == PathKind::kUserspace) --worker_.userspace_connections;
 }
 
 void Connection::CloseClient() {

@@ -40,6 +40,10 @@ class Connection final : public TrackedHandler {
   // The user-space pipe handed its legs over: the connection moves into the sockhash.
   void Promote(UniqueFd downstream, UniqueFd upstream);
   void Count(PathKind kind);
+  void Uncount();
+  // How many messages (reads) a connection exchanges before a quiet worker moves it: a few exchanges
+  // do not pay for the insert and the delete.
+  static constexpr uint32_t kQuietReads = 64;
   void CloseClient();
 
   WorkerContext& worker_;

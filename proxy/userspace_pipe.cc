@@ -52,6 +52,11 @@ void UserspacePipe::Handle(unsigned tag, int res, unsigned cqe_flags) {
   if (stopping_ && !aborting_ && inflight() == 0) FinishHandover();
 }
 
+bool UserspacePipe::WantsHandover(const Direction& dir) {
+  if (promotion_.bulk_bytes > 0 && dir.full_run >= promotion_.bulk_bytes) return true;
+  return promotion_.quiet_reads > 0 && reads_ % promotion_.quiet_reads == 0 && promotion_.quiet();
+}
+
 void UserspacePipe::StopForHandover() {
   stopping_ = true;
   for (int d = 0; d < 2; ++d) {
@@ -67,7 +72,7 @@ void UserspacePipe::FinishHandover() {
   stopping_ = false;
   if (dirs_[0].ended || dirs_[1].ended) {
     // A direction ended while stopping: the connection is closing, nothing to gain. Read on.
-    bulk_bytes_ = 0;
+    handover_ = nullptr;
     for (int d = 0; d < 2; ++d) {
       if (!dirs_[d].ended) Receive(d);
     }
@@ -89,7 +94,8 @@ void UserspacePipe::OnReceived(int d, int res, unsigned cqe_flags) {
     dir.length = static_cast<size_t>(res);
     dir.sent = 0;
     dir.full_run = dir.length == ring_.buffers().buffer_size() ? dir.full_run + dir.length : 0;
-    if (bulk_bytes_ > 0 && !stopping_ && dir.full_run >= bulk_bytes_) StopForHandover();
+    ++reads_;
+    if (!stopping_ && handover_ && WantsHandover(dir)) StopForHandover();
     SendRest(d);
     return;
   }

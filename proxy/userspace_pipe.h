@@ -19,10 +19,16 @@ class UserspacePipe final : public Pipe {
   // Receives both legs once the pipe has stopped: nothing in flight, every byte it read written to the
   // other leg, neither direction ended. The pipe is then spent: its owner only destroys it.
   using Handover = std::function<void(UniqueFd downstream, UniqueFd upstream)>;
-  // Once one direction has read `bulk_bytes` in full buffers back to back (a bulk flow, which a chatty
-  // connection of small messages never does however long it lives), stop reading and hand the legs over.
-  void HandOverWhenBulk(uint64_t bulk_bytes, Handover handover) {
-    bulk_bytes_ = bulk_bytes;
+  // When to hand over: once one direction has read `bulk_bytes` in full buffers back to back (a bulk
+  // flow, which a chatty connection of small messages never does however long it lives), or, every
+  // `quiet_reads` reads, when `quiet()` says the worker is quiet enough for the kernel path's latency.
+  struct Promotion {
+    uint64_t bulk_bytes = 0;  // 0: never on bulk
+    uint32_t quiet_reads = 0; // 0: never on quiet
+    std::function<bool()> quiet;
+  };
+  void HandOverWhen(Promotion promotion, Handover handover) {
+    promotion_ = std::move(promotion);
     handover_ = std::move(handover);
   }
 
@@ -36,6 +42,7 @@ class UserspacePipe final : public Pipe {
     bool receiving = false;   // a recv is in flight
     uint64_t full_run = 0;    // bytes read in full buffers back to back
   };
+  bool WantsHandover(const Direction& dir);
 
   void Handle(unsigned tag, int res, unsigned cqe_flags) override;
   void Receive(int d);
@@ -49,7 +56,8 @@ class UserspacePipe final : public Pipe {
   void FinishHandover();
 
   Direction dirs_[2];
-  uint64_t bulk_bytes_ = 0;  // 0: never hand over
+  Promotion promotion_;
+  uint64_t reads_ = 0;       // successful reads, both directions
   Handover handover_;
   bool stopping_ = false;    // reading stopped for the hand-over
   __kernel_timespec retry_delay_{0, 1000000};  // when the worker is out of provided buffers

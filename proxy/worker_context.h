@@ -35,6 +35,7 @@ struct WorkerContext {
   // Datapath auto with the kernel path on: connections start on the user-space path and move into the
   // sockhash once they carry bulk (sockmap_config->promote_after_bytes). Forced sockmap inserts at once.
   bool promote;
+  uint32_t userspace_connections = 0;  // connections of this worker on the user-space path now
   std::vector<Connection*>* finished;  // connections that may be done: the worker reaps them
 };
 

@@ -91,6 +91,7 @@ sockmap:
   gate_limit: 512KiB
   receive_buffer: 2MiB
   promote_after: 4MiB
+  quiet_worker_connections: 9
 listeners:
   - name: web
     address: "0.0.0.0:10000"
@@ -113,6 +114,7 @@ clusters:
   EXPECT_EQ(config.sockmap.gate_limit_bytes, 512u << 10);
   EXPECT_EQ(config.sockmap.receive_buffer_bytes, 2u << 20);
   EXPECT_EQ(config.sockmap.promote_after_bytes, 4u << 20);
+  EXPECT_EQ(config.sockmap.quiet_worker_connections, 9u);
   ASSERT_EQ(config.listeners.size(), 2u);
   EXPECT_EQ(config.listeners[1].address.family(), AF_INET6);
   EXPECT_EQ(config.listeners[1].address.ToString(), "[::1]:10001");

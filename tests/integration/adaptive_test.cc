@@ -21,21 +21,24 @@ class AdaptiveTest : public ::testing::TestWithParam<int> {
   int family() const { return GetParam(); }
 };
 
-// `rounds` request/response exchanges of `size` bytes on one connection; empty string when every echo
-// came back exact.
-std::string ChattyExchange(const SocketAddress& listener, int rounds, size_t size) {
-  auto fd = Connect(listener, 5s);
-  if (!fd.ok()) return std::string(fd.status().message());
+// `rounds` request/response exchanges of `size` bytes on `fd`; empty string when every echo came back exact.
+std::string Exchange(int fd, int rounds, size_t size) {
   std::string request(size, '\0'), reply(size, '\0');
   for (int i = 0; i < rounds; ++i) {
     for (size_t j = 0; j < size; ++j) request[j] = static_cast<char>('a' + (i + j) % 26);
-    IoResult sent = SendAll(fd->get(), request.data(), size, DeadlineIn(5s));
+    IoResult sent = SendAll(fd, request.data(), size, DeadlineIn(5s));
     if (sent.bytes != size) return "send: " + sent.Describe();
-    IoResult got = RecvExact(fd->get(), reply.data(), size, DeadlineIn(5s));
+    IoResult got = RecvExact(fd, reply.data(), size, DeadlineIn(5s));
     if (got.bytes != size) return "recv: " + got.Describe();
     if (reply != request) return "round " + std::to_string(i) + ": the echo differs";
   }
   return "";
+}
+
+std::string ChattyExchange(const SocketAddress& listener, int rounds, size_t size) {
+  auto fd = Connect(listener, 5s);
+  if (!fd.ok()) return std::string(fd.status().message());
+  return Exchange(fd->get(), rounds, size);
 }
 
 TEST_P(AdaptiveTest, BulkConnectionsMoveToTheKernelPathChattyOnesStay) {
@@ -45,7 +48,9 @@ TEST_P(AdaptiveTest, BulkConnectionsMoveToTheKernelPathChattyOnesStay) {
   constexpr uint64_t kBulkBytes = 64 * MiB;
   auto echo = StartServer(EchoHandler(), family());
   ASSERT_TRUE(echo);
-  SKPROXY_START_OR_SKIP(proxy, SimpleProxyConfig("auto", {echo->endpoint()}, family()));
+  ProxyConfig config = SimpleProxyConfig("auto", {echo->endpoint()}, family());
+  config.quiet_worker_connections = "0";  // only bulk moves here; the quiet rule has its own test
+  SKPROXY_START_OR_SKIP(proxy, config);
   auto baseline = proxy->FdCount();
   ASSERT_TRUE(baseline.ok()) << baseline.status();
 
@@ -83,6 +88,39 @@ TEST_P(AdaptiveTest, BulkConnectionsMoveToTheKernelPathChattyOnesStay) {
   EXPECT_EQ(c.u2d(), kBulk * kBulkBytes + kChatty * 2000 * 32) << c.Describe();
   EXPECT_EQ(SumMetric(*m, "skproxy_pipe_errors_total"), 0);
   printf("[auto %s] %s\n", family() == AF_INET ? "IPv4" : "IPv6", c.Describe().c_str());
+}
+
+// The kernel path has the lower latency while a worker is quiet, the user-space path the higher
+// throughput when many connections are busy. A connection of small messages moves once it has exchanged
+// 64 messages, only while its worker has at most quiet_worker_connections (4) on the user-space path.
+TEST_P(AdaptiveTest, QuietWorkerMovesAChattyConnectionBusyOneDoesNot) {
+  SKPROXY_SKIP_IF_KERNEL_TOO_OLD();
+  if (!RequireSockmap()) GTEST_SKIP() << "not root: the kernel path is not expected to load";
+  auto echo = StartServer(EchoHandler(), family());
+  ASSERT_TRUE(echo);
+  ProxyConfig config = SimpleProxyConfig("auto", {echo->endpoint()}, family());
+  config.workers = 1;  // every connection counts on the one worker
+  SKPROXY_START_OR_SKIP(proxy, config);
+  auto baseline = proxy->FdCount();
+  ASSERT_TRUE(baseline.ok()) << baseline.status();
+  auto switches = [&] { return proxy->Metric("skproxy_datapath_switches_total", {{"to", "kernel"}}); };
+
+  // Busy: 8 connections open at once, each exchanging 200 messages, none moves.
+  std::vector<UniqueFd> busy;
+  for (int i = 0; i < 8; ++i) {
+    auto fd = Connect(proxy->listener(), 5s);
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    busy.push_back(std::move(*fd));
+  }
+  for (UniqueFd& fd : busy) EXPECT_EQ(Exchange(fd.get(), 200, 64), "");
+  EXPECT_EQ(switches(), 0);
+  busy.clear();
+  ASSERT_TRUE(WaitFor([&] { return proxy->Metric("skproxy_connections_active") == 0; }, 5s));
+
+  // Quiet: one connection alone moves, and its echoes stay exact across the move.
+  EXPECT_EQ(ChattyExchange(proxy->listener(), 500, 64), "");
+  EXPECT_EQ(switches(), 1);
+  EXPECT_PROXY_IDLE(proxy, *baseline);
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, AdaptiveTest, ::testing::Values(AF_INET, AF_INET6),

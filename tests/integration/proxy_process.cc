@@ -28,10 +28,12 @@ namespace skproxy::itest {
 std::string ProxyConfig::ToYaml() const {
   std::string y = absl::StrCat("admin: { address: \"", admin.ToString(), "\" }\n", "datapath: ", datapath, "\n",
                                "workers: ", workers, "\n");
-  if (!gate_limit.empty() || !receive_buffer.empty()) {
+  if (!gate_limit.empty() || !receive_buffer.empty() || !quiet_worker_connections.empty()) {
     y += "sockmap:\n";
     if (!gate_limit.empty()) absl::StrAppend(&y, "  gate_limit: ", gate_limit, "\n");
     if (!receive_buffer.empty()) absl::StrAppend(&y, "  receive_buffer: ", receive_buffer, "\n");
+    if (!quiet_worker_connections.empty())
+      absl::StrAppend(&y, "  quiet_worker_connections: ", quiet_worker_connections, "\n");
   }
   y += "listeners:\n";
   for (const auto& l : listeners) {

@@ -42,6 +42,7 @@ struct ProxyConfig {
   int workers = 0;
   std::string gate_limit;      // e.g. "1MiB"; empty: not written
   std::string receive_buffer;  // e.g. "512KiB"; empty: not written
+  std::string quiet_worker_connections;  // e.g. "0"; empty: not written
   std::vector<ListenerSpec> listeners;
   std::vector<ClusterSpec> clusters;
   // Run the proxy through this command, e.g. setpriv with capabilities dropped; empty: run it directly.
