@@ -1,7 +1,12 @@
 // One client connection from accept to close:
-//   connecting (each endpoint of the cluster in turn, each with the cluster's connect timeout)
+//   inspecting (http, tls, or a required PROXY header: read the client's first bytes up to inspect.max_bytes
+//     within inspect.timeout, route them; or answer/close: see proxy/inspect/inspection.h)
+//   -> connecting (each endpoint of the chosen cluster in turn, each with the cluster's connect timeout)
+//   -> forwarding (the PROXY header for the cluster, then the bytes inspected, written to the upstream)
 //   -> piping (a SockmapPipe, or a UserspacePipe when the kernel path is off or refuses this connection)
-//   -> done (the pipe closed both legs, or no endpoint answered and the client was closed).
+//   -> done (the pipe closed both legs, or no endpoint answered and the client was closed or answered).
+//   An http listener answers errors itself (responding: the response, then the client's rest read off
+//   so that the close does not reset the response away).
 #pragma once
 
 #include <linux/time_types.h>
@@ -10,7 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "proxy/datapath.h"
+#include "proxy/inspect/inspection.h"
 #include "proxy/tracked_handler.h"
 #include "proxy/unique_fd.h"
 
@@ -28,12 +35,27 @@ class Connection final : public TrackedHandler {
   bool done() const;
 
  private:
-  enum class State { kConnecting, kPiping, kClosed };
-  enum Tag : unsigned { kConnect = 0 };
+  enum class State { kInspecting, kConnecting, kForwarding, kPiping, kResponding, kClosed };
+  enum Tag : unsigned { kConnect = 0, kInspectRecv = 1, kForwardSend = 2, kResponseSend = 3, kDrain = 4 };
 
   void Handle(unsigned tag, int res, unsigned cqe_flags) override;
+  // Inspection: one recv at a time into buffer_, each linked to what is left of inspect.timeout.
+  void StartInspection();
+  void ReceiveMore();
+  void OnInspectReceived(int res);
+  void Decide(const Inspection::Outcome& outcome);
+  // Connects to `cluster`, then writes forward_ (if any) before piping.
+  void Connect(ClusterState* cluster);
   void ConnectNext();
   void OnConnected(int res);
+  void OnForwardSent(int res);
+  void FailUpstream();  // no endpoint answered, or it went away before we wrote
+  // An http listener's own answer, counted, then the close.
+  void Respond(int status);
+  void OnResponseSent(int res);
+  void Drain();
+  void Reject(const char* reason, int status);
+  void SetTimeout(absl::Duration d);
   void StartPipe();
   // Puts the legs on the kernel path (or, when they cannot be inserted, back on the user-space path).
   std::unique_ptr<Pipe> KernelPipe(UniqueFd downstream, UniqueFd upstream);
@@ -51,9 +73,22 @@ class Connection final : public TrackedHandler {
   State state_ = State::kConnecting;
   UniqueFd client_;
   UniqueFd upstream_;
+  ClusterState* cluster_ = nullptr;
   size_t first_endpoint_ = 0;
   size_t attempts_ = 0;
+  bool last_connect_timed_out_ = false;
   __kernel_timespec connect_timeout_{};
+  // Inspection, and a local response's drain after it.
+  std::string buffer_;  // the client's bytes so far (capacity inspect.max_bytes)
+  size_t received_ = 0;
+  absl::Time deadline_;
+  __kernel_timespec timeout_{};
+  std::unique_ptr<Inspection> inspection_;  // only while an inspecting listener's connection needs it
+  std::string forward_;  // written to the upstream before piping
+  size_t forwarded_ = 0;
+  std::string_view response_;
+  size_t response_sent_ = 0;
+  size_t drained_ = 0;
   std::unique_ptr<Pipe> pipe_;
   std::unique_ptr<Pipe> retired_;  // the user-space pipe after a promotion: spent, kept until we go
   PathKind counted_kind_ = PathKind::kUserspace;

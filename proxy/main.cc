@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "bpf/loader.h"
 #include "config/config.h"
@@ -159,12 +160,25 @@ int Main(int argc, char** argv) {
   std::vector<std::unique_ptr<ClusterState>> clusters;
   for (const config::Cluster& cluster : config.clusters)
     clusters.push_back(std::make_unique<ClusterState>(cluster, metrics.ConnectFailures(cluster.name)));
+  absl::flat_hash_map<std::string, ClusterState*> cluster_by_name;
+  for (auto& c : clusters) cluster_by_name[c->config().name] = c.get();
+  auto find_cluster = [&](const std::string& name) -> ClusterState* {
+    auto it = cluster_by_name.find(name);
+    return it == cluster_by_name.end() ? nullptr : it->second;
+  };
   std::vector<ListenerContext> listeners;
   for (const config::Listener& listener : config.listeners) {
-    ClusterState* cluster = nullptr;
-    for (auto& c : clusters)
-      if (c->config().name == listener.cluster) cluster = c.get();
-    listeners.push_back(ListenerContext{&listener, cluster, metrics.ForListener(listener.name)});
+    ListenerContext context{&listener, find_cluster(listener.cluster), metrics.ForListener(listener.name)};
+    context.inspects = listener.protocol != config::ListenerProtocol::kTcp ||
+                       listener.proxy_protocol != config::ProxyProtocolVersion::kNone;
+    context.routes = std::make_unique<RouteTable>(listener);
+    for (const config::Route& route : listener.routes) {
+      context.route_clusters.push_back(find_cluster(route.cluster));
+      context.route_decisions.push_back(&metrics.RouteDecision(listener.name, route.name));
+    }
+    context.route_decisions.push_back(&metrics.RouteDecision(listener.name, "default"));
+    context.route_decisions.push_back(&metrics.RouteDecision(listener.name, "none"));
+    listeners.push_back(std::move(context));
   }
 
   std::vector<std::unique_ptr<Worker>> workers;
@@ -185,8 +199,9 @@ int Main(int argc, char** argv) {
   std::fprintf(stderr, "skproxy ready: datapath=%s workers=%d admin=%s\n", sockmap ? "sockmap" : "userspace",
                worker_count, config.admin.address.ToString().c_str());
   for (const config::Listener& listener : config.listeners)
-    std::fprintf(stderr, "skproxy: listener %s on %s -> cluster %s\n", listener.name.c_str(),
-                 listener.address.ToString().c_str(), listener.cluster.c_str());
+    std::fprintf(stderr, "skproxy: listener %s (%s, %zu routes) on %s -> cluster %s\n", listener.name.c_str(),
+                 std::string(config::ListenerProtocolName(listener.protocol)).c_str(), listener.routes.size(),
+                 listener.address.ToString().c_str(), listener.cluster.empty() ? "(none)" : listener.cluster.c_str());
 
   int received = 0;
   sigwait(&signals, &received);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "proxy/metrics.h"
 #include "proxy/notice_ring.h"
 #include "proxy/ring.h"
+#include "proxy/route_table.h"
 #include "proxy/upstream.h"
 
 namespace skproxy {
@@ -18,8 +20,13 @@ class Connection;
 
 struct ListenerContext {
   const config::Listener* config;
-  ClusterState* cluster;
+  ClusterState* cluster;  // the default route; null when the listener has none
   ListenerMetrics metrics;
+  // http and tls listeners, and any listener that requires the PROXY protocol, read before connecting.
+  bool inspects = false;
+  std::unique_ptr<RouteTable> routes;
+  std::vector<ClusterState*> route_clusters;          // by route index
+  std::vector<prometheus::Counter*> route_decisions;  // by route index, then "default", then "none"
 };
 
 struct WorkerContext {

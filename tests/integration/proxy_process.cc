@@ -16,6 +16,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
 #include "tests/integration/sockets.h"
 
@@ -34,6 +35,12 @@ std::string ProxyConfig::ToYaml() const {
     if (!receive_buffer.empty()) absl::StrAppend(&y, "  receive_buffer: ", receive_buffer, "\n");
     if (!quiet_worker_connections.empty())
       absl::StrAppend(&y, "  quiet_worker_connections: ", quiet_worker_connections, "\n");
+  }
+  if (!listeners_and_clusters_yaml.empty()) {
+    std::vector<std::pair<std::string, std::string>> addresses;
+    for (size_t i = 0; i < listeners.size(); ++i)
+      addresses.emplace_back(absl::StrCat("$LISTENER", i), listeners[i].address.ToString());
+    return y + absl::StrReplaceAll(listeners_and_clusters_yaml, addresses);
   }
   y += "listeners:\n";
   for (const auto& l : listeners) {
