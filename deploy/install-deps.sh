@@ -11,6 +11,8 @@ PACKAGES=(
   nftables iproute2 curl python3 procps
   # bench peers and load tools
   haproxy nginx libnginx-mod-stream iperf3 wrk
+  # the parser measurement of the http listener (bench/http_head_parse.cc)
+  libhttp-parser-dev
 )
 
 missing=()
