@@ -187,6 +187,32 @@ TEST_F(L7Test, CurlIsRoutedOnHostAndPathAndKeepsItsUpstream) {
   EXPECT_PROXY_IDLE(proxy, baseline);
 }
 
+// With the kernel path forced, the routed connection goes into the sockhash once the inspected bytes are
+// written: requests and their answers still arrive whole.
+TEST_F(L7Test, RoutedConnectionsOnTheForcedKernelPath) {
+  SKPROXY_SKIP_IF_KERNEL_TOO_OLD();
+  ProxyConfig config = HttpConfig();
+  config.datapath = "sockmap";
+  SKPROXY_START(proxy, baseline, config);
+  const std::string answer = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\napi\n";
+  for (int i = 0; i < 3; ++i) {
+    auto fd = Connect(proxy->listener(0), 5s);
+    ASSERT_TRUE(fd.ok());
+    // Two requests: the first is read by the inspector, the second after the insert, by the kernel path.
+    for (const char* path : {"/v1/x", "/v1/y"}) {
+      const std::string request = absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
+      ASSERT_EQ(SendAll(fd->get(), request.data(), request.size(), DeadlineIn(5s)).bytes, request.size());
+      std::string got(answer.size(), '\0');
+      ASSERT_EQ(RecvExact(fd->get(), got.data(), got.size(), DeadlineIn(5s)).bytes, answer.size());
+      EXPECT_EQ(got, answer);
+    }
+  }
+  ASSERT_EQ(api_seen_.Get().size(), 3u);
+  EXPECT_TRUE(absl::EndsWith(api_seen_.Get()[0], "\r\nX-Forwarded-For: 127.0.0.1\r\n\r\n")) << api_seen_.Get()[0];
+  EXPECT_EQ(proxy->Metric("skproxy_connections_total", {{"listener", "web"}, {"datapath", "sockmap"}}), 3);
+  EXPECT_PROXY_IDLE(proxy, baseline);
+}
+
 // Each status skproxy sends itself, checked as a whole HTTP/1.1 response that closes the connection.
 void ExpectLocalResponse(ProxyProcess& proxy, const Answer& a, int status, const std::string& listener = "web") {
   EXPECT_EQ(StatusLine(a.bytes).substr(0, 12), absl::StrCat("HTTP/1.1 ", status)) << a.bytes;
