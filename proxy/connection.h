@@ -1,6 +1,6 @@
 // One client connection from accept to close:
 //   connecting (each endpoint of the cluster in turn, each with the cluster's connect timeout)
-//   -> piping (a SockmapPipe, or a UserspacePipe when the kernel path is off or refuses this connection)
+//   -> piping (a PathSwitch: the connection's pipe, and its moves between the two data paths)
 //   -> done (the pipe closed both legs, or no endpoint answered and the client was closed).
 #pragma once
 
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "proxy/datapath.h"
+#include "proxy/path_switch.h"
 #include "proxy/tracked_handler.h"
 #include "proxy/unique_fd.h"
 
@@ -35,15 +35,6 @@ class Connection final : public TrackedHandler {
   void ConnectNext();
   void OnConnected(int res);
   void StartPipe();
-  // Puts the legs on the kernel path (or, when they cannot be inserted, back on the user-space path).
-  std::unique_ptr<Pipe> KernelPipe(UniqueFd downstream, UniqueFd upstream);
-  // The user-space pipe handed its legs over: the connection moves into the sockhash.
-  void Promote(UniqueFd downstream, UniqueFd upstream);
-  void Count(PathKind kind);
-  void Uncount();
-  // How many messages (reads) a connection exchanges before a quiet worker moves it: a few exchanges
-  // do not pay for the insert and the delete.
-  static constexpr uint32_t kQuietReads = 64;
   void CloseClient();
 
   WorkerContext& worker_;
@@ -54,10 +45,7 @@ class Connection final : public TrackedHandler {
   size_t first_endpoint_ = 0;
   size_t attempts_ = 0;
   __kernel_timespec connect_timeout_{};
-  std::unique_ptr<Pipe> pipe_;
-  std::unique_ptr<Pipe> retired_;  // the user-space pipe after a promotion: spent, kept until we go
-  PathKind counted_kind_ = PathKind::kUserspace;
-  bool counted_ = false;
+  std::unique_ptr<PathSwitch> path_;  // while piping: which path the bytes take, and the pipe itself
 };
 
 }  // namespace skproxy

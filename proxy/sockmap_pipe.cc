@@ -191,6 +191,20 @@ void SockmapPipe::OnNotice(uint32_t slot, uint32_t kind) {
   if (aborting_ && inflight() == 0) Finish();
 }
 
+void SockmapPipe::Hold(bool hold) {
+  if (!upstream_in_map_ || hold == held_ || aborting_ || state_released_) return;
+  held_ = hold;
+  for (const Direction& dir : dirs_) program_.Hold(dir.slot, hold);
+  // Held, every byte comes to user space: watch each source for POLLIN from now on (Idle no longer arms).
+  // Released, the readable polls stay until they fire, and Idle arms the direction again.
+  if (hold) {
+    for (int d = 0; d < SKP_DIRECTIONS; ++d) {
+      if (!dirs_[d].on_timer) Pump(d);
+    }
+  }
+  if (aborting_ && inflight() == 0) Finish();
+}
+
 void SockmapPipe::OnSweep(uint32_t slot) { OnNotice(slot, SKP_NOTICE_PASSED); }
 
 void SockmapPipe::Pump(int d) {
@@ -259,7 +273,7 @@ void SockmapPipe::Pump(int d) {
 
 void SockmapPipe::Idle(int d) {
   Direction& dir = dirs_[d];
-  if (dir.source_in_map && AllPassedCopied(d)) {
+  if (dir.source_in_map && !held_ && AllPassedCopied(d)) {
     // Arm, then look again: a pass that did not see the flag is visible here, and one after it posts a
     // notice. Either way no passed byte waits unseen while the source is not watched for POLLIN.
     program_.Arm(dir.slot);
@@ -329,14 +343,17 @@ bool SockmapPipe::AllPassedCopied(int d) const {
 // A destination that was reset never takes them: the connection is then reset too.
 bool SockmapPipe::BacklogDrained(int d) {
   Direction& dir = dirs_[d];
+  const uint64_t redirected = dir.source_in_map ? program_.Redirected(dir.slot) : 0;
+  if (redirected == dir.drained_at_redirected) return true;
   absl::StatusOr<WriteProgress> progress = ReadWriteProgress(destination(d));
   if (progress.ok() && progress->tcp_state == kTcpClose) {
     Abort();
     return false;
   }
   if (!progress.ok()) return true;  // the socket is gone: nothing left to wait for
-  const uint64_t redirected = dir.source_in_map ? program_.Redirected(dir.slot) : 0;
-  return progress->entered - dir.destination_base >= redirected + dir.user_copied;
+  if (progress->entered - dir.destination_base < redirected + dir.user_copied) return false;
+  dir.drained_at_redirected = redirected;
+  return true;
 }
 
 void SockmapPipe::EndIfDone() {
