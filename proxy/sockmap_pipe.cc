@@ -233,13 +233,23 @@ void SockmapPipe::Pump(int d) {
       WaitForBacklog(d);
       return;
     }
-    if (!dir.buffer) dir.buffer = std::make_unique<uint8_t[]>(kCopyBufferSize);
+    if (dir.short_read) {
+      // Held, the last read took all there was: the readable poll reports the next bytes (at once if they
+      // are already there), which saves the recv that would only say EAGAIN, one syscall per message.
+      dir.short_read = false;
+      dir.buffer.reset();
+      Idle(d);
+      return;
+    }
+    // Not zeroed: recv overwrites what is sent.
+    if (!dir.buffer) dir.buffer.reset(new uint8_t[kCopyBufferSize]);
     // With the socket in the sockhash, recv only returns what the verdict passed to user space, and 0 once
     // every byte before the FIN has been through the verdict.
     const ssize_t n = recv(source(d), dir.buffer.get(), kCopyBufferSize, MSG_DONTWAIT);
     if (n > 0) {
       dir.length = static_cast<size_t>(n);
       dir.sent = 0;
+      dir.short_read = held_ && dir.length < kCopyBufferSize;
       continue;
     }
     if (n == 0) {

@@ -78,6 +78,7 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
     bool hangup_poll = false;    // the POLLRDHUP poll on the source, in flight until the FIN or an error
     bool writable_poll = false;  // a POLLOUT poll is in flight on the destination
     bool on_timer = false;       // waiting for the backlog: the pipe's timer pumps it again
+    bool short_read = false;     // held: the last recv returned less than the buffer
     // The verdict's redirected count when the backlog was last found drained: until it grows, nothing new
     // entered the backlog, and a held direction's copies skip the two syscalls of the check.
     uint64_t drained_at_redirected = ~0ull;
