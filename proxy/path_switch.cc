@@ -106,6 +106,9 @@ bool PathSwitch::WorkerQuiet() const {
 
 void PathSwitch::Sample() {
   if (kernel_ == nullptr || pipe_->done()) return;
+  for (uint32_t slot : kernel_->keys().user_slots) {
+    if (slot == bpf::ConnectionKeys::kNoSlot) return;  // the pipe is ending: its counts are gone
+  }
   const Traffic now = Seen();
   const Traffic delta{now.bytes - last_.bytes, now.skbs - last_.skbs};
   last_ = now;
@@ -113,14 +116,11 @@ void PathSwitch::Sample() {
   // Mean bytes per skb, without a division: small when bytes < demote_below * skbs.
   const bool small = delta.bytes < config.demote_below_bytes * delta.skbs;
   if (!kernel_->held()) {
-    if (delta.skbs >= config.demote_after_messages && small && !WorkerQuiet()) {
-      kernel_->Hold(true);
+    if (delta.skbs >= config.demote_after_messages && small && !WorkerQuiet() && kernel_->Hold(true))
       worker_.metrics->DatapathSwitch("user").Increment();
-    }
   } else if ((delta.bytes >= config.promote_after_bytes && !small) ||
              (WorkerQuiet() && delta.skbs >= config.demote_after_messages)) {
-    kernel_->Hold(false);
-    worker_.metrics->DatapathSwitch("kernel").Increment();
+    if (kernel_->Hold(false)) worker_.metrics->DatapathSwitch("kernel").Increment();
   }
   if (!pipe_->done()) Count(pipe_->kind());
 }

@@ -191,8 +191,8 @@ void SockmapPipe::OnNotice(uint32_t slot, uint32_t kind) {
   if (aborting_ && inflight() == 0) Finish();
 }
 
-void SockmapPipe::Hold(bool hold) {
-  if (!upstream_in_map_ || hold == held_ || aborting_ || state_released_) return;
+bool SockmapPipe::Hold(bool hold) {
+  if (!upstream_in_map_ || hold == held_ || aborting_ || state_released_) return false;
   held_ = hold;
   for (const Direction& dir : dirs_) program_.Hold(dir.slot, hold);
   // Held, every byte comes to user space: watch each source for POLLIN from now on (Idle no longer arms).
@@ -203,6 +203,7 @@ void SockmapPipe::Hold(bool hold) {
     }
   }
   if (aborting_ && inflight() == 0) Finish();
+  return true;
 }
 
 void SockmapPipe::OnSweep(uint32_t slot) { OnNotice(slot, SKP_NOTICE_PASSED); }

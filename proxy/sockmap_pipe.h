@@ -51,7 +51,8 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   // Holds both directions in user mode (the verdict passes every byte, this pipe copies it once every
   // byte redirected before has left the backlog) or gives them back to the gate. Both are exact at any
   // moment, with bytes in flight: see docs/adaptive-datapath.md. Only with both legs in the map.
-  void Hold(bool hold);
+  // False when nothing changed (already so, or the pipe is ending).
+  bool Hold(bool hold);
   bool held() const { return held_; }
   bool both_in_map() const { return upstream_in_map_; }
   const bpf::ConnectionKeys& keys() const { return keys_; }
