@@ -10,8 +10,6 @@
 #include "proxy/inspect/local_response.h"
 #include "proxy/inspect/proxy_protocol.h"
 #include "proxy/socket_options.h"
-#include "proxy/sockmap_pipe.h"
-#include "proxy/userspace_pipe.h"
 #include "proxy/worker_context.h"
 
 namespace skproxy {
@@ -50,12 +48,10 @@ Connection::Connection(WorkerContext& worker, ListenerContext& listener, UniqueF
   SetNoDelay(client_.get());
 }
 
-Connection::~Connection() {
-  if (counted_) Uncount();
-}
+Connection::~Connection() = default;
 
 bool Connection::done() const {
-  if (state_ == State::kPiping) return pipe_->done();
+  if (state_ == State::kPiping) return path_->done();
   return state_ == State::kClosed && inflight() == 0;
 }
 
@@ -318,69 +314,9 @@ void Connection::Drain() {
 
 void Connection::StartPipe() {
   state_ = State::kPiping;
-  if (worker_.sockmap != nullptr && !worker_.promote) {
-    pipe_ = KernelPipe(std::move(client_), std::move(upstream_));
-  } else {
-    if (worker_.sockmap == nullptr && !worker_.fallback_reason.empty())
-      worker_.metrics->Fallback(worker_.fallback_reason).Increment();
-    auto pipe = std::make_unique<UserspacePipe>(ring_, *worker_.metrics, std::move(client_), std::move(upstream_),
-                                                [this] { worker_.finished->push_back(this); });
-    if (worker_.promote) {
-      const config::Sockmap& sockmap = *worker_.sockmap_config;
-      UserspacePipe::Promotion promotion{sockmap.promote_after_bytes, 0, nullptr};
-      if (sockmap.quiet_worker_connections > 0) {
-        promotion.quiet_reads = kQuietReads;
-        promotion.quiet = [this, limit = sockmap.quiet_worker_connections] {
-          return worker_.userspace_connections <= limit;
-        };
-      }
-      pipe->HandOverWhen(std::move(promotion), [this](UniqueFd downstream, UniqueFd upstream) {
-        Promote(std::move(downstream), std::move(upstream));
-      });
-    }
-    pipe_ = std::move(pipe);
-  }
-  Count(pipe_->kind());
-  listener_.metrics.connections_total[static_cast<int>(counted_kind_)]->Increment();
-  pipe_->Start();
-}
-
-std::unique_ptr<Pipe> Connection::KernelPipe(UniqueFd downstream, UniqueFd upstream) {
-  auto on_finish = [this] { worker_.finished->push_back(this); };
-  SockmapPipe::InsertFailure failure;
-  std::unique_ptr<Pipe> pipe = SockmapPipe::Create(
-      ring_, *worker_.metrics, *worker_.sockmap, *worker_.notices,
-      {worker_.sockmap_config->gate_limit_bytes, worker_.index}, std::move(downstream), std::move(upstream),
-      on_finish, &failure);
-  if (!failure.reason.empty()) worker_.metrics->Fallback(failure.reason).Increment();
-  if (pipe == nullptr) {
-    pipe = std::make_unique<UserspacePipe>(ring_, *worker_.metrics, std::move(failure.downstream),
-                                           std::move(failure.upstream), on_finish);
-  }
-  return pipe;
-}
-
-void Connection::Promote(UniqueFd downstream, UniqueFd upstream) {
-  // Called from inside the user-space pipe, which must outlive the call: it is retired, not destroyed.
-  retired_ = std::move(pipe_);
-  pipe_ = KernelPipe(std::move(downstream), std::move(upstream));
-  if (pipe_->kind() == PathKind::kSockmap) worker_.metrics->DatapathSwitch("kernel").Increment();
-  Count(pipe_->kind());
-  pipe_->Start();
-}
-
-void Connection::Count(PathKind kind) {
-  if (counted_ && kind == counted_kind_) return;
-  if (counted_) Uncount();
-  counted_kind_ = kind;
-  counted_ = true;
-  listener_.metrics.connections_active[static_cast<int>(counted_kind_)]->Increment();
-  if (kind == PathKind::kUserspace) ++worker_.userspace_connections;
-}
-
-void Connection::Uncount() {
-  listener_.metrics.connections_active[static_cast<int>(counted_kind_)]->Decrement();
-  if (counted_kind_ == PathKind::kUserspace) --worker_.userspace_connections;
+  path_ = std::make_unique<PathSwitch>(worker_, listener_.metrics, std::move(client_), std::move(upstream_),
+                                       [this] { worker_.finished->push_back(this); });
+  path_->Start();
 }
 
 void Connection::CloseClient() {

@@ -3,7 +3,7 @@
 //     within inspect.timeout, route them; or answer/close: see proxy/inspect/inspection.h)
 //   -> connecting (each endpoint of the chosen cluster in turn, each with the cluster's connect timeout)
 //   -> forwarding (the PROXY header for the cluster, then the bytes inspected, written to the upstream)
-//   -> piping (a SockmapPipe, or a UserspacePipe when the kernel path is off or refuses this connection)
+//   -> piping (a PathSwitch: the connection's pipe, and its moves between the two data paths)
 //   -> done (the pipe closed both legs, or no endpoint answered and the client was closed or answered).
 //   An http listener answers errors itself (responding: the response, then the client's rest read off
 //   so that the close does not reset the response away).
@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "proxy/datapath.h"
 #include "proxy/inspect/inspection.h"
+#include "proxy/path_switch.h"
 #include "proxy/tracked_handler.h"
 #include "proxy/unique_fd.h"
 
@@ -57,15 +57,6 @@ class Connection final : public TrackedHandler {
   void Reject(const char* reason, int status);
   void SetTimeout(absl::Duration d);
   void StartPipe();
-  // Puts the legs on the kernel path (or, when they cannot be inserted, back on the user-space path).
-  std::unique_ptr<Pipe> KernelPipe(UniqueFd downstream, UniqueFd upstream);
-  // The user-space pipe handed its legs over: the connection moves into the sockhash.
-  void Promote(UniqueFd downstream, UniqueFd upstream);
-  void Count(PathKind kind);
-  void Uncount();
-  // How many messages (reads) a connection exchanges before a quiet worker moves it: a few exchanges
-  // do not pay for the insert and the delete.
-  static constexpr uint32_t kQuietReads = 64;
   void CloseClient();
 
   WorkerContext& worker_;
@@ -89,10 +80,7 @@ class Connection final : public TrackedHandler {
   std::string_view response_;
   size_t response_sent_ = 0;
   size_t drained_ = 0;
-  std::unique_ptr<Pipe> pipe_;
-  std::unique_ptr<Pipe> retired_;  // the user-space pipe after a promotion: spent, kept until we go
-  PathKind counted_kind_ = PathKind::kUserspace;
-  bool counted_ = false;
+  std::unique_ptr<PathSwitch> path_;  // while piping: which path the bytes take, and the pipe itself
 };
 
 }  // namespace skproxy

@@ -29,12 +29,19 @@ namespace skproxy::itest {
 std::string ProxyConfig::ToYaml() const {
   std::string y = absl::StrCat("admin: { address: \"", admin.ToString(), "\" }\n", "datapath: ", datapath, "\n",
                                "workers: ", workers, "\n");
-  if (!gate_limit.empty() || !receive_buffer.empty() || !quiet_worker_connections.empty()) {
+  if (!gate_limit.empty() || !receive_buffer.empty() || !quiet_worker_connections.empty() ||
+      !promote_after.empty() || !demote_below.empty() || !demote_after_messages.empty() ||
+      !switch_interval.empty()) {
     y += "sockmap:\n";
     if (!gate_limit.empty()) absl::StrAppend(&y, "  gate_limit: ", gate_limit, "\n");
     if (!receive_buffer.empty()) absl::StrAppend(&y, "  receive_buffer: ", receive_buffer, "\n");
     if (!quiet_worker_connections.empty())
       absl::StrAppend(&y, "  quiet_worker_connections: ", quiet_worker_connections, "\n");
+    if (!promote_after.empty()) absl::StrAppend(&y, "  promote_after: ", promote_after, "\n");
+    if (!demote_below.empty()) absl::StrAppend(&y, "  demote_below: ", demote_below, "\n");
+    if (!demote_after_messages.empty())
+      absl::StrAppend(&y, "  demote_after_messages: ", demote_after_messages, "\n");
+    if (!switch_interval.empty()) absl::StrAppend(&y, "  switch_interval: ", switch_interval, "\n");
   }
   if (!listeners_and_clusters_yaml.empty()) {
     std::vector<std::pair<std::string, std::string>> addresses;

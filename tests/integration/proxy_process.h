@@ -43,6 +43,10 @@ struct ProxyConfig {
   std::string gate_limit;      // e.g. "1MiB"; empty: not written
   std::string receive_buffer;  // e.g. "512KiB"; empty: not written
   std::string quiet_worker_connections;  // e.g. "0"; empty: not written
+  std::string promote_after;             // e.g. "256KiB"; empty: not written
+  std::string demote_below;              // e.g. "4KiB"; empty: not written
+  std::string demote_after_messages;     // e.g. "32"; empty: not written
+  std::string switch_interval;           // e.g. "20ms"; empty: not written
   std::vector<ListenerSpec> listeners;
   std::vector<ClusterSpec> clusters;
   // When set, written instead of `listeners` and `clusters` (after admin, datapath and workers), for
