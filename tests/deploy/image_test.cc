@@ -1,0 +1,98 @@
+// The container image of deploy/Dockerfile, built and run for real with podman: the runtime stage holds
+// nothing but the binaries, their shared libraries and the few files named in the Dockerfile; the binary
+// carries the README's capabilities as file capabilities; run as its non-root user with those
+// capabilities it loads the kernel path, and the HEALTHCHECK's program answers. Needs podman and a local
+// Debian 12 base image (no registry is reachable here): it skips, saying which, without them.
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+#include "tests/deploy/readme_capabilities.h"
+#include "tests/integration/command.h"
+#include "tests/integration/deadline.h"
+#include "tests/integration/netns.h"
+
+namespace skproxy::itest {
+namespace {
+
+const std::string kSource = SKPROXY_SOURCE_DIR;
+constexpr char kTag[] = "localhost/skproxy:itest";
+
+std::string BaseImage() {
+  const char* env = getenv("SKPROXY_IMAGE_BASE");
+  return env && *env ? env : "localhost/debian:bookworm-slim";
+}
+
+TEST(ImageTest, BuildsSmallNonRootImageThatRunsTheKernelPath) {
+  const std::string podman = FindExecutable("podman");
+  if (podman.empty()) GTEST_SKIP() << "podman (package podman) is not installed: the image was not built";
+  if (RunCommand({podman, "image", "exists", BaseImage()}, 60s).exit_code != 0)
+    GTEST_SKIP() << "no base image " << BaseImage() << " (no registry is reachable; make one with mmdebstrap, "
+                 << "README \"Container image\"): the image was not built";
+
+  CommandResult built = RunCommand({podman, "build", "-q", "-f", kSource + "/deploy/Dockerfile", "--build-arg",
+                                    "BASE=" + BaseImage(), "-t", kTag, kSource},
+                                   1500s);
+  ASSERT_EQ(built.exit_code, 0) << built.Describe();
+
+  // Configured as the Dockerfile says.
+  CommandResult config = RunCommand(
+      {podman, "image", "inspect", "--format", "{{.Config.User}}|{{json .Config.Healthcheck.Test}}", kTag}, 60s);
+  ASSERT_EQ(config.exit_code, 0) << config.Describe();
+  EXPECT_TRUE(absl::StartsWith(config.out, "65532:65532|")) << config.out;
+  EXPECT_TRUE(absl::StrContains(config.out, "/usr/local/bin/skproxy-healthcheck")) << config.out;
+
+  // What is in it: the binaries, shared libraries, and the few files the Dockerfile writes.
+  CommandResult mounted = RunCommand({podman, "image", "mount", kTag}, 60s);
+  ASSERT_EQ(mounted.exit_code, 0) << mounted.Describe();
+  const std::string root(absl::StripAsciiWhitespace(mounted.out));
+  CommandResult files = RunCommand({"/usr/bin/find", root, "-type", "f", "-printf", "%P\\n"}, 60s);
+  ASSERT_EQ(files.exit_code, 0) << files.Describe();
+  int libraries = 0;
+  for (absl::string_view file : absl::StrSplit(files.out, '\n', absl::SkipEmpty())) {
+    if (absl::StrContains(file, ".so")) {
+      ++libraries;
+      continue;
+    }
+    EXPECT_TRUE(file == "usr/local/bin/skproxy" || file == "usr/local/bin/skproxy-healthcheck" ||
+                file == "etc/passwd" || file == "etc/group" || file == "etc/skproxy/skproxy.yaml")
+        << "unexpected file in the runtime image: " << file;
+  }
+  EXPECT_GT(libraries, 0);
+  CommandResult caps = RunCommand({FindExecutable("getcap"), root + "/usr/local/bin/skproxy"}, 10s);
+  std::string expected;
+  for (const std::string& c : ReadmeCapabilities(kSource + "/README.md"))
+    absl::StrAppend(&expected, expected.empty() ? "" : ",", "cap_", absl::AsciiStrToLower(c));
+  EXPECT_TRUE(absl::StrContains(caps.out, expected + "=ep")) << caps.Describe() << " want " << expected;
+  RunCommand({podman, "image", "unmount", kTag}, 60s);
+
+  // Run as its user on the host network of a namespace of the test's own: the ready line says which
+  // data path it got, and the healthcheck program answers from inside the container.
+  auto ns = ScopedNetns::Enter();
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  const std::string name = absl::StrCat("skproxy-itest-", getpid());
+  CommandResult run = RunCommand({podman, "run", "-d", "--rm", "--name", name, "--network", "host", "--cap-add",
+                                  "BPF,PERFMON,NET_ADMIN,NET_BIND_SERVICE", kTag},
+                                 120s);
+  ASSERT_EQ(run.exit_code, 0) << run.Describe();
+  std::string logs;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        logs = RunCommand({podman, "logs", name}, 30s).err;
+        return absl::StrContains(logs, "skproxy ready:");
+      },
+      30s))
+      << logs;
+  EXPECT_TRUE(absl::StrContains(logs, "datapath=sockmap")) << logs;
+  CommandResult health = RunCommand(
+      {podman, "exec", name, "/usr/local/bin/skproxy-healthcheck", "127.0.0.1:9901", "/metrics"}, 30s);
+  EXPECT_EQ(health.exit_code, 0) << health.Describe();
+  RunCommand({podman, "rm", "-f", "-t", "5", name}, 60s);
+}
+
+}  // namespace
+}  // namespace skproxy::itest
