@@ -161,6 +161,55 @@ TEST_P(TransparentTest, ConnectionThatWasNotRedirectedIsClosedNotLooped) {
   EXPECT_PROXY_IDLE(proxy_, baseline_fds_);
 }
 
+// Both sides intercepted, as two pods with the sidecar: the client's namespace sends its connections
+// out through its skproxy (outbound), the server's namespace takes them in through a second skproxy
+// (the shipped inbound rules), which connects on to the server's port.
+TEST_P(TransparentTest, InboundRulesOnTheServerSideToo) {
+  constexpr uint16_t kInboundPort = 15006;
+  std::unique_ptr<ProxyProcess> inbound;
+  absl::Status started;
+  CommandResult installed;
+  ASSERT_TRUE(pair_->InServer([&] {
+                ProxyConfig config;
+                config.datapath = "auto";
+                config.upstream_mark = kMark;
+                config.listeners = {
+                    {"inbound", *ParseSocketAddress(absl::StrCat("0.0.0.0:", kInboundPort)), "", true},
+                    {"inbound-v6", *ParseSocketAddress(absl::StrCat("[::]:", kInboundPort)), "", true}};
+                absl::StatusOr<std::unique_ptr<ProxyProcess>> proxy = ProxyProcess::Start(config);
+                started = proxy.status();
+                if (!proxy.ok()) return;
+                inbound = *std::move(proxy);
+                installed = RunCommand({"/usr/bin/env", absl::StrCat("SKPROXY_MARK=", kMark),
+                                        absl::StrCat("SKPROXY_INBOUND_PORT=", kInboundPort),
+                                        absl::StrCat("SKPROXY_ADMIN_PORT=", inbound->admin().port()),
+                                        "SKPROXY_INTERCEPT=inbound", RedirectScript(), "install"},
+                                       30s);
+              }).ok());
+  ASSERT_TRUE(started.ok()) << started;
+  ASSERT_EQ(installed.exit_code, 0) << installed.Describe();
+
+  constexpr uint64_t kBytes = 32 * MiB;
+  auto fd = Connect(echo_->endpoint(), 5s);
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  EchoResult r = EchoExchange(fd->get(), NextStreamId(), kBytes, DeadlineIn(120s), /*compute_sha=*/true);
+  EXPECT_EQ(r.recv.bytes, kBytes) << r.Describe();
+  EXPECT_TRUE(r.recv.eof) << r.Describe();
+  EXPECT_EQ(r.sha_received, r.sha_sent);
+  fd->Reset();
+  EXPECT_PROXY_IDLE(proxy_, baseline_fds_);
+
+  EXPECT_EQ(proxy_->Metric("skproxy_connections_total", {{"listener", Listener()}}), 1);
+  absl::StatusOr<MetricSamples> m;
+  ASSERT_TRUE(pair_->InServer([&] { m = inbound->Metrics(); }).ok());
+  ASSERT_TRUE(m.ok()) << m.status();
+  const std::string listener = family() == AF_INET ? "inbound" : "inbound-v6";
+  EXPECT_EQ(SumMetric(*m, "skproxy_connections_total", {{"listener", listener}}), 1);
+  EXPECT_EQ(SumMetric(*m, "skproxy_connections_total"), 1);
+  EXPECT_EQ(echo_->accepted(), 1u);
+  ASSERT_TRUE(pair_->InServer([&] { inbound.reset(); }).ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, TransparentTest, ::testing::Values(AF_INET, AF_INET6),
                          [](const auto& info) { return info.param == AF_INET ? "IPv4" : "IPv6"; });
 
