@@ -75,11 +75,19 @@ struct Listener {
   std::string name;
   SocketAddress address;
   ListenerProtocol protocol = ListenerProtocol::kTcp;
-  std::string cluster;  // the default route; empty: no match closes (tcp/tls) or answers 404 (http)
   std::vector<Route> routes;  // first match wins
   Inspect inspect;
   ProxyProtocolVersion proxy_protocol = ProxyProtocolVersion::kNone;  // required from clients when set
   bool x_forwarded_for = false;  // http: append X-Forwarded-For with the client's address to the head
+  // The default route; empty for a transparent listener, and on an http or tls listener where no match
+  // closes (tls) or answers 404 (http).
+  std::string cluster;
+  // Transparent (sidecar) mode: connections arrive redirected by nftables (deploy/sidecar/) and each goes
+  // to the destination its client asked for, read from conntrack (SO_ORIGINAL_DST), instead of a cluster.
+  bool transparent = false;
+  absl::Duration connect_timeout = absl::Seconds(5);  // transparent only; a cluster has its own
+  // SO_MARK on every upstream socket (Config::upstream_mark, copied here for the data path); 0: none.
+  uint32_t upstream_mark = 0;
   int line = 0;  // line of the listener in the file, for later error messages
 };
 
@@ -96,6 +104,9 @@ struct Config {
   Admin admin;
   DatapathMode datapath = DatapathMode::kAuto;
   int workers = 0;  // 0 = one per core
+  // SO_MARK for skproxy's own upstream connections, so that the redirect rules of a sidecar let them pass
+  // (deploy/sidecar/skproxy-redirect.sh skips this mark); 0 leaves them unmarked.
+  uint32_t upstream_mark = 0;
   Sockmap sockmap;
   std::vector<Listener> listeners;
   std::vector<Cluster> clusters;

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "proxy/inspect/local_response.h"
 #include "proxy/inspect/proxy_protocol.h"
+#include "proxy/original_destination.h"
 #include "proxy/socket_options.h"
 #include "proxy/worker_context.h"
 
@@ -56,6 +57,17 @@ bool Connection::done() const {
 }
 
 void Connection::Start() {
+  if (listener_.config->transparent) {
+    absl::StatusOr<SocketAddress> destination = OriginalDestination(client_.get());
+    if (!destination.ok()) {  // not redirected: there is nowhere to go
+      worker_.metrics->PipeError("original_destination").Increment();
+      CloseClient();
+      return;
+    }
+    original_destination_ = *destination;
+    ConnectNext();
+    return;
+  }
   if (listener_.inspects) {
     StartInspection();
     return;
@@ -169,10 +181,28 @@ void Connection::Connect(ClusterState* cluster) {
   ConnectNext();
 }
 
+const SocketAddress* Connection::NextEndpoint() {
+  if (listener_.config->transparent) return attempts_++ == 0 ? &original_destination_ : nullptr;
+  const std::vector<SocketAddress>& endpoints = cluster_->config().endpoints;
+  if (attempts_ >= endpoints.size()) return nullptr;
+  return &endpoints[(first_endpoint_ + attempts_++) % endpoints.size()];
+}
+
+absl::Duration Connection::ConnectTimeout() const {
+  return listener_.config->transparent ? listener_.config->connect_timeout : cluster_->config().connect_timeout;
+}
+
+void Connection::CountConnectFailure() {
+  if (cluster_ != nullptr) {
+    cluster_->CountConnectFailure();
+  } else {
+    worker_.metrics->ConnectFailures("original_destination").Increment();
+  }
+}
+
 void Connection::ConnectNext() {
-  const config::Cluster& cluster = cluster_->config();
-  while (attempts_ < cluster.endpoints.size()) {
-    const SocketAddress& endpoint = cluster.endpoints[(first_endpoint_ + attempts_++) % cluster.endpoints.size()];
+  while (const SocketAddress* next = NextEndpoint()) {
+    const SocketAddress& endpoint = *next;
     upstream_.Reset(socket(endpoint.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!upstream_.valid()) {
       const int error = errno;
@@ -184,8 +214,14 @@ void Connection::ConnectNext() {
         CloseClient();
         return;
       }
-      cluster_->CountConnectFailure();
+      CountConnectFailure();
       continue;
+    }
+    if (const uint32_t mark = listener_.config->upstream_mark; mark != 0 && !SetMarkOrWarnOnce(upstream_.get(), mark)) {
+      // Unmarked, the connection would be redirected back into skproxy by the sidecar rules.
+      worker_.metrics->PipeError("so_mark").Increment();
+      CloseClient();
+      return;
     }
     SetNoDelay(upstream_.get());
     if (worker_.sockmap != nullptr) {
@@ -195,7 +231,7 @@ void Connection::ConnectNext() {
                                  "upstream sockets");
       SetSendBufferOrWarnOnce(upstream_.get(), KernelPathSendBuffer(*worker_.sockmap_config), "upstream sockets");
     }
-    const absl::Duration timeout = cluster.connect_timeout;
+    const absl::Duration timeout = ConnectTimeout();
     connect_timeout_.tv_sec = absl::ToInt64Seconds(timeout);
     connect_timeout_.tv_nsec = absl::ToInt64Nanoseconds(timeout - absl::Seconds(connect_timeout_.tv_sec));
     io_uring_sqe* sqe = Submit(kConnect);
@@ -244,7 +280,7 @@ void Connection::Handle(unsigned tag, int res, unsigned cqe_flags) {
 
 void Connection::OnConnected(int res) {
   if (res < 0) {  // refused, unreachable, or -ECANCELED when the linked timeout fired
-    cluster_->CountConnectFailure();
+    CountConnectFailure();
     last_connect_timed_out_ = res == -ECANCELED || res == -ETIME || res == -ETIMEDOUT;
     upstream_.Reset();
     ConnectNext();

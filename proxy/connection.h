@@ -1,7 +1,8 @@
 // One client connection from accept to close:
 //   inspecting (http, tls, or a required PROXY header: read the client's first bytes up to inspect.max_bytes
 //     within inspect.timeout, route them; or answer/close: see proxy/inspect/inspection.h)
-//   -> connecting (each endpoint of the chosen cluster in turn, each with the cluster's connect timeout)
+//   -> connecting (each endpoint of the chosen cluster in turn, each with the cluster's connect timeout; on
+//      a transparent listener, the connection's original destination alone)
 //   -> forwarding (the PROXY header for the cluster, then the bytes inspected, written to the upstream)
 //   -> piping (a PathSwitch: the connection's pipe, and its moves between the two data paths)
 //   -> done (the pipe closed both legs, or no endpoint answered and the client was closed or answered).
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "config/address.h"
 #include "proxy/inspect/inspection.h"
 #include "proxy/path_switch.h"
 #include "proxy/tracked_handler.h"
@@ -47,6 +49,10 @@ class Connection final : public TrackedHandler {
   // Connects to `cluster`, then writes forward_ (if any) before piping.
   void Connect(ClusterState* cluster);
   void ConnectNext();
+  // The next address to try, or null when every one was tried.
+  const SocketAddress* NextEndpoint();
+  absl::Duration ConnectTimeout() const;
+  void CountConnectFailure();
   void OnConnected(int res);
   void OnForwardSent(int res);
   void FailUpstream();  // no endpoint answered, or it went away before we wrote
@@ -66,6 +72,7 @@ class Connection final : public TrackedHandler {
   UniqueFd upstream_;
   ClusterState* cluster_ = nullptr;
   size_t first_endpoint_ = 0;
+  SocketAddress original_destination_;  // transparent listeners: where the client was headed
   size_t attempts_ = 0;
   bool last_connect_timed_out_ = false;
   __kernel_timespec connect_timeout_{};

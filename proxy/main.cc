@@ -199,9 +199,13 @@ int Main(int argc, char** argv) {
   std::fprintf(stderr, "skproxy ready: datapath=%s workers=%d admin=%s\n", sockmap ? "sockmap" : "userspace",
                worker_count, config.admin.address.ToString().c_str());
   for (const config::Listener& listener : config.listeners)
-    std::fprintf(stderr, "skproxy: listener %s (%s, %zu routes) on %s -> cluster %s\n", listener.name.c_str(),
+    std::fprintf(stderr, "skproxy: listener %s (%s, %zu routes) on %s -> %s
+", listener.name.c_str(),
                  std::string(config::ListenerProtocolName(listener.protocol)).c_str(), listener.routes.size(),
-                 listener.address.ToString().c_str(), listener.cluster.empty() ? "(none)" : listener.cluster.c_str());
+                 listener.address.ToString().c_str(),
+                 listener.transparent        ? "original destination"
+                 : listener.cluster.empty() ? "no default cluster"
+                                             : ("cluster " + listener.cluster).c_str());
 
   int received = 0;
   sigwait(&signals, &received);
