@@ -199,8 +199,7 @@ int Main(int argc, char** argv) {
   std::fprintf(stderr, "skproxy ready: datapath=%s workers=%d admin=%s\n", sockmap ? "sockmap" : "userspace",
                worker_count, config.admin.address.ToString().c_str());
   for (const config::Listener& listener : config.listeners)
-    std::fprintf(stderr, "skproxy: listener %s (%s, %zu routes) on %s -> %s
-", listener.name.c_str(),
+    std::fprintf(stderr, "skproxy: listener %s (%s, %zu routes) on %s -> %s\n", listener.name.c_str(),
                  std::string(config::ListenerProtocolName(listener.protocol)).c_str(), listener.routes.size(),
                  listener.address.ToString().c_str(),
                  listener.transparent        ? "original destination"
