@@ -45,6 +45,9 @@ Connection::Connection(WorkerContext& worker, ListenerContext& listener, UniqueF
 
 Connection::~Connection() {
   if (counted_) Uncount();
+  if (holds_endpoint_) cluster_->Release(tried_.back());
+  if (cluster_admitted_) cluster_->Leave();
+  if (listener_admitted_) listener_.limit->Release();
 }
 
 bool Connection::done() const {
@@ -53,14 +56,47 @@ bool Connection::done() const {
 }
 
 void Connection::Start() {
-  first_endpoint_ = listener_.cluster->NextStart();
+  // Envoy's behaviour past a listener's limit: accept and close at once (no byte read, nothing sent),
+  // counted, rather than leave the client in the backlog.
+  if (!listener_.limit->TryAcquire()) {
+    listener_.metrics.rejected_listener_limit->Increment();
+    CloseClient();
+    return;
+  }
+  listener_admitted_ = true;
+  ConnectTo(*listener_.cluster);
+}
+
+void Connection::ConnectTo(ClusterState& cluster) {
+  cluster_ = &cluster;
+  if (!cluster.Admit()) {
+    listener_.metrics.rejected_cluster_limit->Increment();
+    CloseClient();
+    return;
+  }
+  cluster_admitted_ = true;
+  if (cluster.needs_client_address()) {
+    sockaddr_storage peer{};
+    socklen_t length = sizeof(peer);
+    if (getpeername(client_.get(), reinterpret_cast<sockaddr*>(&peer), &length) == 0)
+      client_address_ = SocketAddressFrom(reinterpret_cast<sockaddr*>(&peer), length);
+  }
   ConnectNext();
 }
 
 void Connection::ConnectNext() {
-  const config::Cluster& cluster = listener_.cluster->config();
-  while (attempts_ < cluster.endpoints.size()) {
-    const SocketAddress& endpoint = cluster.endpoints[(first_endpoint_ + attempts_++) % cluster.endpoints.size()];
+  const config::Cluster& cluster = cluster_->config();
+  for (;;) {
+    if (holds_endpoint_) {
+      cluster_->Release(tried_.back());
+      holds_endpoint_ = false;
+    }
+    std::optional<ClusterState::Choice> choice =
+        cluster_->Pick(client_address_ ? &*client_address_ : nullptr, tried_);
+    if (!choice) break;
+    tried_.push_back(choice->index);
+    holds_endpoint_ = true;
+    const SocketAddress& endpoint = choice->address;
     upstream_.Reset(socket(endpoint.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!upstream_.valid()) {
       const int error = errno;
@@ -72,7 +108,7 @@ void Connection::ConnectNext() {
         CloseClient();
         return;
       }
-      listener_.cluster->CountConnectFailure();
+      cluster_->OnConnectFailed(tried_.back());
       continue;
     }
     SetNoDelay(upstream_.get());
@@ -92,7 +128,9 @@ void Connection::ConnectNext() {
     io_uring_prep_link_timeout(ring_.PrepareUntracked(), &connect_timeout_, 0);
     return;
   }
-  CloseClient();  // no endpoint answered
+  // No endpoint answered, or none was usable to begin with.
+  if (tried_.empty()) listener_.metrics.rejected_no_endpoint->Increment();
+  CloseClient();
 }
 
 void Connection::Handle(unsigned tag, int res, unsigned cqe_flags) {
@@ -103,11 +141,12 @@ void Connection::Handle(unsigned tag, int res, unsigned cqe_flags) {
 
 void Connection::OnConnected(int res) {
   if (res < 0) {  // refused, unreachable, or -ECANCELED when the linked timeout fired
-    listener_.cluster->CountConnectFailure();
+    cluster_->OnConnectFailed(tried_.back());
     upstream_.Reset();
     ConnectNext();
     return;
   }
+  cluster_->OnConnected(tried_.back());
   StartPipe();
 }
 
@@ -137,7 +176,21 @@ void Connection::StartPipe() {
   }
   Count(pipe_->kind());
   listener_.metrics.connections_total[static_cast<int>(counted_kind_)]->Increment();
+  last_active_ = absl::Now();
   pipe_->Start();
+}
+
+bool Connection::CloseIfIdle(absl::Duration timeout, absl::Time now) {
+  if (state_ != State::kPiping || pipe_->finished()) return false;
+  const uint64_t activity = pipe_->activity();
+  if (activity != last_activity_) {
+    last_activity_ = activity;
+    last_active_ = now;
+    return false;
+  }
+  if (now - last_active_ < timeout) return false;
+  pipe_->CloseIdle();
+  return true;
 }
 
 std::unique_ptr<Pipe> Connection::KernelPipe(UniqueFd downstream, UniqueFd upstream) {
@@ -159,6 +212,7 @@ void Connection::Promote(UniqueFd downstream, UniqueFd upstream) {
   // Called from inside the user-space pipe, which must outlive the call: it is retired, not destroyed.
   retired_ = std::move(pipe_);
   pipe_ = KernelPipe(std::move(downstream), std::move(upstream));
+  last_activity_ = pipe_->activity();  // a new pipe counts from its own start
   if (pipe_->kind() == PathKind::kSockmap) worker_.metrics->DatapathSwitch("kernel").Increment();
   Count(pipe_->kind());
   pipe_->Start();

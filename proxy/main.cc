@@ -15,7 +15,8 @@
 #include "config/config.h"
 #include "proxy/kernel_version.h"
 #include "proxy/metrics.h"
-#include "proxy/upstream.h"
+#include "proxy/cluster_manager.h"
+#include "proxy/connection_limit.h"
 #include "proxy/worker.h"
 
 namespace skproxy {
@@ -37,6 +38,8 @@ where it cannot.
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
+// c-ares tries each server twice for 1 s: a name gets its answer or its failure well within this.
+constexpr absl::Duration kFirstResolution = absl::Seconds(5);
 
 struct Options {
   std::string config_path;
@@ -156,15 +159,22 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "skproxy: %s\n", s.ToString().c_str());
     return kExitFailure;
   }
-  std::vector<std::unique_ptr<ClusterState>> clusters;
-  for (const config::Cluster& cluster : config.clusters)
-    clusters.push_back(std::make_unique<ClusterState>(cluster, metrics.ConnectFailures(cluster.name)));
+  absl::StatusOr<std::unique_ptr<ClusterManager>> clusters = ClusterManager::Create(config, metrics);
+  if (!clusters.ok()) {
+    std::fprintf(stderr, "skproxy: %s\n", clusters.status().ToString().c_str());
+    return kExitFailure;
+  }
+  // Host names resolve before the first connection is accepted (or are left out until they do).
+  if (absl::Status s = (*clusters)->Start(kFirstResolution); !s.ok()) {
+    std::fprintf(stderr, "skproxy: %s\n", s.ToString().c_str());
+    return kExitFailure;
+  }
+  std::vector<std::unique_ptr<ConnectionLimit>> listener_limits;
   std::vector<ListenerContext> listeners;
   for (const config::Listener& listener : config.listeners) {
-    ClusterState* cluster = nullptr;
-    for (auto& c : clusters)
-      if (c->config().name == listener.cluster) cluster = c.get();
-    listeners.push_back(ListenerContext{&listener, cluster, metrics.ForListener(listener.name)});
+    listener_limits.push_back(std::make_unique<ConnectionLimit>(listener.max_connections));
+    listeners.push_back(ListenerContext{&listener, (*clusters)->Find(listener.cluster), listener_limits.back().get(),
+                                        metrics.ForListener(listener.name)});
   }
 
   std::vector<std::unique_ptr<Worker>> workers;
@@ -192,6 +202,7 @@ int Main(int argc, char** argv) {
   sigwait(&signals, &received);
   std::fprintf(stderr, "skproxy: %s, stopping\n", strsignal(received));
   for (auto& worker : workers) worker->Stop();
+  (*clusters)->Stop();
   // Every connection is closed now. The admin server (civetweb) would take up to 2 s more to stop its
   // listener thread, and the kernel frees the BPF objects and sockets with the process anyway.
   std::fflush(stderr);

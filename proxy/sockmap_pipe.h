@@ -45,6 +45,9 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   // A connection with only one leg in the map runs entirely in user space.
   PathKind kind() const override { return upstream_in_map_ ? PathKind::kSockmap : PathKind::kUserspace; }
   void Start() override;
+  // The verdict's per-direction byte counts in the shared mapping, and what user space copied.
+  uint64_t activity() const override;
+  void CloseIdle() override { Abort(/*reset=*/false); }
 
   void OnNotice(uint32_t slot, uint32_t kind) override;
   void OnSweep(uint32_t slot) override;
@@ -89,7 +92,7 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   void ShutDestination(int d);
   void EndIfDone();
   void ReleaseKernelState();
-  void Abort();
+  void Abort(bool reset = true);
 
   bpf::SockmapProgram& program_;
   NoticeTargets& notices_;
@@ -97,6 +100,7 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   bpf::ConnectionKeys keys_;
   bool upstream_in_map_ = true;
   bool state_released_ = false;
+  uint64_t activity_at_release_ = 0;
   Direction dirs_[2];
   bool timer_armed_ = false;
   __kernel_timespec timer_delay_{0, 0};

@@ -10,7 +10,8 @@
 #include "proxy/metrics.h"
 #include "proxy/notice_ring.h"
 #include "proxy/ring.h"
-#include "proxy/upstream.h"
+#include "proxy/cluster.h"
+#include "proxy/connection_limit.h"
 
 namespace skproxy {
 
@@ -18,7 +19,8 @@ class Connection;
 
 struct ListenerContext {
   const config::Listener* config;
-  ClusterState* cluster;
+  ClusterState* cluster;   // the default route
+  ConnectionLimit* limit;  // max_connections, shared by every worker
   ListenerMetrics metrics;
 };
 

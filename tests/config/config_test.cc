@@ -121,9 +121,10 @@ clusters:
   ASSERT_EQ(config.clusters.size(), 2u);
   EXPECT_EQ(config.clusters[0].connect_timeout, absl::Milliseconds(250));
   ASSERT_EQ(config.clusters[0].endpoints.size(), 2u);
-  EXPECT_EQ(config.clusters[0].endpoints[0], Address("127.0.0.1:8080"));
-  EXPECT_EQ(config.clusters[0].endpoints[1], Address("[::1]:8080"));
-  EXPECT_EQ(config.clusters[1].endpoints, std::vector<SocketAddress>{Address("10.0.0.1:1")});
+  EXPECT_EQ(config.clusters[0].endpoints[0].address, Address("127.0.0.1:8080"));
+  EXPECT_EQ(config.clusters[0].endpoints[1].address, Address("[::1]:8080"));
+  ASSERT_EQ(config.clusters[1].endpoints.size(), 1u);
+  EXPECT_EQ(config.clusters[1].endpoints[0].address, Address("10.0.0.1:1"));
 }
 
 TEST(ParseConfig, EmptySectionsMeanDefaults) {
@@ -402,7 +403,8 @@ TEST(DefaultConfig, IsValidAndWhatTheDocsSay) {
   ASSERT_EQ(config->clusters.size(), 1u);
   EXPECT_EQ(config->clusters[0].name, "demo");
   EXPECT_EQ(config->clusters[0].connect_timeout, absl::Seconds(5));
-  EXPECT_EQ(config->clusters[0].endpoints, std::vector<SocketAddress>{Address("127.0.0.1:8080")});
+  ASSERT_EQ(config->clusters[0].endpoints.size(), 1u);
+  EXPECT_EQ(config->clusters[0].endpoints[0].address, Address("127.0.0.1:8080"));
 }
 
 TEST(Examples, EdgeIsValid) {
