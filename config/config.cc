@@ -389,11 +389,6 @@ absl::Status Parser::ParseHealthCheck(const Value& v, HealthCheck& check) const 
   }
   if (std::optional<Value> timeout = fields.Find("timeout")) {
     CONFIG_ASSIGN_OR_RETURN(check.timeout, PositiveDuration(*timeout));
-    if (check.timeout > check.interval) {
-      return Error(*timeout, absl::StrFormat("must not exceed interval (%s)", absl::FormatDuration(check.interval)));
-    }
-  } else if (check.timeout > check.interval) {
-    check.timeout = check.interval;
   }
   if (std::optional<Value> healthy = fields.Find("healthy_threshold")) {
     CONFIG_ASSIGN_OR_RETURN(check.healthy_threshold, Count(*healthy, 1, 1000));

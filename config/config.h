@@ -71,7 +71,7 @@ struct HealthCheck {
   std::string path = "/";           // http: the request target
   std::string host;                 // http: the Host header; empty: the endpoint as written
   uint32_t expected_status = 200;   // http: the status that passes (any other fails)
-  absl::Duration interval = absl::Seconds(5);
+  absl::Duration interval = absl::Seconds(5);  // from the end of one check to the start of the next
   absl::Duration timeout = absl::Seconds(1);   // connect + request + status line
   uint32_t healthy_threshold = 2;    // consecutive passes that bring an unhealthy endpoint back
   uint32_t unhealthy_threshold = 3;  // consecutive failures that take a healthy endpoint out

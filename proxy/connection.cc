@@ -96,7 +96,9 @@ void Connection::ConnectNext() {
     if (!choice) break;
     tried_.push_back(choice->index);
     holds_endpoint_ = true;
-    const SocketAddress& endpoint = choice->address;
+    // The kernel reads the address when the ring submits the connect, after this returns: keep it here.
+    upstream_address_ = choice->address;
+    const SocketAddress& endpoint = upstream_address_;
     upstream_.Reset(socket(endpoint.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!upstream_.valid()) {
       const int error = errno;

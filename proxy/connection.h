@@ -71,6 +71,7 @@ class Connection final : public TrackedHandler {
   std::optional<SocketAddress> client_address_;  // for the consistent hashes only
   std::vector<uint32_t> tried_;                  // endpoints picked so far, in order
   bool holds_endpoint_ = false;                  // tried_.back() counts this connection
+  SocketAddress upstream_address_;               // of the connect in flight
   uint64_t last_activity_ = 0;                   // the pipe's activity() at the last sweep that saw it move
   absl::Time last_active_;
   __kernel_timespec connect_timeout_{};

@@ -30,11 +30,13 @@ struct ListenerSpec {
   std::string name;
   SocketAddress address;
   std::string cluster;
+  std::string extra;  // more keys of the listener, one "key: value" per line ("max_connections: 2\n")
 };
 struct ClusterSpec {
   std::string name;
   std::string connect_timeout = "2s";
-  std::vector<SocketAddress> endpoints;
+  std::vector<SocketAddress> endpoints;  // empty: `extra` writes the endpoints
+  std::string extra;  // more keys of the cluster, YAML lines indented as if at the cluster's top level
 };
 struct ProxyConfig {
   SocketAddress admin = Loopback4(0);  // port 0: picked at start
