@@ -9,19 +9,22 @@ namespace skproxy {
 
 class ConnectionLimit {
  public:
-  explicit ConnectionLimit(uint32_t max) : max_(max) {}  // 0: no limit (still counted)
+  explicit ConnectionLimit(uint32_t max) : max_(max) {}  // 0: no limit
 
-  // False, and nothing taken, when `max` connections hold it already.
+  // False, and nothing taken, when `max` connections hold it already. Without a limit nothing is counted:
+  // the shared counter would be one more contended cache line per connection for no reader.
   bool TryAcquire() {
+    if (max_ == 0) return true;
     const int64_t now = active_.fetch_add(1, std::memory_order_relaxed) + 1;
-    if (max_ != 0 && now > max_) {
+    if (now > max_) {
       active_.fetch_sub(1, std::memory_order_relaxed);
       return false;
     }
     return true;
   }
-  void Release() { active_.fetch_sub(1, std::memory_order_relaxed); }
-  int64_t active() const { return active_.load(std::memory_order_relaxed); }
+  void Release() {
+    if (max_ != 0) active_.fetch_sub(1, std::memory_order_relaxed);
+  }
   uint32_t max() const { return max_; }
 
  private:
