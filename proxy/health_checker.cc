@@ -5,9 +5,10 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstdio>
 
-#include "absl/strings/numbers.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
 namespace skproxy {
@@ -16,6 +17,22 @@ namespace {
 constexpr size_t kMaxStatusLine = 1024;  // enough for "HTTP/1.1 200 OK\r\n" and any reason phrase
 
 }  // namespace
+
+int ParseHttpStatus(std::string_view response) {
+  // "HTTP/1." DIGIT SP 3DIGIT (SP / CR): RFC 9112's status-line, up to the end of the code.
+  static constexpr std::string_view kPrefix = "HTTP/1.";
+  const size_t prefix = std::min(response.size(), kPrefix.size());
+  if (response.substr(0, prefix) != kPrefix.substr(0, prefix)) return 0;
+  if (response.size() < 13) return -1;
+  if (!absl::ascii_isdigit(response[7]) || response[8] != ' ') return 0;
+  int status = 0;
+  for (size_t i = 9; i < 12; ++i) {
+    if (!absl::ascii_isdigit(response[i])) return 0;
+    status = status * 10 + (response[i] - '0');
+  }
+  if (status < 100 || (response[12] != ' ' && response[12] != '\r')) return 0;
+  return status;
+}
 
 HealthChecker::HealthChecker(ClusterState& cluster)
     : cluster_(cluster), config_(cluster.config().health_check), probes_(cluster.size()) {
@@ -112,23 +129,12 @@ void HealthChecker::Advance(size_t i, short revents, absl::Time now) {
   const ssize_t n = recv(probe.fd.get(), buffer, sizeof(buffer), MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n > 0) probe.response.append(buffer, static_cast<size_t>(n));
-  const int verdict = Verdict(probe.response);
-  if (verdict >= 0) {
-    Finish(i, verdict == 1, now);
+  const int status = ParseHttpStatus(probe.response);
+  if (status >= 0) {
+    Finish(i, status == static_cast<int>(config_.expected_status), now);
   } else if (n <= 0 || probe.response.size() > kMaxStatusLine) {
     Finish(i, false, now);  // closed, or not HTTP, before a status line
   }
-}
-
-int HealthChecker::Verdict(const std::string& response) const {
-  // "HTTP/1.x SSS ..." : the status is the three digits after the first space.
-  if (response.size() < 12) return -1;
-  if (response.compare(0, 5, "HTTP/") != 0) return 0;
-  const size_t space = response.find(' ');
-  if (space == std::string::npos || space + 4 > response.size()) return response.size() > 16 ? 0 : -1;
-  uint32_t status = 0;
-  if (!absl::SimpleAtoi(response.substr(space + 1, 3), &status)) return 0;
-  return status == config_.expected_status ? 1 : 0;
 }
 
 void HealthChecker::Finish(size_t i, bool passed, absl::Time now) {

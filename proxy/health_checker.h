@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -14,6 +15,10 @@
 #include "proxy/unique_fd.h"
 
 namespace skproxy {
+
+// The status code in the first bytes of an HTTP/1.x response ("HTTP/1.1 200 OK\r\n..."): the code (100..999),
+// 0 when the bytes are not an HTTP status line, -1 when more bytes are needed to tell.
+int ParseHttpStatus(std::string_view response);
 
 class HealthChecker final : public LoopTask {
  public:
@@ -39,8 +44,6 @@ class HealthChecker final : public LoopTask {
   void Begin(size_t i, absl::Time now);
   void Advance(size_t i, short revents, absl::Time now);
   void Finish(size_t i, bool passed, absl::Time now);
-  // http: 1 passed, 0 failed, -1 not enough of the status line yet.
-  int Verdict(const std::string& response) const;
 
   ClusterState& cluster_;
   const config::HealthCheck& config_;
