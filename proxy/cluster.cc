@@ -51,7 +51,7 @@ ClusterState::ClusterState(const config::Cluster& config, Metrics& metrics)
   Refresh();
 }
 
-bool ClusterState::AnyHealthy() const {
+bool ClusterState::HasHealthyEndpoint() const {
   const int64_t now = NowNs();
   return std::any_of(endpoints_.begin(), endpoints_.end(), [&](const auto& e) { return e->usable(now); });
 }

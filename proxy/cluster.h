@@ -72,7 +72,7 @@ class ClusterState {
   const EndpointState& endpoint(size_t i) const { return *endpoints_[i]; }
 
   // Whether some endpoint may take a new connection now (an http listener answers 503 when not).
-  bool AnyHealthy() const;
+  bool HasHealthyEndpoint() const;
   // Whether Pick needs the client's address (the consistent hashes).
   bool needs_client_address() const { return balancer_->needs_client_hash(); }
 
