@@ -266,7 +266,7 @@ TEST_P(ConsistentHashTest, SameClientSameEndpointWeightedAndFewMoveWhenOneLeaves
   SKPROXY_START_OR_SKIP(proxy, ClusterConfig(absl::StrCat("lb_policy: ", GetParam(), "\n",
                                                           Endpoints({{up.addresses[0], 1}, {up.addresses[1], 1},
                                                                      {c_address, 2}}),
-                                                          "health_check: { type: tcp, interval: 100ms, timeout: 100ms,"
+                                                          "health_check: { type: tcp, interval: 100ms, timeout: 2s,"
                                                           " unhealthy_threshold: 1, healthy_threshold: 1 }\n")));
   // 1,000 connections: every client twice. Both land on one endpoint; the weights hold (C: half).
   std::vector<char> first(kClients);
@@ -315,7 +315,7 @@ TEST(ClusterTest, HttpHealthCheckTakesAnEndpointOutAndBack) {
   SKPROXY_START_OR_SKIP(proxy, ClusterConfig(absl::StrCat(
                                    "endpoints: [\"", a.address().ToString(), "\", \"", b.address().ToString(), "\"]\n",
                                    "health_check: { type: http, path: /health, expected_status: 200, interval: 100ms,"
-                                   " timeout: 500ms, unhealthy_threshold: 2, healthy_threshold: 2 }\n")));
+                                   " timeout: 2s, unhealthy_threshold: 2, healthy_threshold: 2 }\n")));
   ASSERT_TRUE(WaitFor([&] { return a.health_requests() > 0 && b.health_requests() > 0; }, 5s));
   a.set_status(503);
   ASSERT_TRUE(WaitFor([&] { return EndpointMetric(*proxy, "skproxy_endpoint_healthy", a.address()) == 0; }, 5s))
@@ -336,7 +336,7 @@ TEST(ClusterTest, TcpHealthCheckTakesAnEndpointOutAndBack) {
   SteeredServer a(Loopback4(0), 'A'), b(Loopback4(0), 'B');
   SKPROXY_START_OR_SKIP(proxy, ClusterConfig(absl::StrCat(
                                    "endpoints: [\"", a.address().ToString(), "\", \"", b.address().ToString(), "\"]\n",
-                                   "health_check: { type: tcp, interval: 100ms, timeout: 500ms,"
+                                   "health_check: { type: tcp, interval: 100ms, timeout: 2s,"
                                    " unhealthy_threshold: 2, healthy_threshold: 1 }\n")));
   a.set_listening(false);
   ASSERT_TRUE(WaitFor([&] { return EndpointMetric(*proxy, "skproxy_endpoint_healthy", a.address()) == 0; }, 5s));
@@ -373,7 +373,7 @@ TEST(ClusterTest, ConsecutiveConnectFailuresEjectAnEndpointForAWhile) {
   const SocketAddress refused = RefusedEndpoint();
   SKPROXY_START_OR_SKIP(proxy, ClusterConfig(absl::StrCat(
                                    "endpoints: [\"", refused.ToString(), "\", \"", good.address().ToString(), "\"]\n",
-                                   "outlier_detection: { consecutive_failures: 3, ejection_time: 2s }\n")));
+                                   "outlier_detection: { consecutive_failures: 3, ejection_time: 5s }\n")));
   // Every client is served: a refused connect goes on to the next endpoint.
   for (int i = 0; i < 6; ++i) EXPECT_EQ(HttpWho(proxy->listener()), 'G');
   EXPECT_EQ(EndpointMetric(*proxy, "skproxy_endpoint_connect_failures_total", refused), 3);
@@ -383,7 +383,7 @@ TEST(ClusterTest, ConsecutiveConnectFailuresEjectAnEndpointForAWhile) {
   for (int i = 0; i < 10; ++i) EXPECT_EQ(HttpWho(proxy->listener()), 'G');
   EXPECT_EQ(EndpointMetric(*proxy, "skproxy_endpoint_connect_failures_total", refused), 3);
   // The ejection ends: it is tried again (and fails again).
-  ASSERT_TRUE(WaitFor([&] { return EndpointMetric(*proxy, "skproxy_endpoint_ejected", refused) == 0; }, 5s));
+  ASSERT_TRUE(WaitFor([&] { return EndpointMetric(*proxy, "skproxy_endpoint_ejected", refused) == 0; }, 10s));
   for (int i = 0; i < 4; ++i) EXPECT_EQ(HttpWho(proxy->listener()), 'G');
   EXPECT_GT(EndpointMetric(*proxy, "skproxy_endpoint_connect_failures_total", refused), 3);
 }
