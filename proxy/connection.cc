@@ -7,9 +7,8 @@
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
+#include "proxy/original_destination.h"
 #include "proxy/socket_options.h"
-#include "proxy/sockmap_pipe.h"
-#include "proxy/userspace_pipe.h"
 #include "proxy/worker_context.h"
 
 namespace skproxy {
@@ -44,14 +43,15 @@ Connection::Connection(WorkerContext& worker, ListenerContext& listener, UniqueF
 }
 
 Connection::~Connection() {
-  if (counted_) Uncount();
+  // path_ goes first (members are destroyed after this body): the endpoint and limits are given back here,
+  // whatever state the connection ended in.
   if (holds_endpoint_) cluster_->Release(tried_.back());
   if (cluster_admitted_) cluster_->Leave();
   if (listener_admitted_) listener_.limit->Release();
 }
 
 bool Connection::done() const {
-  if (state_ == State::kPiping) return pipe_->done();
+  if (state_ == State::kPiping) return path_->done();
   return state_ == State::kClosed && inflight() == 0;
 }
 
@@ -64,6 +64,17 @@ void Connection::Start() {
     return;
   }
   listener_admitted_ = true;
+  if (listener_.config->transparent) {
+    absl::StatusOr<SocketAddress> destination = OriginalDestination(client_.get());
+    if (!destination.ok()) {  // not redirected: there is nowhere to go
+      worker_.metrics->PipeError("original_destination").Increment();
+      CloseClient();
+      return;
+    }
+    original_destination_ = *destination;
+    ConnectNext();
+    return;
+  }
   ConnectTo(*listener_.cluster);
 }
 
@@ -84,21 +95,41 @@ void Connection::ConnectTo(ClusterState& cluster) {
   ConnectNext();
 }
 
+const SocketAddress* Connection::NextEndpoint() {
+  if (cluster_ == nullptr) {  // transparent: the original destination, once
+    if (original_tried_) return nullptr;
+    original_tried_ = true;
+    upstream_address_ = original_destination_;
+    return &upstream_address_;
+  }
+  if (holds_endpoint_) {
+    cluster_->Release(tried_.back());
+    holds_endpoint_ = false;
+  }
+  std::optional<ClusterState::Choice> choice = cluster_->Pick(client_address_ ? &*client_address_ : nullptr, tried_);
+  if (!choice) return nullptr;
+  tried_.push_back(choice->index);
+  holds_endpoint_ = true;
+  // The kernel reads the address when the ring submits the connect, after ConnectNext returns: keep it here.
+  upstream_address_ = choice->address;
+  return &upstream_address_;
+}
+
+absl::Duration Connection::ConnectTimeout() const {
+  return cluster_ == nullptr ? listener_.config->connect_timeout : cluster_->config().connect_timeout;
+}
+
+void Connection::CountConnectFailure() {
+  if (cluster_ != nullptr) {
+    cluster_->OnConnectFailed(tried_.back());
+  } else {
+    worker_.metrics->ConnectFailures("original_destination").Increment();
+  }
+}
+
 void Connection::ConnectNext() {
-  const config::Cluster& cluster = cluster_->config();
-  for (;;) {
-    if (holds_endpoint_) {
-      cluster_->Release(tried_.back());
-      holds_endpoint_ = false;
-    }
-    std::optional<ClusterState::Choice> choice =
-        cluster_->Pick(client_address_ ? &*client_address_ : nullptr, tried_);
-    if (!choice) break;
-    tried_.push_back(choice->index);
-    holds_endpoint_ = true;
-    // The kernel reads the address when the ring submits the connect, after this returns: keep it here.
-    upstream_address_ = choice->address;
-    const SocketAddress& endpoint = upstream_address_;
+  while (const SocketAddress* next = NextEndpoint()) {
+    const SocketAddress& endpoint = *next;
     upstream_.Reset(socket(endpoint.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!upstream_.valid()) {
       const int error = errno;
@@ -110,8 +141,14 @@ void Connection::ConnectNext() {
         CloseClient();
         return;
       }
-      cluster_->OnConnectFailed(tried_.back());
+      CountConnectFailure();
       continue;
+    }
+    if (const uint32_t mark = listener_.config->upstream_mark; mark != 0 && !SetMarkOrWarnOnce(upstream_.get(), mark)) {
+      // Unmarked, the connection would be redirected back into skproxy by the sidecar rules.
+      worker_.metrics->PipeError("so_mark").Increment();
+      CloseClient();
+      return;
     }
     SetNoDelay(upstream_.get());
     if (worker_.sockmap != nullptr) {
@@ -121,7 +158,7 @@ void Connection::ConnectNext() {
                                  "upstream sockets");
       SetSendBufferOrWarnOnce(upstream_.get(), KernelPathSendBuffer(*worker_.sockmap_config), "upstream sockets");
     }
-    const absl::Duration timeout = cluster.connect_timeout;
+    const absl::Duration timeout = ConnectTimeout();
     connect_timeout_.tv_sec = absl::ToInt64Seconds(timeout);
     connect_timeout_.tv_nsec = absl::ToInt64Nanoseconds(timeout - absl::Seconds(connect_timeout_.tv_sec));
     io_uring_sqe* sqe = Submit(kConnect);
@@ -131,7 +168,7 @@ void Connection::ConnectNext() {
     return;
   }
   // No endpoint answered, or none was usable to begin with.
-  if (tried_.empty()) listener_.metrics.rejected_no_endpoint->Increment();
+  if (cluster_ != nullptr && tried_.empty()) listener_.metrics.rejected_no_endpoint->Increment();
   CloseClient();
 }
 
@@ -143,95 +180,35 @@ void Connection::Handle(unsigned tag, int res, unsigned cqe_flags) {
 
 void Connection::OnConnected(int res) {
   if (res < 0) {  // refused, unreachable, or -ECANCELED when the linked timeout fired
-    cluster_->OnConnectFailed(tried_.back());
+    CountConnectFailure();
     upstream_.Reset();
     ConnectNext();
     return;
   }
-  cluster_->OnConnected(tried_.back());
+  if (cluster_ != nullptr) cluster_->OnConnected(tried_.back());
   StartPipe();
 }
 
 void Connection::StartPipe() {
   state_ = State::kPiping;
-  if (worker_.sockmap != nullptr && !worker_.promote) {
-    pipe_ = KernelPipe(std::move(client_), std::move(upstream_));
-  } else {
-    if (worker_.sockmap == nullptr && !worker_.fallback_reason.empty())
-      worker_.metrics->Fallback(worker_.fallback_reason).Increment();
-    auto pipe = std::make_unique<UserspacePipe>(ring_, *worker_.metrics, std::move(client_), std::move(upstream_),
-                                                [this] { worker_.finished->push_back(this); });
-    if (worker_.promote) {
-      const config::Sockmap& sockmap = *worker_.sockmap_config;
-      UserspacePipe::Promotion promotion{sockmap.promote_after_bytes, 0, nullptr};
-      if (sockmap.quiet_worker_connections > 0) {
-        promotion.quiet_reads = kQuietReads;
-        promotion.quiet = [this, limit = sockmap.quiet_worker_connections] {
-          return worker_.userspace_connections <= limit;
-        };
-      }
-      pipe->HandOverWhen(std::move(promotion), [this](UniqueFd downstream, UniqueFd upstream) {
-        Promote(std::move(downstream), std::move(upstream));
-      });
-    }
-    pipe_ = std::move(pipe);
-  }
-  Count(pipe_->kind());
-  listener_.metrics.connections_total[static_cast<int>(counted_kind_)]->Increment();
+  path_ = std::make_unique<PathSwitch>(worker_, listener_.metrics, std::move(client_), std::move(upstream_),
+                                       [this] { worker_.finished->push_back(this); });
   last_active_ = absl::Now();
-  pipe_->Start();
+  path_->Start();
 }
 
 bool Connection::CloseIfIdle(absl::Duration timeout, absl::Time now) {
-  if (state_ != State::kPiping || pipe_->finished()) return false;
-  const uint64_t activity = pipe_->activity();
+  if (state_ != State::kPiping || path_->finished()) return false;
+  // A move between the paths changes the pipe and so the count: that too counts as activity.
+  const uint64_t activity = path_->activity();
   if (activity != last_activity_) {
     last_activity_ = activity;
     last_active_ = now;
     return false;
   }
   if (now - last_active_ < timeout) return false;
-  pipe_->CloseIdle();
+  path_->CloseIdle();
   return true;
-}
-
-std::unique_ptr<Pipe> Connection::KernelPipe(UniqueFd downstream, UniqueFd upstream) {
-  auto on_finish = [this] { worker_.finished->push_back(this); };
-  SockmapPipe::InsertFailure failure;
-  std::unique_ptr<Pipe> pipe = SockmapPipe::Create(
-      ring_, *worker_.metrics, *worker_.sockmap, *worker_.notices,
-      {worker_.sockmap_config->gate_limit_bytes, worker_.index}, std::move(downstream), std::move(upstream),
-      on_finish, &failure);
-  if (!failure.reason.empty()) worker_.metrics->Fallback(failure.reason).Increment();
-  if (pipe == nullptr) {
-    pipe = std::make_unique<UserspacePipe>(ring_, *worker_.metrics, std::move(failure.downstream),
-                                           std::move(failure.upstream), on_finish);
-  }
-  return pipe;
-}
-
-void Connection::Promote(UniqueFd downstream, UniqueFd upstream) {
-  // Called from inside the user-space pipe, which must outlive the call: it is retired, not destroyed.
-  retired_ = std::move(pipe_);
-  pipe_ = KernelPipe(std::move(downstream), std::move(upstream));
-  last_activity_ = pipe_->activity();  // a new pipe counts from its own start
-  if (pipe_->kind() == PathKind::kSockmap) worker_.metrics->DatapathSwitch("kernel").Increment();
-  Count(pipe_->kind());
-  pipe_->Start();
-}
-
-void Connection::Count(PathKind kind) {
-  if (counted_ && kind == counted_kind_) return;
-  if (counted_) Uncount();
-  counted_kind_ = kind;
-  counted_ = true;
-  listener_.metrics.connections_active[static_cast<int>(counted_kind_)]->Increment();
-  if (kind == PathKind::kUserspace) ++worker_.userspace_connections;
-}
-
-void Connection::Uncount() {
-  listener_.metrics.connections_active[static_cast<int>(counted_kind_)]->Decrement();
-  if (counted_kind_ == PathKind::kUserspace) --worker_.userspace_connections;
 }
 
 void Connection::CloseClient() {

@@ -1,8 +1,9 @@
 // One client connection from accept to close:
 //   admitted (the listener's max_connections, then the cluster's)
 //   connecting (the endpoint the cluster picks; on failure the next one it picks among those not tried yet,
-//   each with the cluster's connect timeout)
-//   -> piping (a SockmapPipe, or a UserspacePipe when the kernel path is off or refuses this connection)
+//               each with the cluster's connect timeout; on a transparent listener, the connection's
+//               original destination alone)
+//   -> piping (a PathSwitch: the connection's pipe, and its moves between the two data paths)
 //   -> done (the pipe closed both legs, or no endpoint answered and the client was closed).
 #pragma once
 
@@ -16,7 +17,7 @@
 
 #include "absl/time/time.h"
 #include "config/address.h"
-#include "proxy/datapath.h"
+#include "proxy/path_switch.h"
 #include "proxy/tracked_handler.h"
 #include "proxy/unique_fd.h"
 
@@ -47,17 +48,12 @@ class Connection final : public TrackedHandler {
 
   void Handle(unsigned tag, int res, unsigned cqe_flags) override;
   void ConnectNext();
+  // The next address to try (kept in upstream_address_), or null when every one was tried.
+  const SocketAddress* NextEndpoint();
+  absl::Duration ConnectTimeout() const;
+  void CountConnectFailure();
   void OnConnected(int res);
   void StartPipe();
-  // Puts the legs on the kernel path (or, when they cannot be inserted, back on the user-space path).
-  std::unique_ptr<Pipe> KernelPipe(UniqueFd downstream, UniqueFd upstream);
-  // The user-space pipe handed its legs over: the connection moves into the sockhash.
-  void Promote(UniqueFd downstream, UniqueFd upstream);
-  void Count(PathKind kind);
-  void Uncount();
-  // How many messages (reads) a connection exchanges before a quiet worker moves it: a few exchanges
-  // do not pay for the insert and the delete.
-  static constexpr uint32_t kQuietReads = 64;
   void CloseClient();
 
   WorkerContext& worker_;
@@ -74,11 +70,10 @@ class Connection final : public TrackedHandler {
   SocketAddress upstream_address_;               // of the connect in flight
   uint64_t last_activity_ = 0;                   // the pipe's activity() at the last sweep that saw it move
   absl::Time last_active_;
+  SocketAddress original_destination_;  // transparent listeners: where the client was headed
+  bool original_tried_ = false;
   __kernel_timespec connect_timeout_{};
-  std::unique_ptr<Pipe> pipe_;
-  std::unique_ptr<Pipe> retired_;  // the user-space pipe after a promotion: spent, kept until we go
-  PathKind counted_kind_ = PathKind::kUserspace;
-  bool counted_ = false;
+  std::unique_ptr<PathSwitch> path_;  // while piping: which path the bytes take, and the pipe itself
 };
 
 }  // namespace skproxy

@@ -73,7 +73,7 @@ ProxyConfig ClusterConfig(const std::string& extra, const std::string& datapath 
   ProxyConfig c;
   c.datapath = datapath;
   c.workers = 2;
-  c.listeners.push_back(ListenerSpec{"web", Loopback4(0), "backend", ""});
+  c.listeners.push_back(ListenerSpec{"web", Loopback4(0), "backend"});
   c.clusters.push_back(ClusterSpec{"backend", "1s", {}, extra});
   return c;
 }
@@ -581,7 +581,7 @@ TEST(ClusterTest, ClusterMaxConnectionsHoldsAcrossListeners) {
   ASSERT_EQ(up.addresses.size(), 1u);
   ProxyConfig c = ClusterConfig(absl::StrCat("endpoints: [\"", up.addresses[0].ToString(), "\"]\n",
                                              "max_connections: 2\n"));
-  c.listeners.push_back(ListenerSpec{"other", Loopback4(0), "backend", ""});
+  c.listeners.push_back(ListenerSpec{"other", Loopback4(0), "backend"});
   SKPROXY_START_OR_SKIP(proxy, c);
   UniqueFd one, two;
   ASSERT_EQ(WhoAnswers(proxy->listener(0), std::nullopt, &one), 'A');
