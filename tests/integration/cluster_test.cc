@@ -280,9 +280,11 @@ TEST_P(ConsistentHashTest, SameClientSameEndpointWeightedAndFewMoveWhenOneLeaves
       ++count[id];
     }
   }
-  EXPECT_NEAR(count['A'], 250, 60);
-  EXPECT_NEAR(count['B'], 250, 60);
-  EXPECT_NEAR(count['C'], 500, 60);
+  // 500 clients sampled (each twice), and endpoint keys that carry this run's ports, so the shares vary
+  // from run to run: about 25% sampling and placement spread around 250/250/500.
+  EXPECT_NEAR(count['A'], 250, 80);
+  EXPECT_NEAR(count['B'], 250, 80);
+  EXPECT_NEAR(count['C'], 500, 110);
 
   // C leaves (its health check fails): its clients move, the others stay where they were.
   third->Stop();
