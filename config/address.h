@@ -1,5 +1,5 @@
-// A listen or endpoint address as written in the config: "1.2.3.4:80", "[::1]:80", "localhost:80" is not
-// accepted (no DNS at startup: an address that cannot be parsed is a config error, not a runtime surprise).
+// A listen or endpoint address as written in the config: "1.2.3.4:80", "[::1]:80"; "localhost:80" is not
+// an address (a cluster endpoint may be a host name: config.h Endpoint, resolved by the cluster thread).
 #pragma once
 
 #include <netinet/in.h>

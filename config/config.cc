@@ -54,6 +54,9 @@ constexpr uint64_t kMinInspectBytes = 1 << 10;
 constexpr uint64_t kMaxInspectBytes = 64 << 10;
 constexpr ListenerProtocol kListenerProtocols[] = {ListenerProtocol::kTcp, ListenerProtocol::kHttp,
                                                    ListenerProtocol::kTls};
+constexpr uint64_t kMaxWeight = 1000;
+constexpr size_t kMaxEndpoints = 4096;
+constexpr uint32_t kDefaultConsecutiveFailures = 5;  // Envoy's consecutive_5xx default
 constexpr uint64_t kMaxDemoteBelow = 64 << 10;
 constexpr size_t kMaxConfigFileBytes = 1 << 20;  // so that LoadConfigFile("/dev/zero") ends
 
@@ -140,6 +143,12 @@ class Parser {
   absl::StatusOr<bool> Bool(const Value& v) const;
   absl::StatusOr<absl::Duration> PositiveDuration(const Value& v) const;
   absl::StatusOr<SocketAddress> Address(const Value& v) const;
+  absl::StatusOr<Endpoint> ParseEndpoint(const Value& v) const;
+  absl::StatusOr<Endpoint> EndpointAddress(const Value& v) const;
+  absl::Status ParseHealthCheck(const Value& v, HealthCheck& check) const;
+  absl::Status ParseOutlierDetection(const Value& v, OutlierDetection& outlier) const;
+  absl::StatusOr<uint32_t> Count(const Value& v, uint64_t min, uint64_t max) const;
+  absl::StatusOr<absl::Duration> OptionalDuration(const Value& v) const;
 
   absl::Status ParseAdmin(const Value& v, Admin& admin);
   absl::Status ParseSockmap(const Value& v, Sockmap& sockmap) const;
@@ -333,8 +342,135 @@ absl::Status Parser::ParseSockmap(const Value& v, Sockmap& sockmap) const {
   return absl::OkStatus();
 }
 
+absl::StatusOr<uint32_t> Parser::Count(const Value& v, uint64_t min, uint64_t max) const {
+  CONFIG_ASSIGN_OR_RETURN(uint64_t n, Integer(v, std::numeric_limits<uint32_t>::max()));
+  if (n < min || n > max) return Error(v, absl::StrFormat("must be between %d and %d", min, max));
+  return static_cast<uint32_t>(n);
+}
+
+// A duration where 0 means "off" (idle_timeout: 0).
+absl::StatusOr<absl::Duration> Parser::OptionalDuration(const Value& v) const {
+  if (v.node.IsScalar() && (v.node.Scalar() == "0" || v.node.Scalar() == "off")) return absl::ZeroDuration();
+  return PositiveDuration(v);
+}
+
+// "10.0.0.1:80", "[::1]:80" or "name.example:80".
+absl::StatusOr<Endpoint> Parser::EndpointAddress(const Value& v) const {
+  CONFIG_ASSIGN_OR_RETURN(std::string text, String(v));
+  Endpoint endpoint;
+  endpoint.line = v.line;
+  absl::StatusOr<SocketAddress> literal = ParseSocketAddress(text);
+  if (literal.ok()) {
+    if (IsWildcard(*literal)) {
+      return Error(v, absl::StrFormat("%s is a wildcard address, not one to connect to", literal->ToString()));
+    }
+    endpoint.address = *literal;
+    endpoint.port = literal->port();
+    std::string shown = literal->ToString();
+    endpoint.host = literal->family() == AF_INET6 ? shown.substr(1, shown.rfind(']') - 1)
+                                                  : shown.substr(0, shown.rfind(':'));
+    return endpoint;
+  }
+  const size_t colon = text.rfind(':');
+  const std::string host = colon == std::string::npos ? text : text.substr(0, colon);
+  // A host name as DNS allows it (RFC 1123 labels); anything else is reported as the address error.
+  const bool name_like =
+      !host.empty() && host.size() <= 253 && host.front() != '.' && host.front() != '-' &&
+      absl::c_any_of(host, absl::ascii_isalpha) &&
+      absl::c_all_of(host, [](char c) { return absl::ascii_isalnum(c) || c == '-' || c == '.'; }) &&
+      host.find("..") == std::string::npos;
+  if (!name_like || colon == std::string::npos) return Error(v, literal.status().message());
+  uint32_t port = 0;
+  const std::string port_text = text.substr(colon + 1);
+  if (port_text.empty() || !absl::c_all_of(port_text, absl::ascii_isdigit) || !absl::SimpleAtoi(port_text, &port) ||
+      port == 0 || port > 65535) {
+    return Error(v, absl::StrFormat("'%s': port must be 1..65535", text));
+  }
+  endpoint.host = absl::AsciiStrToLower(host);
+  endpoint.port = static_cast<uint16_t>(port);
+  endpoint.is_name = true;
+  return endpoint;
+}
+
+// Either the plain string or { address: "host:port", weight: N }.
+absl::StatusOr<Endpoint> Parser::ParseEndpoint(const Value& v) const {
+  if (!v.node.IsMap()) return EndpointAddress(v);
+  CONFIG_ASSIGN_OR_RETURN(Fields fields, Mapping(v, {"address", "weight"}));
+  CONFIG_ASSIGN_OR_RETURN(Value address, Required(fields, "address"));
+  CONFIG_ASSIGN_OR_RETURN(Endpoint endpoint, EndpointAddress(address));
+  endpoint.line = v.line;
+  if (std::optional<Value> weight = fields.Find("weight")) {
+    CONFIG_ASSIGN_OR_RETURN(endpoint.weight, Count(*weight, 1, kMaxWeight));
+  }
+  return endpoint;
+}
+
+absl::Status Parser::ParseHealthCheck(const Value& v, HealthCheck& check) const {
+  CONFIG_ASSIGN_OR_RETURN(Fields fields,
+                          Mapping(v, {"type", "path", "host", "expected_status", "interval", "timeout",
+                                      "healthy_threshold", "unhealthy_threshold"}));
+  CONFIG_ASSIGN_OR_RETURN(Value type, Required(fields, "type"));
+  CONFIG_ASSIGN_OR_RETURN(std::string type_name, String(type));
+  if (type_name == "tcp") {
+    check.type = HealthCheck::Type::kTcp;
+  } else if (type_name == "http") {
+    check.type = HealthCheck::Type::kHttp;
+  } else {
+    return Error(type, absl::StrFormat("expected tcp or http, got '%s'", type_name));
+  }
+  for (absl::string_view http_only : {"path", "host", "expected_status"}) {
+    if (std::optional<Value> field = fields.Find(http_only); field && check.type != HealthCheck::Type::kHttp) {
+      return Error(*field, "only for type: http");
+    }
+  }
+  if (std::optional<Value> path = fields.Find("path")) {
+    CONFIG_ASSIGN_OR_RETURN(check.path, String(*path));
+    const bool printable = absl::c_all_of(check.path, [](char c) { return c > 0x20 && c < 0x7f; });
+    if (check.path.empty() || check.path.front() != '/' || !printable) {
+      return Error(*path, "expected a path starting with '/', without spaces or control characters");
+    }
+  }
+  if (std::optional<Value> host = fields.Find("host")) {
+    CONFIG_ASSIGN_OR_RETURN(check.host, String(*host));
+    if (check.host.empty() || !absl::c_all_of(check.host, [](char c) { return c > 0x20 && c < 0x7f; })) {
+      return Error(*host, "expected a host name without spaces or control characters");
+    }
+  }
+  if (std::optional<Value> status = fields.Find("expected_status")) {
+    CONFIG_ASSIGN_OR_RETURN(check.expected_status, Count(*status, 100, 599));
+  }
+  if (std::optional<Value> interval = fields.Find("interval")) {
+    CONFIG_ASSIGN_OR_RETURN(check.interval, PositiveDuration(*interval));
+  }
+  if (std::optional<Value> timeout = fields.Find("timeout")) {
+    CONFIG_ASSIGN_OR_RETURN(check.timeout, PositiveDuration(*timeout));
+  }
+  if (std::optional<Value> healthy = fields.Find("healthy_threshold")) {
+    CONFIG_ASSIGN_OR_RETURN(check.healthy_threshold, Count(*healthy, 1, 1000));
+  }
+  if (std::optional<Value> unhealthy = fields.Find("unhealthy_threshold")) {
+    CONFIG_ASSIGN_OR_RETURN(check.unhealthy_threshold, Count(*unhealthy, 1, 1000));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ParseOutlierDetection(const Value& v, OutlierDetection& outlier) const {
+  CONFIG_ASSIGN_OR_RETURN(Fields fields, Mapping(v, {"consecutive_failures", "ejection_time"}));
+  outlier.consecutive_failures = kDefaultConsecutiveFailures;  // the section turns it on
+  if (std::optional<Value> failures = fields.Find("consecutive_failures")) {
+    CONFIG_ASSIGN_OR_RETURN(outlier.consecutive_failures, Count(*failures, 0, 1000));
+  }
+  if (std::optional<Value> time = fields.Find("ejection_time")) {
+    CONFIG_ASSIGN_OR_RETURN(outlier.ejection_time, PositiveDuration(*time));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Cluster> Parser::ParseCluster(const Value& v, const Config& config) const {
-  CONFIG_ASSIGN_OR_RETURN(Fields fields, Mapping(v, {"name", "connect_timeout", "endpoints", "proxy_protocol"}));
+  CONFIG_ASSIGN_OR_RETURN(Fields fields,
+                          Mapping(v, {"name", "connect_timeout", "lb_policy", "endpoints", "health_check",
+                                      "outlier_detection", "dns_refresh", "dns_resolvers", "max_connections",
+                                      "proxy_protocol"}));
   Cluster cluster;
   cluster.line = v.line;
   CONFIG_ASSIGN_OR_RETURN(Value name, Required(fields, "name"));
@@ -348,12 +484,40 @@ absl::StatusOr<Cluster> Parser::ParseCluster(const Value& v, const Config& confi
   Value endpoints = fields.Find("endpoints").value_or(fields.Absent("endpoints"));
   CONFIG_ASSIGN_OR_RETURN(std::vector<Value> items, Sequence(endpoints));
   if (items.empty()) return Error(endpoints, "at least one endpoint is required");
+  if (items.size() > kMaxEndpoints) return Error(endpoints, absl::StrFormat("at most %d endpoints", kMaxEndpoints));
   for (const Value& item : items) {
-    CONFIG_ASSIGN_OR_RETURN(SocketAddress address, Address(item));
-    if (IsWildcard(address)) {
-      return Error(item, absl::StrFormat("%s is a wildcard address, not one to connect to", address.ToString()));
+    CONFIG_ASSIGN_OR_RETURN(Endpoint endpoint, ParseEndpoint(item));
+    for (const Endpoint& other : cluster.endpoints) {
+      if (other.ToString() == endpoint.ToString()) {
+        return Error(item, absl::StrFormat("duplicate endpoint %s (first at line %d)", endpoint.ToString(), other.line));
+      }
     }
-    cluster.endpoints.push_back(address);
+    cluster.endpoints.push_back(std::move(endpoint));
+  }
+  if (std::optional<Value> policy = fields.Find("lb_policy")) {
+    CONFIG_ASSIGN_OR_RETURN(std::string text, String(*policy));
+    absl::StatusOr<LbPolicy> parsed = ParseLbPolicy(text);
+    if (!parsed.ok()) return Error(*policy, parsed.status().message());
+    cluster.lb_policy = *parsed;
+  }
+  if (std::optional<Value> check = fields.Find("health_check")) {
+    CONFIG_RETURN_IF_ERROR(ParseHealthCheck(*check, cluster.health_check));
+  }
+  if (std::optional<Value> outlier = fields.Find("outlier_detection")) {
+    CONFIG_RETURN_IF_ERROR(ParseOutlierDetection(*outlier, cluster.outlier_detection));
+  }
+  if (std::optional<Value> refresh = fields.Find("dns_refresh")) {
+    CONFIG_ASSIGN_OR_RETURN(cluster.dns_refresh, PositiveDuration(*refresh));
+  }
+  if (std::optional<Value> resolvers = fields.Find("dns_resolvers")) {
+    CONFIG_ASSIGN_OR_RETURN(std::vector<Value> servers, Sequence(*resolvers));
+    for (const Value& server : servers) {
+      CONFIG_ASSIGN_OR_RETURN(SocketAddress address, Address(server));
+      cluster.dns_resolvers.push_back(address);
+    }
+  }
+  if (std::optional<Value> max = fields.Find("max_connections")) {
+    CONFIG_ASSIGN_OR_RETURN(cluster.max_connections, Count(*max, 0, std::numeric_limits<uint32_t>::max()));
   }
   if (std::optional<Value> proxy = fields.Find("proxy_protocol")) {
     CONFIG_ASSIGN_OR_RETURN(cluster.proxy_protocol, ProxyProtocol(*proxy));
@@ -364,7 +528,8 @@ absl::StatusOr<Cluster> Parser::ParseCluster(const Value& v, const Config& confi
 absl::StatusOr<Listener> Parser::ParseListener(const Value& v, const Config& config) const {
   CONFIG_ASSIGN_OR_RETURN(Fields fields,
                           Mapping(v, {"name", "address", "cluster", "transparent", "connect_timeout", "protocol",
-                                      "routes", "inspect", "proxy_protocol", "x_forwarded_for"}));
+                                      "routes", "inspect", "proxy_protocol", "x_forwarded_for", "max_connections",
+                                      "idle_timeout"}));
   Listener listener;
   listener.line = v.line;
   listener.upstream_mark = config.upstream_mark;
@@ -392,6 +557,12 @@ absl::StatusOr<Listener> Parser::ParseListener(const Value& v, const Config& con
     return Error(address, absl::StrFormat("port %d already used by %s", port, admin));
   }
 
+  if (std::optional<Value> max = fields.Find("max_connections")) {
+    CONFIG_ASSIGN_OR_RETURN(listener.max_connections, Count(*max, 0, std::numeric_limits<uint32_t>::max()));
+  }
+  if (std::optional<Value> idle = fields.Find("idle_timeout")) {
+    CONFIG_ASSIGN_OR_RETURN(listener.idle_timeout, OptionalDuration(*idle));
+  }
   if (std::optional<Value> transparent = fields.Find("transparent")) {
     CONFIG_ASSIGN_OR_RETURN(listener.transparent, Bool(*transparent));
   }
@@ -658,6 +829,37 @@ absl::StatusOr<DatapathMode> ParseDatapathMode(std::string_view text) {
     if (text == DatapathModeName(mode)) return mode;
   }
   return absl::InvalidArgumentError(absl::StrFormat("expected auto, sockmap or userspace, got '%s'", text));
+}
+
+std::string_view LbPolicyName(LbPolicy policy) {
+  switch (policy) {
+    case LbPolicy::kRoundRobin:
+      return "round_robin";
+    case LbPolicy::kLeastConnections:
+      return "least_connections";
+    case LbPolicy::kMaglev:
+      return "maglev";
+    case LbPolicy::kRingHash:
+      return "ring_hash";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<LbPolicy> ParseLbPolicy(std::string_view text) {
+  for (LbPolicy policy : {LbPolicy::kRoundRobin, LbPolicy::kLeastConnections, LbPolicy::kMaglev, LbPolicy::kRingHash}) {
+    if (text == LbPolicyName(policy)) return policy;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrFormat("expected round_robin, least_connections, maglev or ring_hash, got '%s'", text));
+}
+
+std::string Endpoint::ToString() const {
+  if (!is_name) return address.ToString();
+  return absl::StrCat(host, ":", port);
+}
+
+bool Cluster::has_names() const {
+  return absl::c_any_of(endpoints, [](const Endpoint& e) { return e.is_name; });
 }
 
 const Cluster* Config::FindCluster(std::string_view name) const {

@@ -88,15 +88,69 @@ struct Listener {
   absl::Duration connect_timeout = absl::Seconds(5);  // transparent only; a cluster has its own
   // SO_MARK on every upstream socket (Config::upstream_mark, copied here for the data path); 0: none.
   uint32_t upstream_mark = 0;
+  // Client connections open at once through this listener; past it a new one is closed at accept and
+  // counted (skproxy_connections_rejected_total{reason="listener_max_connections"}). 0: no limit.
+  uint32_t max_connections = 0;
+  // A connection that moved no byte in either direction for this long is closed (both legs, on either
+  // data path). Zero: never.
+  absl::Duration idle_timeout = absl::ZeroDuration();
   int line = 0;  // line of the listener in the file, for later error messages
+};
+
+// How a cluster chooses the endpoint of a new connection.
+enum class LbPolicy { kRoundRobin, kLeastConnections, kMaglev, kRingHash };
+std::string_view LbPolicyName(LbPolicy policy);  // "round_robin" | "least_connections" | "maglev" | "ring_hash"
+absl::StatusOr<LbPolicy> ParseLbPolicy(std::string_view text);
+
+// One upstream server: an IP literal, or a host name that the cluster resolves at start and every
+// dns_refresh (to its first address, as Envoy's LOGICAL_DNS does).
+struct Endpoint {
+  std::string host;  // as written: "10.0.0.1", "::1" (no brackets) or "db.internal"
+  uint16_t port = 0;
+  bool is_name = false;   // host is a name to resolve; otherwise `address` holds the literal
+  SocketAddress address;  // the literal address (is_name == false)
+  uint32_t weight = 1;    // relative share of new connections, 1..1000
+  int line = 0;
+  std::string ToString() const;  // "10.0.0.1:80", "[::1]:80", "db.internal:80": also the metric label
+};
+
+struct HealthCheck {
+  enum class Type { kNone, kTcp, kHttp };
+  Type type = Type::kNone;          // kNone: no active check, every endpoint counts as healthy
+  std::string path = "/";           // http: the request target
+  std::string host;                 // http: the Host header; empty: the endpoint as written
+  uint32_t expected_status = 200;   // http: the status that passes (any other fails)
+  absl::Duration interval = absl::Seconds(5);  // from the end of one check to the start of the next
+  absl::Duration timeout = absl::Seconds(1);   // connect + request + status line
+  uint32_t healthy_threshold = 2;    // consecutive passes that bring an unhealthy endpoint back
+  uint32_t unhealthy_threshold = 3;  // consecutive failures that take a healthy endpoint out
+};
+
+// Passive health: an endpoint that fails this many connects in a row (refused, unreachable, timed out)
+// is ejected, i.e. gets no new connection for ejection_time. consecutive_failures 0: off.
+struct OutlierDetection {
+  uint32_t consecutive_failures = 0;
+  absl::Duration ejection_time = absl::Seconds(30);
 };
 
 struct Cluster {
   std::string name;
   absl::Duration connect_timeout = absl::Seconds(5);
-  std::vector<SocketAddress> endpoints;
+  LbPolicy lb_policy = LbPolicy::kRoundRobin;
+  std::vector<Endpoint> endpoints;
   ProxyProtocolVersion proxy_protocol = ProxyProtocolVersion::kNone;  // sent to endpoints when set
+  HealthCheck health_check;
+  OutlierDetection outlier_detection;
+  // Host-name endpoints: how often they are resolved again, and by which servers (empty: the system's,
+  // from /etc/resolv.conf; /etc/hosts is consulted first either way).
+  absl::Duration dns_refresh = absl::Seconds(5);
+  std::vector<SocketAddress> dns_resolvers;
+  // Connections open at once to this cluster (connecting or established); past it a new one is closed
+  // (reason="cluster_max_connections"). 0: no limit.
+  uint32_t max_connections = 0;
   int line = 0;
+
+  bool has_names() const;  // some endpoint is a host name
 };
 
 struct Config {

@@ -5,7 +5,7 @@ set -euo pipefail
 
 BUILD_PACKAGES=(
   cmake g++ make pkg-config clang llvm bpftool
-  libbpf-dev libelf-dev zlib1g-dev liburing-dev libabsl-dev prometheus-cpp-dev libgtest-dev libyaml-cpp-dev libssl-dev
+  libbpf-dev libelf-dev zlib1g-dev liburing-dev libabsl-dev prometheus-cpp-dev libgtest-dev libyaml-cpp-dev libssl-dev libc-ares-dev
   # setcap: the container image gives the binary its capabilities as file capabilities
   libcap2-bin
 )

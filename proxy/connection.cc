@@ -49,7 +49,13 @@ Connection::Connection(WorkerContext& worker, ListenerContext& listener, UniqueF
   SetNoDelay(client_.get());
 }
 
-Connection::~Connection() = default;
+Connection::~Connection() {
+  // path_ goes first (members are destroyed after this body): the endpoint and limits are given back here,
+  // whatever state the connection ended in.
+  if (holds_endpoint_) cluster_->Release(tried_.back());
+  if (cluster_admitted_) cluster_->Leave();
+  if (listener_admitted_) listener_.limit->Release();
+}
 
 bool Connection::done() const {
   if (state_ == State::kPiping) return path_->done();
@@ -57,6 +63,14 @@ bool Connection::done() const {
 }
 
 void Connection::Start() {
+  // Envoy's behaviour past a listener's limit: accept and close at once (no byte read, nothing sent),
+  // counted, rather than leave the client in the backlog.
+  if (!listener_.limit->TryAcquire()) {
+    listener_.metrics.rejected_listener_limit->Increment();
+    CloseClient();
+    return;
+  }
+  listener_admitted_ = true;
   if (listener_.config->transparent) {
     absl::StatusOr<SocketAddress> destination = OriginalDestination(client_.get());
     if (!destination.ok()) {  // not redirected: there is nowhere to go
@@ -72,7 +86,7 @@ void Connection::Start() {
     StartInspection();
     return;
   }
-  Connect(listener_.cluster);
+  ConnectTo(*listener_.cluster);
 }
 
 void Connection::SetTimeout(absl::Duration d) {
@@ -146,7 +160,7 @@ void Connection::Decide(const Inspection::Outcome& outcome) {
     return;
   }
   forward_ = inspection_->Forward(std::string_view(buffer_.data(), received_));
-  Connect(cluster);
+  ConnectTo(*cluster);
 }
 
 void Connection::Reject(const char* reason, int status) {
@@ -158,11 +172,19 @@ void Connection::Reject(const char* reason, int status) {
   CloseClient();
 }
 
-void Connection::Connect(ClusterState* cluster) {
+void Connection::ConnectTo(ClusterState& cluster) {
   state_ = State::kConnecting;
-  cluster_ = cluster;
-  const config::ProxyProtocolVersion proxy = cluster->config().proxy_protocol;
-  if (proxy != config::ProxyProtocolVersion::kNone) {
+  cluster_ = &cluster;
+  if (!cluster.Admit()) {
+    listener_.metrics.rejected_cluster_limit->Increment();
+    FailUpstream();
+    return;
+  }
+  cluster_admitted_ = true;
+  // The client as the PROXY header and the consistent hashes see it: the address a PROXY header in front
+  // gave, when the listener required one, else the socket's peer.
+  const config::ProxyProtocolVersion proxy = cluster.config().proxy_protocol;
+  if (proxy != config::ProxyProtocolVersion::kNone || cluster.needs_client_address()) {
     SocketAddress client, local;
     if (inspection_) {
       client = inspection_->client();
@@ -175,26 +197,39 @@ void Connection::Connect(ClusterState* cluster) {
       getsockname(client_.get(), reinterpret_cast<sockaddr*>(&local.storage), &length);
       local.length = length;
     }
-    forward_.insert(0, BuildProxyHeader(proxy, client, local));
+    if (cluster.needs_client_address() && client.length > 0) client_address_ = client;
+    if (proxy != config::ProxyProtocolVersion::kNone) forward_.insert(0, BuildProxyHeader(proxy, client, local));
   }
-  first_endpoint_ = cluster_->NextStart();
   ConnectNext();
 }
 
 const SocketAddress* Connection::NextEndpoint() {
-  if (listener_.config->transparent) return attempts_++ == 0 ? &original_destination_ : nullptr;
-  const std::vector<SocketAddress>& endpoints = cluster_->config().endpoints;
-  if (attempts_ >= endpoints.size()) return nullptr;
-  return &endpoints[(first_endpoint_ + attempts_++) % endpoints.size()];
+  if (cluster_ == nullptr) {  // transparent: the original destination, once
+    if (original_tried_) return nullptr;
+    original_tried_ = true;
+    upstream_address_ = original_destination_;
+    return &upstream_address_;
+  }
+  if (holds_endpoint_) {
+    cluster_->Release(tried_.back());
+    holds_endpoint_ = false;
+  }
+  std::optional<ClusterState::Choice> choice = cluster_->Pick(client_address_ ? &*client_address_ : nullptr, tried_);
+  if (!choice) return nullptr;
+  tried_.push_back(choice->index);
+  holds_endpoint_ = true;
+  // The kernel reads the address when the ring submits the connect, after ConnectNext returns: keep it here.
+  upstream_address_ = choice->address;
+  return &upstream_address_;
 }
 
 absl::Duration Connection::ConnectTimeout() const {
-  return listener_.config->transparent ? listener_.config->connect_timeout : cluster_->config().connect_timeout;
+  return cluster_ == nullptr ? listener_.config->connect_timeout : cluster_->config().connect_timeout;
 }
 
 void Connection::CountConnectFailure() {
   if (cluster_ != nullptr) {
-    cluster_->CountConnectFailure();
+    cluster_->OnConnectFailed(tried_.back());
   } else {
     worker_.metrics->ConnectFailures("original_destination").Increment();
   }
@@ -240,15 +275,18 @@ void Connection::ConnectNext() {
     io_uring_prep_link_timeout(ring_.PrepareUntracked(), &connect_timeout_, 0);
     return;
   }
+  // No endpoint answered, or none was usable to begin with.
+  if (cluster_ != nullptr && tried_.empty()) listener_.metrics.rejected_no_endpoint->Increment();
   FailUpstream();
 }
 
 void Connection::FailUpstream() {
-  // HTTP clients learn why: 504 when the last endpoint tried did not answer in time, else 502 (refused,
+  // HTTP clients learn why: 503 when the cluster had no endpoint to offer (none healthy, or its
+  // max_connections reached), 504 when the last endpoint tried did not answer in time, else 502 (refused,
   // unreachable, or reset before skproxy could pass the request on).
   if (inspection_ && listener_.config->protocol == config::ListenerProtocol::kHttp) {
     upstream_.Reset();
-    Respond(last_connect_timed_out_ ? 504 : 502);
+    Respond(tried_.empty() ? 503 : last_connect_timed_out_ ? 504 : 502);
     return;
   }
   CloseClient();
@@ -286,6 +324,7 @@ void Connection::OnConnected(int res) {
     ConnectNext();
     return;
   }
+  if (cluster_ != nullptr) cluster_->OnConnected(tried_.back());
   if (!forward_.empty()) {
     state_ = State::kForwarding;
     OnForwardSent(0);
@@ -352,7 +391,22 @@ void Connection::StartPipe() {
   state_ = State::kPiping;
   path_ = std::make_unique<PathSwitch>(worker_, listener_.metrics, std::move(client_), std::move(upstream_),
                                        [this] { worker_.finished->push_back(this); });
+  last_active_ = absl::Now();
   path_->Start();
+}
+
+bool Connection::CloseIfIdle(absl::Duration timeout, absl::Time now) {
+  if (state_ != State::kPiping || path_->finished()) return false;
+  // A move between the paths changes the pipe and so the count: that too counts as activity.
+  const uint64_t activity = path_->activity();
+  if (activity != last_activity_) {
+    last_activity_ = activity;
+    last_active_ = now;
+    return false;
+  }
+  if (now - last_active_ < timeout) return false;
+  path_->CloseIdle();
+  return true;
 }
 
 void Connection::CloseClient() {

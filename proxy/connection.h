@@ -1,8 +1,10 @@
 // One client connection from accept to close:
-//   inspecting (http, tls, or a required PROXY header: read the client's first bytes up to inspect.max_bytes
+//   admitted (the listener's max_connections; past it the connection is closed at once)
+//   -> inspecting (http, tls, or a required PROXY header: read the client's first bytes up to inspect.max_bytes
 //     within inspect.timeout, route them; or answer/close: see proxy/inspect/inspection.h)
-//   -> connecting (each endpoint of the chosen cluster in turn, each with the cluster's connect timeout; on
-//      a transparent listener, the connection's original destination alone)
+//   -> connecting (the cluster's max_connections, then the endpoint the cluster picks; on failure the next
+//      one it picks among those not tried yet, each with the cluster's connect timeout; on a transparent
+//      listener, the connection's original destination alone)
 //   -> forwarding (the PROXY header for the cluster, then the bytes inspected, written to the upstream)
 //   -> piping (a PathSwitch: the connection's pipe, and its moves between the two data paths)
 //   -> done (the pipe closed both legs, or no endpoint answered and the client was closed or answered).
@@ -13,6 +15,7 @@
 #include <linux/time_types.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,8 +36,13 @@ class Connection final : public TrackedHandler {
  public:
   Connection(WorkerContext& worker, ListenerContext& listener, UniqueFd client);
   ~Connection();
+  // Admits the connection (listener limit), then inspects or connects to the listener's cluster.
   void Start();
   bool done() const;
+  ListenerContext& listener() { return listener_; }
+  // The worker's idle sweep: closes the connection (both legs, without a reset) when neither direction
+  // moved a byte since `timeout` ago. True when it did.
+  bool CloseIfIdle(absl::Duration timeout, absl::Time now);
 
  private:
   enum class State { kInspecting, kConnecting, kForwarding, kPiping, kResponding, kClosed };
@@ -46,8 +54,9 @@ class Connection final : public TrackedHandler {
   void ReceiveMore();
   void OnInspectReceived(int res);
   void Decide(const Inspection::Outcome& outcome);
-  // Connects to `cluster`, then writes forward_ (if any) before piping.
-  void Connect(ClusterState* cluster);
+  // Connects to `cluster` (the listener's, or the one a route chose): the cluster's limit, then its
+  // endpoints; then writes forward_ (if any) before piping. Called once per connection.
+  void ConnectTo(ClusterState& cluster);
   void ConnectNext();
   // The next address to try, or null when every one was tried.
   const SocketAddress* NextEndpoint();
@@ -71,9 +80,16 @@ class Connection final : public TrackedHandler {
   UniqueFd client_;
   UniqueFd upstream_;
   ClusterState* cluster_ = nullptr;
-  size_t first_endpoint_ = 0;
   SocketAddress original_destination_;  // transparent listeners: where the client was headed
-  size_t attempts_ = 0;
+  bool original_tried_ = false;
+  bool listener_admitted_ = false;
+  bool cluster_admitted_ = false;
+  std::optional<SocketAddress> client_address_;  // for the consistent hashes only
+  std::vector<uint32_t> tried_;                  // endpoints picked so far, in order
+  bool holds_endpoint_ = false;                  // tried_.back() counts this connection
+  SocketAddress upstream_address_;               // of the connect in flight
+  uint64_t last_activity_ = 0;                   // the pipe's activity() at the last sweep that saw it move
+  absl::Time last_active_;
   bool last_connect_timed_out_ = false;
   __kernel_timespec connect_timeout_{};
   // Inspection, and a local response's drain after it.

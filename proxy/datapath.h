@@ -20,6 +20,12 @@ class Pipe : public TrackedHandler {
   // Both directions have ended (or the connection was reset) and the kernel holds no operation of ours:
   // the owner may destroy the pipe, which closes both legs.
   bool done() const { return finished_ && inflight() == 0; }
+  bool finished() const { return finished_; }
+  // Grows whenever a byte moves in either direction (its unit is the implementation's): the idle timeout
+  // compares two samples. Reading it costs no syscall.
+  virtual uint64_t activity() const = 0;
+  // Closes both legs now, with a FIN rather than a reset (the idle timeout: nothing is in transit).
+  virtual void CloseIdle() = 0;
 
  protected:
   Pipe(Ring& ring, Metrics& metrics, UniqueFd downstream, UniqueFd upstream,
@@ -44,7 +50,6 @@ class Pipe : public TrackedHandler {
   void ArmResetOnClose();
   // Cancels every operation still in flight on either leg.
   void CancelAll(unsigned cancel_tag);
-  bool finished() const { return finished_; }
 
   Metrics& metrics_;
   UniqueFd downstream_;

@@ -10,13 +10,13 @@
 #include <thread>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "bpf/loader.h"
 #include "config/config.h"
 #include "proxy/kernel_version.h"
 #include "proxy/metrics.h"
-#include "proxy/upstream.h"
+#include "proxy/cluster_manager.h"
+#include "proxy/connection_limit.h"
 #include "proxy/worker.h"
 
 namespace skproxy {
@@ -38,6 +38,8 @@ where it cannot.
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
+// c-ares tries each server twice for 1 s: a name gets its answer or its failure well within this.
+constexpr absl::Duration kFirstResolution = absl::Seconds(5);
 
 struct Options {
   std::string config_path;
@@ -157,23 +159,27 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "skproxy: %s\n", s.ToString().c_str());
     return kExitFailure;
   }
-  std::vector<std::unique_ptr<ClusterState>> clusters;
-  for (const config::Cluster& cluster : config.clusters)
-    clusters.push_back(std::make_unique<ClusterState>(cluster, metrics.ConnectFailures(cluster.name)));
-  absl::flat_hash_map<std::string, ClusterState*> cluster_by_name;
-  for (auto& c : clusters) cluster_by_name[c->config().name] = c.get();
-  auto find_cluster = [&](const std::string& name) -> ClusterState* {
-    auto it = cluster_by_name.find(name);
-    return it == cluster_by_name.end() ? nullptr : it->second;
-  };
+  absl::StatusOr<std::unique_ptr<ClusterManager>> clusters = ClusterManager::Create(config, metrics);
+  if (!clusters.ok()) {
+    std::fprintf(stderr, "skproxy: %s\n", clusters.status().ToString().c_str());
+    return kExitFailure;
+  }
+  // Host names resolve before the first connection is accepted (or are left out until they do).
+  if (absl::Status s = (*clusters)->Start(kFirstResolution); !s.ok()) {
+    std::fprintf(stderr, "skproxy: %s\n", s.ToString().c_str());
+    return kExitFailure;
+  }
+  std::vector<std::unique_ptr<ConnectionLimit>> listener_limits;
   std::vector<ListenerContext> listeners;
   for (const config::Listener& listener : config.listeners) {
-    ListenerContext context{&listener, find_cluster(listener.cluster), metrics.ForListener(listener.name)};
+    listener_limits.push_back(std::make_unique<ConnectionLimit>(listener.max_connections));
+    ListenerContext context{&listener, (*clusters)->Find(listener.cluster), listener_limits.back().get(),
+                            metrics.ForListener(listener.name)};
     context.inspects = listener.protocol != config::ListenerProtocol::kTcp ||
                        listener.proxy_protocol != config::ProxyProtocolVersion::kNone;
     context.routes = std::make_unique<RouteTable>(listener);
     for (const config::Route& route : listener.routes) {
-      context.route_clusters.push_back(find_cluster(route.cluster));
+      context.route_clusters.push_back((*clusters)->Find(route.cluster));
       context.route_decisions.push_back(&metrics.RouteDecision(listener.name, route.name));
     }
     context.route_decisions.push_back(&metrics.RouteDecision(listener.name, "default"));
@@ -210,6 +216,7 @@ int Main(int argc, char** argv) {
   sigwait(&signals, &received);
   std::fprintf(stderr, "skproxy: %s, stopping\n", strsignal(received));
   for (auto& worker : workers) worker->Stop();
+  (*clusters)->Stop();
   // Every connection is closed now. The admin server (civetweb) would take up to 2 s more to stop its
   // listener thread, and the kernel frees the BPF objects and sockets with the process anyway.
   std::fflush(stderr);

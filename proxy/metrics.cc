@@ -4,6 +4,7 @@
 #include <prometheus/metric_family.h>
 
 #include <exception>
+#include <map>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -121,7 +122,6 @@ Metrics::Metrics(const bpf::SockmapProgram* program)
                              .Name("skproxy_datapath_switches_total")
                              .Help("Connections moved from one data path to the other, by the path they moved to.")
                              .Register(*registry_)),
-
       resource_errors_(prometheus::BuildCounter()
                            .Name("skproxy_resource_errors_total")
                            .Help("Client connections closed because skproxy ran out of descriptors or memory.")
@@ -137,7 +137,59 @@ Metrics::Metrics(const bpf::SockmapProgram* program)
       inspection_failures_(prometheus::BuildCounter()
                                .Name("skproxy_inspection_failures_total")
                                .Help("Connections closed or answered while inspecting, by listener and reason.")
-                               .Register(*registry_)) {}
+                               .Register(*registry_)),
+      rejected_(prometheus::BuildCounter()
+                 .Name("skproxy_connections_rejected_total")
+                 .Help("Client connections closed at once, by listener and reason (a limit, or no healthy endpoint).")
+                 .Register(*registry_)),
+      idle_timeouts_(prometheus::BuildCounter()
+                 .Name("skproxy_idle_timeouts_total")
+                 .Help("Connections closed because neither direction moved a byte for idle_timeout, by listener.")
+                 .Register(*registry_)),
+      cluster_active_(prometheus::BuildGauge()
+                 .Name("skproxy_cluster_connections_active")
+                 .Help("Upstream connections open now (connecting or established), by cluster.")
+                 .Register(*registry_)),
+      cluster_healthy_(prometheus::BuildGauge()
+                 .Name("skproxy_cluster_healthy_endpoints")
+                 .Help("Endpoints that may take new connections now, by cluster.")
+                 .Register(*registry_)),
+      cluster_rejections_(prometheus::BuildCounter()
+                 .Name("skproxy_cluster_rejections_total")
+                 .Help("Client connections a cluster refused, by cluster and reason (max_connections, no_healthy_endpoint).")
+                 .Register(*registry_)),
+      endpoint_healthy_(prometheus::BuildGauge()
+                 .Name("skproxy_endpoint_healthy")
+                 .Help("1 when the endpoint may take new connections (resolved, passing its health checks, not ejected).")
+                 .Register(*registry_)),
+      endpoint_ejected_(prometheus::BuildGauge()
+                 .Name("skproxy_endpoint_ejected")
+                 .Help("1 while outlier detection keeps the endpoint out.")
+                 .Register(*registry_)),
+      endpoint_active_(prometheus::BuildGauge()
+                 .Name("skproxy_endpoint_connections_active")
+                 .Help("Upstream connections open now (connecting or established), by endpoint.")
+                 .Register(*registry_)),
+      endpoint_total_(prometheus::BuildCounter()
+                 .Name("skproxy_endpoint_connections_total")
+                 .Help("Upstream connections established, by endpoint.")
+                 .Register(*registry_)),
+      endpoint_failures_(prometheus::BuildCounter()
+                 .Name("skproxy_endpoint_connect_failures_total")
+                 .Help("Upstream connects that failed or timed out, by endpoint.")
+                 .Register(*registry_)),
+      ejections_(prometheus::BuildCounter()
+                 .Name("skproxy_endpoint_ejections_total")
+                 .Help("Times outlier detection ejected the endpoint.")
+                 .Register(*registry_)),
+      health_checks_(prometheus::BuildCounter()
+                 .Name("skproxy_health_checks_total")
+                 .Help("Active health checks, by endpoint and result (pass, fail).")
+                 .Register(*registry_)),
+      dns_(prometheus::BuildCounter()
+                 .Name("skproxy_dns_resolutions_total")
+                 .Help("Resolutions of host-name endpoints, by endpoint and result (ok, fail).")
+                 .Register(*registry_)) {}
 
 ListenerMetrics Metrics::ForListener(const std::string& listener) {
   ListenerMetrics m;
@@ -146,6 +198,41 @@ ListenerMetrics Metrics::ForListener(const std::string& listener) {
     m.connections_total[i] = &connections_total_.Add({{"listener", listener}, {"datapath", PathKindName(kind)}});
     m.connections_active[i] = &connections_active_.Add({{"listener", listener}, {"datapath", PathKindName(kind)}});
   }
+  m.rejected_listener_limit = &rejected_.Add({{"listener", listener}, {"reason", "listener_max_connections"}});
+  m.rejected_cluster_limit = &rejected_.Add({{"listener", listener}, {"reason", "cluster_max_connections"}});
+  m.rejected_no_endpoint = &rejected_.Add({{"listener", listener}, {"reason", "no_healthy_endpoint"}});
+  m.idle_timeouts = &idle_timeouts_.Add({{"listener", listener}});
+  return m;
+}
+
+ClusterMetrics Metrics::ForCluster(const std::string& cluster) {
+  ClusterMetrics m;
+  m.connect_failures = &ConnectFailures(cluster);
+  m.connections_active = &cluster_active_.Add({{"cluster", cluster}});
+  m.healthy_endpoints = &cluster_healthy_.Add({{"cluster", cluster}});
+  m.overflow = &cluster_rejections_.Add({{"cluster", cluster}, {"reason", "max_connections"}});
+  m.no_healthy_endpoint = &cluster_rejections_.Add({{"cluster", cluster}, {"reason", "no_healthy_endpoint"}});
+  return m;
+}
+
+EndpointMetrics Metrics::ForEndpoint(const std::string& cluster, const std::string& endpoint) {
+  const std::map<std::string, std::string> labels{{"cluster", cluster}, {"endpoint", endpoint}};
+  auto with = [&](const char* key, const char* value) {
+    auto l = labels;
+    l[key] = value;
+    return l;
+  };
+  EndpointMetrics m;
+  m.healthy = &endpoint_healthy_.Add(labels);
+  m.ejected = &endpoint_ejected_.Add(labels);
+  m.connections_active = &endpoint_active_.Add(labels);
+  m.connections_total = &endpoint_total_.Add(labels);
+  m.connect_failures = &endpoint_failures_.Add(labels);
+  m.ejections = &ejections_.Add(labels);
+  m.checks_passed = &health_checks_.Add(with("result", "pass"));
+  m.checks_failed = &health_checks_.Add(with("result", "fail"));
+  m.resolved = &dns_.Add(with("result", "ok"));
+  m.resolve_failed = &dns_.Add(with("result", "fail"));
   return m;
 }
 

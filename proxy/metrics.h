@@ -25,6 +25,34 @@ const char* PathKindName(PathKind kind);  // "sockmap" | "userspace"
 struct ListenerMetrics {
   prometheus::Counter* connections_total[2];   // by PathKind
   prometheus::Gauge* connections_active[2];
+  // skproxy_connections_rejected_total{listener, reason}: closed at once, before any upstream connect.
+  prometheus::Counter* rejected_listener_limit;  // reason="listener_max_connections"
+  prometheus::Counter* rejected_cluster_limit;   // reason="cluster_max_connections"
+  prometheus::Counter* rejected_no_endpoint;     // reason="no_healthy_endpoint"
+  prometheus::Counter* idle_timeouts;            // skproxy_idle_timeouts_total{listener}
+};
+
+// One cluster (label cluster=NAME).
+struct ClusterMetrics {
+  prometheus::Counter* connect_failures;     // skproxy_upstream_connect_failures_total
+  prometheus::Gauge* connections_active;     // skproxy_cluster_connections_active
+  prometheus::Gauge* healthy_endpoints;      // skproxy_cluster_healthy_endpoints
+  prometheus::Counter* overflow;             // skproxy_cluster_rejections_total{reason="max_connections"}
+  prometheus::Counter* no_healthy_endpoint;  // skproxy_cluster_rejections_total{reason="no_healthy_endpoint"}
+};
+
+// One endpoint of a cluster (labels cluster=NAME, endpoint="host:port" as configured).
+struct EndpointMetrics {
+  prometheus::Gauge* healthy;              // skproxy_endpoint_healthy: 1 when it may take new connections
+  prometheus::Gauge* ejected;              // skproxy_endpoint_ejected: 1 while outlier detection ejects it
+  prometheus::Gauge* connections_active;   // skproxy_endpoint_connections_active (connecting or established)
+  prometheus::Counter* connections_total;  // skproxy_endpoint_connections_total (established)
+  prometheus::Counter* connect_failures;   // skproxy_endpoint_connect_failures_total
+  prometheus::Counter* ejections;          // skproxy_endpoint_ejections_total
+  prometheus::Counter* checks_passed;      // skproxy_health_checks_total{result="pass"}
+  prometheus::Counter* checks_failed;      // skproxy_health_checks_total{result="fail"}
+  prometheus::Counter* resolved;           // skproxy_dns_resolutions_total{result="ok"}
+  prometheus::Counter* resolve_failed;     // skproxy_dns_resolutions_total{result="fail"}
 };
 
 class Metrics {
@@ -32,6 +60,8 @@ class Metrics {
   explicit Metrics(const bpf::SockmapProgram* program);  // program may be null (user-space only)
 
   ListenerMetrics ForListener(const std::string& listener);
+  ClusterMetrics ForCluster(const std::string& cluster);
+  EndpointMetrics ForEndpoint(const std::string& cluster, const std::string& endpoint);
   prometheus::Counter& ConnectFailures(const std::string& cluster);
   prometheus::Counter& Fallback(const std::string& reason);
   // A socket call on the data path that failed where it must not (op: "shutdown", "rcvlowat", ...), or a
@@ -76,6 +106,19 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& route_decisions_;
   prometheus::Family<prometheus::Counter>& local_responses_;
   prometheus::Family<prometheus::Counter>& inspection_failures_;
+  prometheus::Family<prometheus::Counter>& rejected_;
+  prometheus::Family<prometheus::Counter>& idle_timeouts_;
+  prometheus::Family<prometheus::Gauge>& cluster_active_;
+  prometheus::Family<prometheus::Gauge>& cluster_healthy_;
+  prometheus::Family<prometheus::Counter>& cluster_rejections_;
+  prometheus::Family<prometheus::Gauge>& endpoint_healthy_;
+  prometheus::Family<prometheus::Gauge>& endpoint_ejected_;
+  prometheus::Family<prometheus::Gauge>& endpoint_active_;
+  prometheus::Family<prometheus::Counter>& endpoint_total_;
+  prometheus::Family<prometheus::Counter>& endpoint_failures_;
+  prometheus::Family<prometheus::Counter>& ejections_;
+  prometheus::Family<prometheus::Counter>& health_checks_;
+  prometheus::Family<prometheus::Counter>& dns_;
   std::atomic<uint64_t> user_bytes_[2] = {};
   std::unique_ptr<prometheus::Exposer> exposer_;
 };

@@ -47,6 +47,10 @@ class PathSwitch {
   PathSwitch& operator=(const PathSwitch&) = delete;
 
   void Start();
+  // The current pipe's: see Pipe::activity, Pipe::finished, Pipe::CloseIdle (the idle timeout).
+  uint64_t activity() const { return pipe_->activity(); }
+  bool finished() const { return pipe_->finished(); }
+  void CloseIdle() { pipe_->CloseIdle(); }
   bool done() const { return pipe_->done() && (retired_ == nullptr || retired_->inflight() == 0); }
 
   // Called once per switch_interval while the connection is on a SockmapPipe with both legs in the map.

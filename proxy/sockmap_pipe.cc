@@ -377,16 +377,27 @@ void SockmapPipe::EndIfDone() {
 
 void SockmapPipe::ReleaseKernelState() {
   if (state_released_) return;
+  activity_at_release_ = activity();  // the slots may serve another connection from now on
   state_released_ = true;
   for (const Direction& dir : dirs_) notices_.Remove(dir.slot);
   program_.RemoveState(keys_);
 }
 
-void SockmapPipe::Abort() {
+uint64_t SockmapPipe::activity() const {
+  if (state_released_) return activity_at_release_;
+  uint64_t total = 0;
+  for (const Direction& dir : dirs_) {
+    total += dir.user_copied;
+    if (dir.source_in_map) total += program_.Redirected(dir.slot) + program_.Passed(dir.slot);
+  }
+  return total;
+}
+
+void SockmapPipe::Abort(bool reset) {
   if (aborting_) return;
   aborting_ = true;
   ReleaseKernelState();
-  ArmResetOnClose();
+  if (reset) ArmResetOnClose();
   CancelAll(kCancel);
 }
 

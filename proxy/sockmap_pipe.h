@@ -47,6 +47,9 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
     return upstream_in_map_ && !held_ ? PathKind::kSockmap : PathKind::kUserspace;
   }
   void Start() override;
+  // The verdict's per-direction byte counts in the shared mapping, and what user space copied.
+  uint64_t activity() const override;
+  void CloseIdle() override { Abort(/*reset=*/false); }
 
   // Holds both directions in user mode (the verdict passes every byte, this pipe copies it once every
   // byte redirected before has left the backlog) or gives them back to the gate. Both are exact at any
@@ -104,7 +107,7 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   void ShutDestination(int d);
   void EndIfDone();
   void ReleaseKernelState();
-  void Abort();
+  void Abort(bool reset = true);
 
   bpf::SockmapProgram& program_;
   NoticeTargets& notices_;
@@ -113,6 +116,7 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   bool upstream_in_map_ = true;
   bool held_ = false;
   bool state_released_ = false;
+  uint64_t activity_at_release_ = 0;
   Direction dirs_[2];
   bool timer_armed_ = false;
   __kernel_timespec timer_delay_{0, 0};

@@ -95,6 +95,7 @@ void UserspacePipe::OnReceived(int d, int res, unsigned cqe_flags) {
     dir.sent = 0;
     dir.full_run = dir.length == ring_.buffers().buffer_size() ? dir.full_run + dir.length : 0;
     ++reads_;
+    ++activity_;
     if (!stopping_ && handover_ && WantsHandover(dir)) StopForHandover();
     SendRest(d);
     return;
@@ -127,6 +128,7 @@ void UserspacePipe::OnSent(int d, int res) {
     return;
   }
   metrics_.UserBytes(d).fetch_add(static_cast<uint64_t>(res), std::memory_order_relaxed);
+  ++activity_;
   dir.sent += static_cast<size_t>(res);
   if (dir.sent < dir.length) {
     SendRest(d);
@@ -143,10 +145,10 @@ void UserspacePipe::ReleaseBuffer(int d) {
   dir.buffer_id = -1;
 }
 
-void UserspacePipe::Abort() {
+void UserspacePipe::Abort(bool reset) {
   if (aborting_) return;
   aborting_ = true;
-  ArmResetOnClose();
+  if (reset) ArmResetOnClose();
   CancelAll(kCancel);
 }
 

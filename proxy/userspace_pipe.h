@@ -15,6 +15,8 @@ class UserspacePipe final : public Pipe {
                 std::function<void()> on_finish);
   PathKind kind() const override { return PathKind::kUserspace; }
   void Start() override;
+  uint64_t activity() const override { return activity_; }
+  void CloseIdle() override { Abort(/*reset=*/false); }
 
   // Receives both legs once the pipe has stopped: nothing in flight, every byte it read written to the
   // other leg, neither direction ended. The pipe is then spent: its owner only destroys it.
@@ -50,7 +52,7 @@ class UserspacePipe final : public Pipe {
   void OnReceived(int d, int res, unsigned cqe_flags);
   void OnSent(int d, int res);
   void ReleaseBuffer(int d);
-  void Abort();
+  void Abort(bool reset = true);
   void StopForHandover();
   // With nothing in flight: hands the legs over, or, when a direction ended meanwhile, goes on reading.
   void FinishHandover();
@@ -58,6 +60,7 @@ class UserspacePipe final : public Pipe {
   Direction dirs_[2];
   Promotion promotion_;
   uint64_t reads_ = 0;       // successful reads, both directions
+  uint64_t activity_ = 0;    // successful reads and sends, both directions
   Handover handover_;
   bool stopping_ = false;    // reading stopped for the hand-over
   __kernel_timespec retry_delay_{0, 1000000};  // when the worker is out of provided buffers

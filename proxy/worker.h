@@ -34,6 +34,7 @@ class Worker {
  private:
   class Acceptor;
   class Waker;
+  class IdleSweeper;
 
   void Run();
   void Reap();
@@ -56,6 +57,7 @@ class Worker {
   NoticeTargets notice_targets_;
   std::unique_ptr<NoticeReader> notice_reader_;
   std::unique_ptr<Waker> waker_;
+  std::unique_ptr<IdleSweeper> idle_sweeper_;
   std::unique_ptr<Ring> ring_;
 };
 

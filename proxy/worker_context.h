@@ -11,8 +11,9 @@
 #include "proxy/metrics.h"
 #include "proxy/notice_ring.h"
 #include "proxy/ring.h"
+#include "proxy/cluster.h"
+#include "proxy/connection_limit.h"
 #include "proxy/route_table.h"
-#include "proxy/upstream.h"
 
 namespace skproxy {
 
@@ -21,7 +22,8 @@ class PathSwitches;
 
 struct ListenerContext {
   const config::Listener* config;
-  ClusterState* cluster;  // the default route; null when the listener has none
+  ClusterState* cluster;   // the default route; null when the listener has none
+  ConnectionLimit* limit;  // max_connections, shared by every worker
   ListenerMetrics metrics;
   // http and tls listeners, and any listener that requires the PROXY protocol, read before connecting.
   bool inspects = false;

@@ -45,6 +45,20 @@ void CheckConfig(const skproxy::config::Config& config) {
   for (const auto& cluster : config.clusters) {
     if (cluster.endpoints.empty()) Fail("accepted a cluster without endpoints", cluster.name);
     if (cluster.connect_timeout <= absl::ZeroDuration()) Fail("accepted a non-positive timeout", cluster.name);
+    for (const auto& endpoint : cluster.endpoints) {
+      if (endpoint.weight < 1 || endpoint.weight > 1000) Fail("accepted a weight out of 1..1000", cluster.name);
+      if (endpoint.port == 0) Fail("accepted endpoint port 0", cluster.name);
+      if (endpoint.host.empty()) Fail("accepted an endpoint without host", cluster.name);
+      if (!endpoint.is_name && endpoint.address.port() != endpoint.port) Fail("endpoint port mismatch", cluster.name);
+    }
+    const auto& check = cluster.health_check;
+    if (check.type != skproxy::config::HealthCheck::Type::kNone &&
+        (check.interval <= absl::ZeroDuration() || check.timeout <= absl::ZeroDuration() ||
+         check.healthy_threshold == 0 || check.unhealthy_threshold == 0 || check.path.empty() ||
+         check.path[0] != '/')) {
+      Fail("accepted a health check that cannot run", cluster.name);
+    }
+    if (cluster.dns_refresh <= absl::ZeroDuration()) Fail("accepted a non-positive dns_refresh", cluster.name);
   }
 }
 

@@ -127,9 +127,10 @@ clusters:
   ASSERT_EQ(config.clusters.size(), 2u);
   EXPECT_EQ(config.clusters[0].connect_timeout, absl::Milliseconds(250));
   ASSERT_EQ(config.clusters[0].endpoints.size(), 2u);
-  EXPECT_EQ(config.clusters[0].endpoints[0], Address("127.0.0.1:8080"));
-  EXPECT_EQ(config.clusters[0].endpoints[1], Address("[::1]:8080"));
-  EXPECT_EQ(config.clusters[1].endpoints, std::vector<SocketAddress>{Address("10.0.0.1:1")});
+  EXPECT_EQ(config.clusters[0].endpoints[0].address, Address("127.0.0.1:8080"));
+  EXPECT_EQ(config.clusters[0].endpoints[1].address, Address("[::1]:8080"));
+  ASSERT_EQ(config.clusters[1].endpoints.size(), 1u);
+  EXPECT_EQ(config.clusters[1].endpoints[0].address, Address("10.0.0.1:1"));
 }
 
 TEST(ParseConfig, EmptySectionsMeanDefaults) {
@@ -445,7 +446,8 @@ TEST(DefaultConfig, IsValidAndWhatTheDocsSay) {
   ASSERT_EQ(config->clusters.size(), 1u);
   EXPECT_EQ(config->clusters[0].name, "demo");
   EXPECT_EQ(config->clusters[0].connect_timeout, absl::Seconds(5));
-  EXPECT_EQ(config->clusters[0].endpoints, std::vector<SocketAddress>{Address("127.0.0.1:8080")});
+  ASSERT_EQ(config->clusters[0].endpoints.size(), 1u);
+  EXPECT_EQ(config->clusters[0].endpoints[0].address, Address("127.0.0.1:8080"));
 }
 
 TEST(Examples, EdgeIsValid) {
@@ -454,6 +456,15 @@ TEST(Examples, EdgeIsValid) {
   EXPECT_EQ(config->listeners.size(), 2u);
   EXPECT_EQ(config->clusters.size(), 2u);
   EXPECT_TRUE(absl::c_any_of(config->listeners, [](const Listener& l) { return l.address.family() == AF_INET6; }));
+}
+
+TEST(Examples, ClustersIsValid) {
+  absl::StatusOr<Config> config = LoadConfigFile(kConfigDir + "/examples/clusters.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_EQ(config->clusters.size(), 2u);
+  EXPECT_EQ(config->clusters[0].lb_policy, LbPolicy::kLeastConnections);
+  EXPECT_TRUE(config->clusters[0].has_names());
+  EXPECT_EQ(config->clusters[1].lb_policy, LbPolicy::kMaglev);
 }
 
 TEST(Examples, SidecarIsValid) {
@@ -659,6 +670,155 @@ TEST(Examples, L7IsValid) {
   absl::StatusOr<Config> config = LoadConfigFile(kConfigDir + "/examples/l7.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->listeners.size(), 3u);
+}
+
+}  // namespace
+}  // namespace skproxy::config
+
+namespace skproxy::config {
+namespace {
+
+TEST(ParseClusterOptions, EveryOptionIsRead) {
+  Config config = Parse(std::string(kWeb) + R"(    max_connections: 1000
+    idle_timeout: 30s
+clusters:
+  - name: demo
+    lb_policy: maglev
+    max_connections: 500
+    endpoints:
+      - "10.0.0.1:80"
+      - { address: "[2001:db8::1]:80", weight: 3 }
+      - address: "Backend.Example.COM:8080"
+        weight: 2
+    health_check:
+      type: http
+      path: /healthz
+      host: health.example.com
+      expected_status: 204
+      interval: 2s
+      timeout: 3s
+      healthy_threshold: 1
+      unhealthy_threshold: 4
+    outlier_detection: { consecutive_failures: 7, ejection_time: 1m }
+    dns_refresh: 10s
+    dns_resolvers: ["127.0.0.53:53"]
+)");
+  ASSERT_EQ(config.listeners.size(), 1u);
+  EXPECT_EQ(config.listeners[0].max_connections, 1000u);
+  EXPECT_EQ(config.listeners[0].idle_timeout, absl::Seconds(30));
+  ASSERT_EQ(config.clusters.size(), 1u);
+  const Cluster& c = config.clusters[0];
+  EXPECT_EQ(c.lb_policy, LbPolicy::kMaglev);
+  EXPECT_EQ(c.max_connections, 500u);
+  ASSERT_EQ(c.endpoints.size(), 3u);
+  EXPECT_FALSE(c.endpoints[0].is_name);
+  EXPECT_EQ(c.endpoints[0].weight, 1u);
+  EXPECT_EQ(c.endpoints[0].ToString(), "10.0.0.1:80");
+  EXPECT_EQ(c.endpoints[1].address, Address("[2001:db8::1]:80"));
+  EXPECT_EQ(c.endpoints[1].ToString(), "[2001:db8::1]:80");
+  EXPECT_EQ(c.endpoints[1].weight, 3u);
+  EXPECT_TRUE(c.endpoints[2].is_name);
+  EXPECT_EQ(c.endpoints[2].host, "backend.example.com");
+  EXPECT_EQ(c.endpoints[2].port, 8080);
+  EXPECT_EQ(c.endpoints[2].weight, 2u);
+  EXPECT_EQ(c.endpoints[2].line, 14);
+  EXPECT_TRUE(c.has_names());
+  EXPECT_EQ(c.health_check.type, HealthCheck::Type::kHttp);
+  EXPECT_EQ(c.health_check.path, "/healthz");
+  EXPECT_EQ(c.health_check.host, "health.example.com");
+  EXPECT_EQ(c.health_check.expected_status, 204u);
+  EXPECT_EQ(c.health_check.interval, absl::Seconds(2));
+  EXPECT_EQ(c.health_check.timeout, absl::Seconds(3));
+  EXPECT_EQ(c.health_check.healthy_threshold, 1u);
+  EXPECT_EQ(c.health_check.unhealthy_threshold, 4u);
+  EXPECT_EQ(c.outlier_detection.consecutive_failures, 7u);
+  EXPECT_EQ(c.outlier_detection.ejection_time, absl::Minutes(1));
+  EXPECT_EQ(c.dns_refresh, absl::Seconds(10));
+  ASSERT_EQ(c.dns_resolvers.size(), 1u);
+  EXPECT_EQ(c.dns_resolvers[0], Address("127.0.0.53:53"));
+}
+
+TEST(ParseClusterOptions, DefaultsAreEnvoyLike) {
+  Config config = Parse(WithDemoCluster(kWeb));
+  const Cluster& c = config.clusters[0];
+  EXPECT_EQ(c.lb_policy, LbPolicy::kRoundRobin);
+  EXPECT_EQ(c.health_check.type, HealthCheck::Type::kNone);
+  EXPECT_EQ(c.outlier_detection.consecutive_failures, 0u);  // off unless the section is there
+  EXPECT_EQ(c.max_connections, 0u);
+  EXPECT_EQ(config.listeners[0].max_connections, 0u);
+  EXPECT_EQ(config.listeners[0].idle_timeout, absl::ZeroDuration());
+  // The section alone turns outlier detection on with its defaults.
+  Config with_outlier = Parse(std::string(kWeb) +
+                              "clusters: [{ name: demo, endpoints: [\"127.0.0.1:1\"], outlier_detection: {} }]\n");
+  EXPECT_EQ(with_outlier.clusters[0].outlier_detection.consecutive_failures, 5u);
+  EXPECT_EQ(with_outlier.clusters[0].outlier_detection.ejection_time, absl::Seconds(30));
+  for (const char* policy : {"round_robin", "least_connections", "maglev", "ring_hash"}) {
+    Config p = Parse(absl::StrCat(kWeb, "clusters: [{ name: demo, endpoints: [\"127.0.0.1:1\"], lb_policy: ", policy,
+                                  " }]\n"));
+    EXPECT_EQ(LbPolicyName(p.clusters[0].lb_policy), policy);
+  }
+}
+
+TEST(ParseClusterOptions, ErrorsNameFileLineAndKey) {
+  // The cluster starts at line 6 of each text; its keys follow one a line.
+  const std::string head = std::string(kWeb) + "clusters:\n  - name: demo\n";
+  const std::string endpoints = "    endpoints: [\"127.0.0.1:1\"]\n";
+  const std::pair<std::string, std::string> cases[] = {
+      {head + endpoints + "    lb_policy: random\n",
+       "bad.yaml:8: clusters[0].lb_policy: expected round_robin, least_connections, maglev or ring_hash, got 'random'"},
+      {head + "    endpoints:\n      - { address: \"127.0.0.1:1\", weight: 0 }\n",
+       "bad.yaml:8: clusters[0].endpoints[0].weight: must be between 1 and 1000"},
+      {head + "    endpoints:\n      - { address: \"127.0.0.1:1\", weight: 1001 }\n",
+       "bad.yaml:8: clusters[0].endpoints[0].weight: must be between 1 and 1000"},
+      {head + "    endpoints:\n      - { weight: 2 }\n",
+       "bad.yaml:8: clusters[0].endpoints[0].address: required key is missing"},
+      {head + "    endpoints:\n      - { address: \"127.0.0.1:1\", wieght: 2 }\n",
+       "bad.yaml:8: clusters[0].endpoints[0].wieght: unknown key"},
+      {head + "    endpoints: [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n",
+       "bad.yaml:7: clusters[0].endpoints[1]: duplicate endpoint 127.0.0.1:1 (first at line 7)"},
+      {head + "    endpoints: [\"db_1.internal:80\"]\n",
+       "bad.yaml:7: clusters[0].endpoints[0]: 'db_1.internal' is not an IP address (hostnames are not resolved)"},
+      {head + "    endpoints: [\"db.internal:0\"]\n",
+       "bad.yaml:7: clusters[0].endpoints[0]: 'db.internal:0': port must be 1..65535"},
+      {head + "    endpoints: [\"db.internal:http\"]\n",
+       "bad.yaml:7: clusters[0].endpoints[0]: 'db.internal:http': port must be 1..65535"},
+      {head + endpoints + "    health_check: { interval: 1s }\n",
+       "bad.yaml:8: clusters[0].health_check.type: required key is missing"},
+      {head + endpoints + "    health_check: { type: udp }\n",
+       "bad.yaml:8: clusters[0].health_check.type: expected tcp or http, got 'udp'"},
+      {head + endpoints + "    health_check: { type: tcp, path: /health }\n",
+       "bad.yaml:8: clusters[0].health_check.path: only for type: http"},
+      {head + endpoints + "    health_check: { type: http, path: health }\n",
+       "bad.yaml:8: clusters[0].health_check.path: expected a path starting with '/', without spaces or control "
+       "characters"},
+      {head + endpoints + "    health_check: { type: http, expected_status: 700 }\n",
+       "bad.yaml:8: clusters[0].health_check.expected_status: must be between 100 and 599"},
+      {head + endpoints + "    health_check: { type: tcp, interval: 0s }\n",
+       "bad.yaml:8: clusters[0].health_check.interval: must be greater than 0"},
+      {head + endpoints + "    health_check: { type: tcp, unhealthy_threshold: 0 }\n",
+       "bad.yaml:8: clusters[0].health_check.unhealthy_threshold: must be between 1 and 1000"},
+      {head + endpoints + "    outlier_detection: { ejection_time: 10 }\n",
+       "bad.yaml:8: clusters[0].outlier_detection.ejection_time: expected a duration like 5s, 250ms or 1m"},
+      {head + endpoints + "    outlier_detection: { consecutive_5xx: 3 }\n",
+       "bad.yaml:8: clusters[0].outlier_detection.consecutive_5xx: unknown key"},
+      {head + endpoints + "    dns_refresh: never\n",
+       "bad.yaml:8: clusters[0].dns_refresh: expected a duration like 5s, 250ms or 1m"},
+      {head + endpoints + "    dns_resolvers: [\"8.8.8.8\"]\n",
+       "bad.yaml:8: clusters[0].dns_resolvers[0]: missing port in '8.8.8.8' (expected IP:PORT)"},
+      {head + endpoints + "    max_connections: -1\n",
+       "bad.yaml:8: clusters[0].max_connections: expected a non-negative integer"},
+      {std::string(kWeb) + "    idle_timeout: soon\n" + "clusters: [{ name: demo, endpoints: [\"127.0.0.1:1\"] }]\n",
+       "bad.yaml:5: listeners[0].idle_timeout: expected a duration like 5s, 250ms or 1m"},
+      {std::string(kWeb) + "    max_connections: lots\n" + "clusters: [{ name: demo, endpoints: [\"127.0.0.1:1\"] }]\n",
+       "bad.yaml:5: listeners[0].max_connections: expected a non-negative integer"},
+  };
+  for (const auto& [yaml, expected] : cases) EXPECT_EQ(ErrorOf(yaml), expected) << yaml;
+}
+
+TEST(ParseClusterOptions, IdleTimeoutZeroIsOff) {
+  Config config = Parse(std::string(kWeb) + "    idle_timeout: 0\n" +
+                        "clusters: [{ name: demo, endpoints: [\"127.0.0.1:1\"] }]\n");
+  EXPECT_EQ(config.listeners[0].idle_timeout, absl::ZeroDuration());
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "tests/integration/sockets.h"
 
@@ -55,13 +56,18 @@ std::string ProxyConfig::ToYaml() const {
   for (const auto& l : listeners) {
     absl::StrAppend(&y, "  - name: ", l.name, "\n    address: \"", l.address.ToString(), "\"\n");
     absl::StrAppend(&y, l.transparent ? "    transparent: true\n" : absl::StrCat("    cluster: ", l.cluster, "\n"));
+    for (absl::string_view line : absl::StrSplit(l.extra, '\n', absl::SkipEmpty())) absl::StrAppend(&y, "    ", line, "\n");
   }
   y += "clusters:\n";
   for (const auto& c : clusters) {
-    absl::StrAppend(&y, "  - name: ", c.name, "\n    connect_timeout: ", c.connect_timeout, "\n    endpoints: [");
-    for (size_t i = 0; i < c.endpoints.size(); i++)
-      absl::StrAppend(&y, i ? ", " : "", "\"", c.endpoints[i].ToString(), "\"");
-    y += "]\n";
+    absl::StrAppend(&y, "  - name: ", c.name, "\n    connect_timeout: ", c.connect_timeout, "\n");
+    if (!c.endpoints.empty()) {
+      y += "    endpoints: [";
+      for (size_t i = 0; i < c.endpoints.size(); i++)
+        absl::StrAppend(&y, i ? ", " : "", "\"", c.endpoints[i].ToString(), "\"");
+      y += "]\n";
+    }
+    for (absl::string_view line : absl::StrSplit(c.extra, '\n', absl::SkipEmpty())) absl::StrAppend(&y, "    ", line, "\n");
   }
   return y;
 }

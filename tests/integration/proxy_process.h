@@ -31,11 +31,13 @@ struct ListenerSpec {
   SocketAddress address;
   std::string cluster;  // empty with transparent
   bool transparent = false;
+  std::string extra;  // more keys of the listener, one "key: value" per line ("max_connections: 2\n")
 };
 struct ClusterSpec {
   std::string name;
   std::string connect_timeout = "2s";
-  std::vector<SocketAddress> endpoints;
+  std::vector<SocketAddress> endpoints;  // empty: `extra` writes the endpoints
+  std::string extra;  // more keys of the cluster, YAML lines indented as if at the cluster's top level
 };
 struct ProxyConfig {
   SocketAddress admin = Loopback4(0);  // port 0: picked at start
