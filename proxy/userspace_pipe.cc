@@ -125,7 +125,10 @@ void UserspacePipe::OnReceived(int d, int res, unsigned cqe_flags) {
   }
   if (aborting_) return;
   if (res > 0) {
-    dir.full_run = static_cast<uint32_t>(res) == dir.recv_cap ? dir.full_run + static_cast<uint32_t>(res) : 0;
+    // A multishot recv completes as soon as bytes arrive, so a bulk read need not fill its buffer; one
+    // that left more waiting in the socket (SOCK_NONEMPTY) is as much a sign of bulk as a full one.
+    const bool full = static_cast<uint32_t>(res) == dir.recv_cap || (cqe_flags & IORING_CQE_F_SOCK_NONEMPTY);
+    dir.full_run = full ? dir.full_run + static_cast<uint32_t>(res) : 0;
     ++reads_;
     if (!stopping_ && handover_ && WantsHandover(dir)) StopForHandover();
     if (!dir.sending) SendHead(d);

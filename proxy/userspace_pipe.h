@@ -25,8 +25,9 @@ class UserspacePipe final : public Pipe {
   // Receives both legs once the pipe has stopped: nothing in flight, every byte it read written to the
   // other leg, neither direction ended. The pipe is then spent: its owner only destroys it.
   using Handover = std::function<void(UniqueFd downstream, UniqueFd upstream)>;
-  // When to hand over: once one direction has read `bulk_bytes` in full buffers back to back (a bulk
-  // flow, which a chatty connection of small messages never does however long it lives), or, every
+  // When to hand over: once one direction has read `bulk_bytes` back to back in reads that filled their
+  // buffer or left more bytes waiting in the socket (a bulk flow, which a chatty connection of small
+  // messages never does however long it lives), or, every
   // `quiet_reads` reads, when `quiet()` says the worker is quiet enough for the kernel path's latency.
   struct Promotion {
     uint64_t bulk_bytes = 0;  // 0: never on bulk
