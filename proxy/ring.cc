@@ -32,7 +32,7 @@ void BufferRing::Return(unsigned id) {
 }
 
 absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(unsigned entries, unsigned buffer_count,
-                                                   unsigned buffer_size) {
+                                                   unsigned buffer_size, bool single_shot_recv) {
   std::unique_ptr<Ring> ring(new Ring());
   io_uring_params params{};
   // One thread owns each ring; deferring task work to our own waits saves IPIs on the data path.
@@ -64,7 +64,7 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(unsigned entries, unsigned bu
     io_uring_buf_ring_add(br, ring->buffers_->buffer(id), buffer_size, id,
                           io_uring_buf_ring_mask(buffer_count), id);
   io_uring_buf_ring_advance(br, buffer_count);
-  ring->recv_multishot_limit_ = ring->ProbeRecvMultishotLimit();
+  ring->recv_multishot_limit_ = !single_shot_recv && ring->ProbeRecvMultishotLimit();
   return ring;
 }
 

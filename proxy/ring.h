@@ -38,18 +38,24 @@ class BufferRing {
   unsigned count() const { return count_; }
   // Gives buffer `id` back to the kernel for the next recv.
   void Return(unsigned id);
+  // Recvs that found the pool empty (-ENOBUFS): the tests' proof that they exhausted it.
+  void NoteEmpty() { ++empty_; }
+  uint64_t empty_count() const { return empty_; }
 
  private:
   io_uring_buf_ring* ring_;
   uint8_t* memory_;
   unsigned count_;
   unsigned size_;
+  uint64_t empty_ = 0;
 };
 
 class Ring {
  public:
+  // single_shot_recv: never use the limited multishot recv even where the kernel has it (tests of the
+  // older kernels' loop).
   static absl::StatusOr<std::unique_ptr<Ring>> Create(unsigned entries, unsigned buffer_count,
-                                                      unsigned buffer_size);
+                                                      unsigned buffer_size, bool single_shot_recv = false);
   ~Ring();
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;

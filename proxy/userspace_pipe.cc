@@ -153,6 +153,7 @@ void UserspacePipe::OnReceived(int d, int res, unsigned cqe_flags) {
     return;
   }
   if (res == -ENOBUFS) {
+    ring_.buffers().NoteEmpty();
     // Every provided buffer is in use (the data waits in the socket). Our own send returns one and
     // re-arms; without one in flight, retry shortly.
     if (stopping_ || dir.sending) return;
