@@ -33,12 +33,26 @@ struct Sockmap {
   // many connections on the user-space path (the kernel path wins latency at low concurrency, the
   // user-space path throughput at high concurrency); 0: never.
   uint32_t quiet_worker_connections = 4;
+  // datapath auto: a kernel-path connection whose messages (skbs, both directions) averaged fewer than this
+  // many bytes over one switch_interval, with at least demote_after_messages of them, moves back to the
+  // user-space path while its worker has more than quiet_worker_connections connections; a held
+  // connection moves into the kernel again once it carries promote_after bytes in one interval, in
+  // messages of at least this mean size. 0: never demote. See docs/adaptive-datapath.md.
+  uint64_t demote_below_bytes = 1024;
+  uint32_t demote_after_messages = 64;
+  absl::Duration switch_interval = absl::Milliseconds(100);  // how often the switch samples a connection
 };
 
 struct Listener {
   std::string name;
   SocketAddress address;
-  std::string cluster;
+  std::string cluster;  // empty for a transparent listener
+  // Transparent (sidecar) mode: connections arrive redirected by nftables (deploy/sidecar/) and each goes
+  // to the destination its client asked for, read from conntrack (SO_ORIGINAL_DST), instead of a cluster.
+  bool transparent = false;
+  absl::Duration connect_timeout = absl::Seconds(5);  // transparent only; a cluster has its own
+  // SO_MARK on every upstream socket (Config::upstream_mark, copied here for the data path); 0: none.
+  uint32_t upstream_mark = 0;
   int line = 0;  // line of the listener in the file, for later error messages
 };
 
@@ -54,6 +68,9 @@ struct Config {
   Admin admin;
   DatapathMode datapath = DatapathMode::kAuto;
   int workers = 0;  // 0 = one per core
+  // SO_MARK for skproxy's own upstream connections, so that the redirect rules of a sidecar let them pass
+  // (deploy/sidecar/skproxy-redirect.sh skips this mark); 0 leaves them unmarked.
+  uint32_t upstream_mark = 0;
   Sockmap sockmap;
   std::vector<Listener> listeners;
   std::vector<Cluster> clusters;

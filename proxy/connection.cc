@@ -7,9 +7,8 @@
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
+#include "proxy/original_destination.h"
 #include "proxy/socket_options.h"
-#include "proxy/sockmap_pipe.h"
-#include "proxy/userspace_pipe.h"
 #include "proxy/worker_context.h"
 
 namespace skproxy {
@@ -43,24 +42,51 @@ Connection::Connection(WorkerContext& worker, ListenerContext& listener, UniqueF
   SetNoDelay(client_.get());
 }
 
-Connection::~Connection() {
-  if (counted_) Uncount();
-}
+Connection::~Connection() = default;
 
 bool Connection::done() const {
-  if (state_ == State::kPiping) return pipe_->done();
+  if (state_ == State::kPiping) return path_->done();
   return state_ == State::kClosed && inflight() == 0;
 }
 
 void Connection::Start() {
-  first_endpoint_ = listener_.cluster->NextStart();
+  if (listener_.config->transparent) {
+    absl::StatusOr<SocketAddress> destination = OriginalDestination(client_.get());
+    if (!destination.ok()) {  // not redirected: there is nowhere to go
+      worker_.metrics->PipeError("original_destination").Increment();
+      CloseClient();
+      return;
+    }
+    original_destination_ = *destination;
+  } else {
+    first_endpoint_ = listener_.cluster->NextStart();
+  }
   ConnectNext();
 }
 
+const SocketAddress* Connection::NextEndpoint() {
+  if (listener_.config->transparent) return attempts_++ == 0 ? &original_destination_ : nullptr;
+  const std::vector<SocketAddress>& endpoints = listener_.cluster->config().endpoints;
+  if (attempts_ >= endpoints.size()) return nullptr;
+  return &endpoints[(first_endpoint_ + attempts_++) % endpoints.size()];
+}
+
+absl::Duration Connection::ConnectTimeout() const {
+  return listener_.config->transparent ? listener_.config->connect_timeout
+                                       : listener_.cluster->config().connect_timeout;
+}
+
+void Connection::CountConnectFailure() {
+  if (listener_.cluster != nullptr) {
+    listener_.cluster->CountConnectFailure();
+  } else {
+    worker_.metrics->ConnectFailures("original_destination").Increment();
+  }
+}
+
 void Connection::ConnectNext() {
-  const config::Cluster& cluster = listener_.cluster->config();
-  while (attempts_ < cluster.endpoints.size()) {
-    const SocketAddress& endpoint = cluster.endpoints[(first_endpoint_ + attempts_++) % cluster.endpoints.size()];
+  while (const SocketAddress* next = NextEndpoint()) {
+    const SocketAddress& endpoint = *next;
     upstream_.Reset(socket(endpoint.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!upstream_.valid()) {
       const int error = errno;
@@ -72,8 +98,14 @@ void Connection::ConnectNext() {
         CloseClient();
         return;
       }
-      listener_.cluster->CountConnectFailure();
+      CountConnectFailure();
       continue;
+    }
+    if (const uint32_t mark = listener_.config->upstream_mark; mark != 0 && !SetMarkOrWarnOnce(upstream_.get(), mark)) {
+      // Unmarked, the connection would be redirected back into skproxy by the sidecar rules.
+      worker_.metrics->PipeError("so_mark").Increment();
+      CloseClient();
+      return;
     }
     SetNoDelay(upstream_.get());
     if (worker_.sockmap != nullptr) {
@@ -83,7 +115,7 @@ void Connection::ConnectNext() {
                                  "upstream sockets");
       SetSendBufferOrWarnOnce(upstream_.get(), KernelPathSendBuffer(*worker_.sockmap_config), "upstream sockets");
     }
-    const absl::Duration timeout = cluster.connect_timeout;
+    const absl::Duration timeout = ConnectTimeout();
     connect_timeout_.tv_sec = absl::ToInt64Seconds(timeout);
     connect_timeout_.tv_nsec = absl::ToInt64Nanoseconds(timeout - absl::Seconds(connect_timeout_.tv_sec));
     io_uring_sqe* sqe = Submit(kConnect);
@@ -103,7 +135,7 @@ void Connection::Handle(unsigned tag, int res, unsigned cqe_flags) {
 
 void Connection::OnConnected(int res) {
   if (res < 0) {  // refused, unreachable, or -ECANCELED when the linked timeout fired
-    listener_.cluster->CountConnectFailure();
+    CountConnectFailure();
     upstream_.Reset();
     ConnectNext();
     return;
@@ -113,69 +145,9 @@ void Connection::OnConnected(int res) {
 
 void Connection::StartPipe() {
   state_ = State::kPiping;
-  if (worker_.sockmap != nullptr && !worker_.promote) {
-    pipe_ = KernelPipe(std::move(client_), std::move(upstream_));
-  } else {
-    if (worker_.sockmap == nullptr && !worker_.fallback_reason.empty())
-      worker_.metrics->Fallback(worker_.fallback_reason).Increment();
-    auto pipe = std::make_unique<UserspacePipe>(ring_, *worker_.metrics, std::move(client_), std::move(upstream_),
-                                                [this] { worker_.finished->push_back(this); });
-    if (worker_.promote) {
-      const config::Sockmap& sockmap = *worker_.sockmap_config;
-      UserspacePipe::Promotion promotion{sockmap.promote_after_bytes, 0, nullptr};
-      if (sockmap.quiet_worker_connections > 0) {
-        promotion.quiet_reads = kQuietReads;
-        promotion.quiet = [this, limit = sockmap.quiet_worker_connections] {
-          return worker_.userspace_connections <= limit;
-        };
-      }
-      pipe->HandOverWhen(std::move(promotion), [this](UniqueFd downstream, UniqueFd upstream) {
-        Promote(std::move(downstream), std::move(upstream));
-      });
-    }
-    pipe_ = std::move(pipe);
-  }
-  Count(pipe_->kind());
-  listener_.metrics.connections_total[static_cast<int>(counted_kind_)]->Increment();
-  pipe_->Start();
-}
-
-std::unique_ptr<Pipe> Connection::KernelPipe(UniqueFd downstream, UniqueFd upstream) {
-  auto on_finish = [this] { worker_.finished->push_back(this); };
-  SockmapPipe::InsertFailure failure;
-  std::unique_ptr<Pipe> pipe = SockmapPipe::Create(
-      ring_, *worker_.metrics, *worker_.sockmap, *worker_.notices,
-      {worker_.sockmap_config->gate_limit_bytes, worker_.index}, std::move(downstream), std::move(upstream),
-      on_finish, &failure);
-  if (!failure.reason.empty()) worker_.metrics->Fallback(failure.reason).Increment();
-  if (pipe == nullptr) {
-    pipe = std::make_unique<UserspacePipe>(ring_, *worker_.metrics, std::move(failure.downstream),
-                                           std::move(failure.upstream), on_finish);
-  }
-  return pipe;
-}
-
-void Connection::Promote(UniqueFd downstream, UniqueFd upstream) {
-  // Called from inside the user-space pipe, which must outlive the call: it is retired, not destroyed.
-  retired_ = std::move(pipe_);
-  pipe_ = KernelPipe(std::move(downstream), std::move(upstream));
-  if (pipe_->kind() == PathKind::kSockmap) worker_.metrics->DatapathSwitch("kernel").Increment();
-  Count(pipe_->kind());
-  pipe_->Start();
-}
-
-void Connection::Count(PathKind kind) {
-  if (counted_ && kind == counted_kind_) return;
-  if (counted_) Uncount();
-  counted_kind_ = kind;
-  counted_ = true;
-  listener_.metrics.connections_active[static_cast<int>(counted_kind_)]->Increment();
-  if (kind == PathKind::kUserspace) ++worker_.userspace_connections;
-}
-
-void Connection::Uncount() {
-  listener_.metrics.connections_active[static_cast<int>(counted_kind_)]->Decrement();
-  if (counted_kind_ == PathKind::kUserspace) --worker_.userspace_connections;
+  path_ = std::make_unique<PathSwitch>(worker_, listener_.metrics, std::move(client_), std::move(upstream_),
+                                       [this] { worker_.finished->push_back(this); });
+  path_->Start();
 }
 
 void Connection::CloseClient() {

@@ -1,6 +1,7 @@
 // One client connection from accept to close:
-//   connecting (each endpoint of the cluster in turn, each with the cluster's connect timeout)
-//   -> piping (a SockmapPipe, or a UserspacePipe when the kernel path is off or refuses this connection)
+//   connecting (each endpoint of the cluster in turn, each with the cluster's connect timeout; on a
+//               transparent listener, the connection's original destination alone)
+//   -> piping (a PathSwitch: the connection's pipe, and its moves between the two data paths)
 //   -> done (the pipe closed both legs, or no endpoint answered and the client was closed).
 #pragma once
 
@@ -10,7 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "proxy/datapath.h"
+#include "absl/time/time.h"
+#include "config/address.h"
+#include "proxy/path_switch.h"
 #include "proxy/tracked_handler.h"
 #include "proxy/unique_fd.h"
 
@@ -33,17 +36,12 @@ class Connection final : public TrackedHandler {
 
   void Handle(unsigned tag, int res, unsigned cqe_flags) override;
   void ConnectNext();
+  // The next address to try, or null when every one was tried.
+  const SocketAddress* NextEndpoint();
+  absl::Duration ConnectTimeout() const;
+  void CountConnectFailure();
   void OnConnected(int res);
   void StartPipe();
-  // Puts the legs on the kernel path (or, when they cannot be inserted, back on the user-space path).
-  std::unique_ptr<Pipe> KernelPipe(UniqueFd downstream, UniqueFd upstream);
-  // The user-space pipe handed its legs over: the connection moves into the sockhash.
-  void Promote(UniqueFd downstream, UniqueFd upstream);
-  void Count(PathKind kind);
-  void Uncount();
-  // How many messages (reads) a connection exchanges before a quiet worker moves it: a few exchanges
-  // do not pay for the insert and the delete.
-  static constexpr uint32_t kQuietReads = 64;
   void CloseClient();
 
   WorkerContext& worker_;
@@ -52,12 +50,10 @@ class Connection final : public TrackedHandler {
   UniqueFd client_;
   UniqueFd upstream_;
   size_t first_endpoint_ = 0;
+  SocketAddress original_destination_;  // transparent listeners: where the client was headed
   size_t attempts_ = 0;
   __kernel_timespec connect_timeout_{};
-  std::unique_ptr<Pipe> pipe_;
-  std::unique_ptr<Pipe> retired_;  // the user-space pipe after a promotion: spent, kept until we go
-  PathKind counted_kind_ = PathKind::kUserspace;
-  bool counted_ = false;
+  std::unique_ptr<PathSwitch> path_;  // while piping: which path the bytes take, and the pipe itself
 };
 
 }  // namespace skproxy

@@ -149,6 +149,10 @@ void Worker::Run() {
     }
     notice_reader_ = *std::move(reader);
   }
+  if (context_.promote && config_.sockmap.demote_below_bytes > 0) {
+    switches_ = std::make_unique<PathSwitches>(*ring_, config_.sockmap.switch_interval);
+    context_.switches = switches_.get();
+  }
   for (size_t i = 0; i < listeners_.size(); ++i) {
     acceptors_.push_back(std::make_unique<Acceptor>(*this, listen_fds_[i].get(), listeners_[i]));
     acceptors_.back()->Arm();
@@ -167,6 +171,8 @@ void Worker::Run() {
   // Tearing the ring down first cancels every operation, so no completion can reach a freed connection.
   ring_.reset();
   connections_.clear();
+  context_.switches = nullptr;
+  switches_.reset();
   notice_reader_.reset();
 }
 

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
 #include "proxy/connection.h"
+#include "proxy/path_switch.h"
 #include "proxy/unique_fd.h"
 #include "proxy/worker_context.h"
 
@@ -47,6 +48,8 @@ class Worker {
   absl::Status start_status_;
   bool stopping_ = false;
 
+  // Before connections_: they leave it when they are destroyed.
+  std::unique_ptr<PathSwitches> switches_;
   std::vector<Connection*> finished_;
   absl::flat_hash_map<Connection*, std::unique_ptr<Connection>> connections_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;

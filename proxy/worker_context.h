@@ -15,6 +15,7 @@
 namespace skproxy {
 
 class Connection;
+class PathSwitches;
 
 struct ListenerContext {
   const config::Listener* config;
@@ -36,6 +37,8 @@ struct WorkerContext {
   // sockhash once they carry bulk (sockmap_config->promote_after_bytes). Forced sockmap inserts at once.
   bool promote;
   uint32_t userspace_connections = 0;  // connections of this worker on the user-space path now
+  uint32_t kernel_connections = 0;     // and on the kernel path
+  PathSwitches* switches = nullptr;    // samples kernel-path connections for demotion (datapath auto)
   std::vector<Connection*>* finished;  // connections that may be done: the worker reaps them
 };
 

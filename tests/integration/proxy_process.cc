@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
@@ -28,17 +29,25 @@ namespace skproxy::itest {
 std::string ProxyConfig::ToYaml() const {
   std::string y = absl::StrCat("admin: { address: \"", admin.ToString(), "\" }\n", "datapath: ", datapath, "\n",
                                "workers: ", workers, "\n");
-  if (!gate_limit.empty() || !receive_buffer.empty() || !quiet_worker_connections.empty()) {
+  if (!upstream_mark.empty()) absl::StrAppend(&y, "upstream_mark: ", upstream_mark, "\n");
+  if (!gate_limit.empty() || !receive_buffer.empty() || !quiet_worker_connections.empty() ||
+      !promote_after.empty() || !demote_below.empty() || !demote_after_messages.empty() ||
+      !switch_interval.empty()) {
     y += "sockmap:\n";
     if (!gate_limit.empty()) absl::StrAppend(&y, "  gate_limit: ", gate_limit, "\n");
     if (!receive_buffer.empty()) absl::StrAppend(&y, "  receive_buffer: ", receive_buffer, "\n");
     if (!quiet_worker_connections.empty())
       absl::StrAppend(&y, "  quiet_worker_connections: ", quiet_worker_connections, "\n");
+    if (!promote_after.empty()) absl::StrAppend(&y, "  promote_after: ", promote_after, "\n");
+    if (!demote_below.empty()) absl::StrAppend(&y, "  demote_below: ", demote_below, "\n");
+    if (!demote_after_messages.empty())
+      absl::StrAppend(&y, "  demote_after_messages: ", demote_after_messages, "\n");
+    if (!switch_interval.empty()) absl::StrAppend(&y, "  switch_interval: ", switch_interval, "\n");
   }
   y += "listeners:\n";
   for (const auto& l : listeners) {
-    absl::StrAppend(&y, "  - name: ", l.name, "\n    address: \"", l.address.ToString(), "\"\n    cluster: ",
-                    l.cluster, "\n");
+    absl::StrAppend(&y, "  - name: ", l.name, "\n    address: \"", l.address.ToString(), "\"\n");
+    absl::StrAppend(&y, l.transparent ? "    transparent: true\n" : absl::StrCat("    cluster: ", l.cluster, "\n"));
   }
   y += "clusters:\n";
   for (const auto& c : clusters) {
@@ -88,6 +97,8 @@ absl::StatusOr<std::unique_ptr<ProxyProcess>> ProxyProcess::Start(ProxyConfig co
   char dir_template[] = "/tmp/skproxy-itest-XXXXXX";
   if (!mkdtemp(dir_template)) return absl::ErrnoToStatus(errno, "mkdtemp");
   p->dir_ = dir_template;
+  // Readable by every user: a command_prefix may run the proxy as another one (setpriv --reuid).
+  chmod(dir_template, 0755);
   p->config_path_ = p->dir_ + "/skproxy.yaml";
   p->stderr_path_ = p->dir_ + "/stderr.log";
   {
