@@ -39,6 +39,10 @@ ROUTES = list(BACKEND_PORTS)  # every proxy forwards listen port ROW_BASE + 1.. 
 ROW_BASE = {'direct': 27000, 'haproxy': 27020, 'nginx': 27030, 'skproxy-sockmap': 27040,
             'skproxy-userspace': 27050, 'skproxy-auto': 27060, 'skproxy-http': 27070, 'haproxy-http': 27080,
             'nginx-http': 27090}
+# --baseline PATH: each skproxy row asked for is also run with another binary, right after it in every
+# repetition, so an A/B of two builds shares one noisy run.
+BASELINE_ROWS = {'skproxy-sockmap-baseline': 27100, 'skproxy-userspace-baseline': 27110,
+                 'skproxy-auto-baseline': 27120, 'skproxy-http-baseline': 27130}
 NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so'
 HTTP_BODY = b'0123456789abcdef' * 4  # the 64-byte body the HTTP backend answers every request with
 
@@ -400,7 +404,7 @@ class Skproxy(Proxy):
         self.chosen = None
 
     def start(self):
-        exe = self.ctx.skproxy
+        exe = self.ctx.baseline if self.row.endswith('-baseline') else self.ctx.skproxy
         if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
             raise BenchError('binary missing')
         cfg = os.path.join(self.dir, 'skproxy.yaml')
@@ -509,9 +513,9 @@ def make_row(row, ctx):
         return HAProxy(row, ctx)
     if row in ('nginx', 'nginx-http'):
         return Nginx(row, ctx)
-    if row == 'skproxy-http':
+    if row.startswith('skproxy-http'):
         return Skproxy(row, ctx, 'auto', http=True)
-    return Skproxy(row, ctx, row.split('-', 1)[1])
+    return Skproxy(row, ctx, row.split('-')[1])
 
 
 # ---------------------------------------------------------------- measurements
@@ -523,6 +527,7 @@ class Ctx:
         self.procs = Procs(args.pidfile, args.tmp)
         self.tools = os.path.join(args.build, 'bench')
         self.skproxy = args.skproxy
+        self.baseline = args.baseline
         self.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         # One proxied connection costs a single-process proxy two descriptors; keep ~1000 spare.
         fit = max(100, (self.nofile - 1000) // 2 // 100 * 100)
@@ -1058,6 +1063,8 @@ def main():
     ap.add_argument('--columns', default=','.join(ALL_COLUMNS),
                     help='groups of figures to measure: ' + ','.join(ALL_COLUMNS))
     ap.add_argument('--skproxy', default=None)
+    ap.add_argument('--baseline', default=None, help='another skproxy binary: adds a "-baseline" row after '
+                    'each skproxy row, run with it')
     ap.add_argument('--build', required=True)
     ap.add_argument('--idle-conns', type=int, default=0, help='override the idle connection count')
     ap.add_argument('--json', help='also write every raw per-rep record to this JSON file')
@@ -1075,6 +1082,11 @@ def main():
         ap.error(f'columns must be from {",".join(ALL_COLUMNS)}; got {bad or "none"}')
     # Keep the documented row order whatever order was asked.
     rows = [r for r in ALL_ROWS if r in rows]
+    if args.baseline:
+        rows = [x for r in rows for x in ([r, r + '-baseline'] if r.startswith('skproxy-') else [r])]
+        for r, base in BASELINE_ROWS.items():
+            ROW_BASE[r] = base
+            ROW_TITLES[r] = ROW_TITLES[r[:-len('-baseline')]] + ' (baseline)'
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ctx = Ctx(args)

@@ -3,7 +3,7 @@
 # Usage: bench/run.sh [--quick] [--reps N] [--rows direct,skproxy-sockmap,skproxy-userspace,skproxy-auto,haproxy,nginx,
 #                                              skproxy-http,haproxy-http,nginx-http]
 #                     [--columns memory,iperf,pingpong,connrate,wrk,wrk-close,reqresp,reqresp-bulk]
-#                     [--skproxy PATH] [--build DIR] [--idle-conns N] [--json FILE]
+#                     [--skproxy PATH] [--baseline PATH] [--build DIR] [--idle-conns N] [--json FILE]
 # Prints markdown tables on stdout (progress goes to stderr). Builds nothing: it expects the tools in
 # BUILD/bench (default build/). Every process it starts is stopped by PID on exit.
 set -euo pipefail
@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
     -h|--help) sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --build) build=${2:?--build needs a directory}; shift 2 ;;
     --reps) reps=${2:?--reps needs a number}; pass+=("$1" "$2"); shift 2 ;;
-    --skproxy|--rows|--columns|--idle-conns|--json) pass+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
+    --skproxy|--baseline|--rows|--columns|--idle-conns|--json) pass+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
     --quick) pass+=("$1"); shift ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac

@@ -1,6 +1,8 @@
 #include "proxy/ring.h"
 
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -16,16 +18,25 @@ constexpr uint64_t kUntracked = 0;  // user_data of completions nobody waits for
 
 }  // namespace
 
+void PrepareLimitedRecvMultishot(io_uring_sqe* sqe, int fd, uint16_t group, uint32_t per_recv, uint32_t limit) {
+  io_uring_prep_recv(sqe, fd, nullptr, per_recv, 0);
+  sqe->ioprio |= IORING_RECV_MULTISHOT;
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = group;
+  sqe->file_index = limit;  // optlen: the total byte limit
+}
+
 void BufferRing::Return(unsigned id) {
   io_uring_buf_ring_add(ring_, buffer(id), size_, id, io_uring_buf_ring_mask(count_), 0);
   io_uring_buf_ring_advance(ring_, 1);
 }
 
 absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(unsigned entries, unsigned buffer_count,
-                                                   unsigned buffer_size) {
+                                                   unsigned buffer_size, bool single_shot_recv) {
   std::unique_ptr<Ring> ring(new Ring());
   io_uring_params params{};
-  // One thread owns each ring; deferring task work to our own waits saves IPIs on the data path.
+  // One thread owns each ring; COOP_TASKRUN runs completions' task work at our next kernel entry instead
+  // of interrupting the thread. DEFER_TASKRUN measured no better here (docs/userspace-datapath.md).
   params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL;
   params.flags |= IORING_SETUP_CQSIZE;
   params.cq_entries = entries * 4;
@@ -54,7 +65,37 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(unsigned entries, unsigned bu
     io_uring_buf_ring_add(br, ring->buffers_->buffer(id), buffer_size, id,
                           io_uring_buf_ring_mask(buffer_count), id);
   io_uring_buf_ring_advance(br, buffer_count);
+  ring->recv_multishot_limit_ = !single_shot_recv && ring->ProbeRecvMultishotLimit();
   return ring;
+}
+
+bool Ring::ProbeRecvMultishotLimit() {
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) != 0) return false;
+  const char byte = 'x';
+  bool supported = false;
+  if (write(pair[1], &byte, 1) == 1) {
+    PrepareLimitedRecvMultishot(io_uring_get_sqe(&ring_), pair[0], BufferRing::kGroupId, 0, 1);
+    io_uring_submit(&ring_);
+    // Until the recv's last completion: an older kernel refuses the SQE (-EINVAL), or, were it to ignore
+    // the limit, would keep the recv armed until the close below ends it with 0.
+    for (bool more = true; more;) {
+      io_uring_cqe* cqe = nullptr;
+      __kernel_timespec timeout{1, 0};
+      if (io_uring_wait_cqe_timeout(&ring_, &cqe, &timeout) != 0) break;
+      more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+      if (cqe->res == 1 && !more) supported = true;
+      if (cqe->flags & IORING_CQE_F_BUFFER) buffers_->Return(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+      io_uring_cqe_seen(&ring_, cqe);
+      if (more) {
+        close(pair[1]);
+        pair[1] = -1;
+      }
+    }
+  }
+  close(pair[0]);
+  if (pair[1] >= 0) close(pair[1]);
+  return supported;
 }
 
 Ring::~Ring() {

@@ -38,18 +38,24 @@ class BufferRing {
   unsigned count() const { return count_; }
   // Gives buffer `id` back to the kernel for the next recv.
   void Return(unsigned id);
+  // Recvs that found the pool empty (-ENOBUFS): the tests' proof that they exhausted it.
+  void NoteEmpty() { ++empty_; }
+  uint64_t empty_count() const { return empty_; }
 
  private:
   io_uring_buf_ring* ring_;
   uint8_t* memory_;
   unsigned count_;
   unsigned size_;
+  uint64_t empty_ = 0;
 };
 
 class Ring {
  public:
+  // single_shot_recv: never use the limited multishot recv even where the kernel has it (tests of the
+  // older kernels' loop).
   static absl::StatusOr<std::unique_ptr<Ring>> Create(unsigned entries, unsigned buffer_count,
-                                                      unsigned buffer_size);
+                                                      unsigned buffer_size, bool single_shot_recv = false);
   ~Ring();
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;
@@ -69,11 +75,16 @@ class Ring {
   uint64_t full_submit_errors() const { return full_submit_errors_; }
 
   BufferRing& buffers() { return *buffers_; }
+  // The kernel takes a multishot recv with a total byte limit (sqe->optlen, IORING_OP_RECV; Linux 6.17+):
+  // the recv re-arms itself until that many bytes arrived, then ends. Probed once at Create.
+  bool recv_multishot_limit() const { return recv_multishot_limit_; }
 
  private:
   Ring() = default;
   // Moves held SQEs into the SQ, submitting when it fills; stops at the first submit that fails.
   void MoveHeldIntoRing();
+  // Sends one byte through a socketpair into a limited multishot recv: supported if it ends after it.
+  bool ProbeRecvMultishotLimit();
 
   io_uring ring_{};
   bool initialized_ = false;
@@ -83,6 +94,13 @@ class Ring {
   void* buffer_memory_ = nullptr;
   size_t buffer_memory_size_ = 0;
   std::unique_ptr<BufferRing> buffers_;
+  bool recv_multishot_limit_ = false;
 };
+
+// Prepares a multishot recv into a provided buffer of `group` that reads at most `limit` bytes in all
+// (then completes without IORING_CQE_F_MORE), each completion at most `per_recv` bytes (0: a whole buffer).
+// liburing 2.3 (Debian 12) predates the limit, so the field is set by hand: sqe->optlen shares its place
+// with file_index.
+void PrepareLimitedRecvMultishot(io_uring_sqe* sqe, int fd, uint16_t group, uint32_t per_recv, uint32_t limit);
 
 }  // namespace skproxy

@@ -11,24 +11,42 @@ UserspacePipe::UserspacePipe(Ring& ring, Metrics& metrics, UniqueFd downstream, 
     : Pipe(ring, metrics, std::move(downstream), std::move(upstream), std::move(on_finish)) {}
 
 void UserspacePipe::Start() {
-  Receive(0);
-  Receive(1);
+  MaybeReceive(0);
+  MaybeReceive(1);
 }
 
-void UserspacePipe::Receive(int d) {
-  dirs_[d].receiving = true;
-  io_uring_sqe* sqe = Submit(kRecv + d);
-  io_uring_prep_recv(sqe, source(d), nullptr, ring_.buffers().buffer_size(), 0);
-  sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = BufferRing::kGroupId;
-}
-
-void UserspacePipe::SendRest(int d) {
+void UserspacePipe::MaybeReceive(int d) {
   Direction& dir = dirs_[d];
+  if (dir.receiving || dir.pausing || dir.retry_pending || dir.eof || aborting_ || stopping_) return;
+  const BufferRing& buffers = ring_.buffers();
+  const bool multishot = ring_.recv_multishot_limit();
+  // Without the limit a recv cannot be bounded in bytes: read one buffer only once the last one left.
+  if (!multishot && !dir.queue.empty()) return;
+  const uint64_t budget = uint64_t{kReadAheadBuffers} * buffers.buffer_size();
+  if (dir.queued_bytes >= budget || dir.queue.size() >= kMaxQueuedBuffers) return;
+  dir.receiving = true;
+  io_uring_sqe* sqe = Submit(kRecv + d);
+  if (multishot) {
+    const auto limit = static_cast<uint32_t>(budget - dir.queued_bytes);
+    dir.recv_cap = std::min(limit, buffers.buffer_size());
+    PrepareLimitedRecvMultishot(sqe, source(d), BufferRing::kGroupId,
+                                dir.recv_cap < buffers.buffer_size() ? dir.recv_cap : 0, limit);
+  } else {
+    dir.recv_cap = buffers.buffer_size();
+    io_uring_prep_recv(sqe, source(d), nullptr, buffers.buffer_size(), 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BufferRing::kGroupId;
+  }
+}
+
+void UserspacePipe::SendHead(int d) {
+  Direction& dir = dirs_[d];
+  const Chunk& head = dir.queue.front();
+  dir.sending = true;
   io_uring_sqe* sqe = Submit(kSend + d);
   // MSG_WAITALL: io_uring retries a short stream send itself instead of completing early.
-  io_uring_prep_send(sqe, destination(d), ring_.buffers().buffer(dir.buffer_id) + dir.sent,
-                     dir.length - dir.sent, MSG_NOSIGNAL | MSG_WAITALL);
+  io_uring_prep_send(sqe, destination(d), ring_.buffers().buffer(head.buffer_id) + dir.sent, head.length - dir.sent,
+                     MSG_NOSIGNAL | MSG_WAITALL);
 }
 
 void UserspacePipe::Handle(unsigned tag, int res, unsigned cqe_flags) {
@@ -43,12 +61,23 @@ void UserspacePipe::Handle(unsigned tag, int res, unsigned cqe_flags) {
       break;
     case kRetry:
     case kRetry + 1:
-      if (!aborting_ && !stopping_) Receive(tag - kRetry);
+      dirs_[tag - kRetry].retry_pending = false;
+      MaybeReceive(tag - kRetry);
+      break;
+    case kPause:
+    case kPause + 1:
+      dirs_[tag - kPause].pausing = false;
+      MaybeReceive(tag - kPause);
       break;
     default:  // kStop, kCancel: nothing to do, the cancelled operations complete on their own
       break;
   }
-  if (aborting_ && inflight() == 0) Finish();
+  if (aborting_ && inflight() == 0) {
+    // Only now: a buffer must not go back to the pool while a send may still read it.
+    ReleaseAll(0);
+    ReleaseAll(1);
+    Finish();
+  }
   if (stopping_ && !aborting_ && inflight() == 0) FinishHandover();
 }
 
@@ -61,8 +90,8 @@ void UserspacePipe::StopForHandover() {
   stopping_ = true;
   for (int d = 0; d < 2; ++d) {
     if (!dirs_[d].receiving) continue;
-    // A recv that already has bytes completes with them rather than with -ECANCELED; they are written
-    // like any others before the hand-over.
+    // Bytes a multishot recv read before the cancel still complete (and are written) before its last
+    // completion, -ECANCELED; a single-shot recv that already has bytes completes with them.
     const uint64_t recv = reinterpret_cast<uint64_t>(static_cast<IoHandler*>(this)) | (kRecv + d);
     io_uring_prep_cancel64(Submit(kStop + d), recv, 0);
   }
@@ -70,12 +99,11 @@ void UserspacePipe::StopForHandover() {
 
 void UserspacePipe::FinishHandover() {
   stopping_ = false;
-  if (dirs_[0].ended || dirs_[1].ended) {
+  if (dirs_[0].eof || dirs_[1].eof) {
     // A direction ended while stopping: the connection is closing, nothing to gain. Read on.
     handover_ = nullptr;
-    for (int d = 0; d < 2; ++d) {
-      if (!dirs_[d].ended) Receive(d);
-    }
+    MaybeReceive(0);
+    MaybeReceive(1);
     return;
   }
   Handover handover = std::move(handover_);
@@ -84,32 +112,53 @@ void UserspacePipe::FinishHandover() {
 
 void UserspacePipe::OnReceived(int d, int res, unsigned cqe_flags) {
   Direction& dir = dirs_[d];
-  dir.receiving = false;
+  const bool more = (cqe_flags & IORING_CQE_F_MORE) != 0;
+  if (!more) dir.receiving = false;
   if (cqe_flags & IORING_CQE_F_BUFFER) {
-    dir.buffer_id = static_cast<int>(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
-    if (aborting_ || res <= 0) ReleaseBuffer(d);
+    const auto id = static_cast<uint16_t>(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
+    if (aborting_ || res <= 0) {
+      ring_.buffers().Return(id);
+    } else {
+      dir.queue.push_back({id, static_cast<uint32_t>(res)});
+      dir.queued_bytes += static_cast<uint32_t>(res);
+    }
   }
   if (aborting_) return;
   if (res > 0) {
-    dir.length = static_cast<size_t>(res);
-    dir.sent = 0;
-    dir.full_run = dir.length == ring_.buffers().buffer_size() ? dir.full_run + dir.length : 0;
+    // A multishot recv completes as soon as bytes arrive, so a bulk read need not fill its buffer; one
+    // that left more waiting in the socket (SOCK_NONEMPTY) is as much a sign of bulk as a full one.
+    const bool full = static_cast<uint32_t>(res) == dir.recv_cap || (cqe_flags & IORING_CQE_F_SOCK_NONEMPTY);
+    dir.full_run = full ? dir.full_run + static_cast<uint32_t>(res) : 0;
     ++reads_;
     ++activity_;
     if (!stopping_ && handover_ && WantsHandover(dir)) StopForHandover();
-    SendRest(d);
+    if (!dir.sending) SendHead(d);
+    if (more && dir.queue.size() >= kMaxQueuedBuffers && !dir.pausing && !stopping_) {
+      // Many small segments wait behind a slow send: stop reading until they have left.
+      dir.pausing = true;
+      const uint64_t recv = reinterpret_cast<uint64_t>(static_cast<IoHandler*>(this)) | (kRecv + d);
+      io_uring_prep_cancel64(Submit(kPause + d), recv, 0);
+    }
+    if (!more) MaybeReceive(d);  // the read-ahead limit ended it: re-armed if sends left room
     return;
   }
-  if (res == -ECANCELED && stopping_) return;  // stopped for the hand-over
+  if (more) return;
+  if (res == -ECANCELED) {  // stopped for the hand-over, or paused: re-armed as the queue drains
+    MaybeReceive(d);
+    return;
+  }
   if (res == 0) {
-    // The source half-closed: pass the FIN on. The other direction goes on until it ends too.
-    shutdown(destination(d), SHUT_WR);
-    dir.ended = true;
-    if (dirs_[1 - d].ended) Finish();
+    // The source half-closed: pass the FIN on after the bytes before it. The other direction goes on.
+    dir.eof = true;
+    MaybeEnd(d);
     return;
   }
-  if (res == -ENOBUFS && stopping_) return;  // nothing read: the hand-over does not need this recv
-  if (res == -ENOBUFS) {  // every provided buffer is in use: retry shortly
+  if (res == -ENOBUFS) {
+    ring_.buffers().NoteEmpty();
+    // Every provided buffer is in use (the data waits in the socket). Our own send returns one and
+    // re-arms; without one in flight, retry shortly.
+    if (stopping_ || dir.sending) return;
+    dir.retry_pending = true;
     io_uring_prep_timeout(Submit(kRetry + d), &retry_delay_, 0, 0);
     return;
   }
@@ -118,31 +167,47 @@ void UserspacePipe::OnReceived(int d, int res, unsigned cqe_flags) {
 
 void UserspacePipe::OnSent(int d, int res) {
   Direction& dir = dirs_[d];
-  if (aborting_) {
-    ReleaseBuffer(d);
-    return;
-  }
+  dir.sending = false;
+  if (aborting_) return;
   if (res <= 0) {
-    ReleaseBuffer(d);
     Abort();
     return;
   }
   metrics_.UserBytes(d).fetch_add(static_cast<uint64_t>(res), std::memory_order_relaxed);
   ++activity_;
-  dir.sent += static_cast<size_t>(res);
-  if (dir.sent < dir.length) {
-    SendRest(d);
+  dir.sent += static_cast<uint32_t>(res);
+  const Chunk head = dir.queue.front();
+  if (dir.sent < head.length) {
+    SendHead(d);
     return;
   }
-  ReleaseBuffer(d);
-  if (!stopping_) Receive(d);
+  ring_.buffers().Return(head.buffer_id);
+  dir.queued_bytes -= head.length;
+  dir.sent = 0;
+  dir.queue.erase(dir.queue.begin());
+  if (!dir.queue.empty()) {
+    SendHead(d);
+  } else {
+    MaybeEnd(d);
+  }
+  MaybeReceive(d);
 }
 
-void UserspacePipe::ReleaseBuffer(int d) {
+void UserspacePipe::MaybeEnd(int d) {
   Direction& dir = dirs_[d];
-  if (dir.buffer_id < 0) return;
-  ring_.buffers().Return(static_cast<unsigned>(dir.buffer_id));
-  dir.buffer_id = -1;
+  if (!dir.eof || dir.ended || !dir.queue.empty()) return;
+  // Synchronous on purpose: io_uring always punts IORING_OP_SHUTDOWN to an io-wq thread.
+  shutdown(destination(d), SHUT_WR);
+  dir.ended = true;
+  if (dirs_[1 - d].ended) Finish();
+}
+
+void UserspacePipe::ReleaseAll(int d) {
+  Direction& dir = dirs_[d];
+  for (const Chunk& chunk : dir.queue) ring_.buffers().Return(chunk.buffer_id);
+  dir.queue.clear();
+  dir.queued_bytes = 0;
+  dir.sent = 0;
 }
 
 void UserspacePipe::Abort(bool reset) {

@@ -1,10 +1,16 @@
-// The user-space copy path: per direction one io_uring recv into a provided buffer, then one send of it,
-// then the next recv. One send in flight per socket keeps bytes in order (two could complete out of order)
-// and makes a slow receiver slow the sender: we stop reading until the previous bytes left.
+// The user-space copy path. Per direction: one multishot recv into the worker's provided buffers, limited
+// to the bytes this direction may still hold (read but not yet written), and one send in flight at a time,
+// of the oldest buffer read. One send at a time keeps bytes in order (two could complete out of order);
+// the read-ahead limit makes a slow receiver slow the sender: once `kReadAhead` bytes wait, the recv ends
+// and is re-armed only as sends drain them. On a kernel without the limited multishot recv (before 6.17)
+// the same loop runs with one single-shot recv per buffer, which holds at most one buffer per direction.
 #pragma once
 
 #include <linux/time_types.h>
 
+#include <cstdint>
+
+#include "absl/container/inlined_vector.h"
 #include "proxy/datapath.h"
 
 namespace skproxy {
@@ -21,8 +27,9 @@ class UserspacePipe final : public Pipe {
   // Receives both legs once the pipe has stopped: nothing in flight, every byte it read written to the
   // other leg, neither direction ended. The pipe is then spent: its owner only destroys it.
   using Handover = std::function<void(UniqueFd downstream, UniqueFd upstream)>;
-  // When to hand over: once one direction has read `bulk_bytes` in full buffers back to back (a bulk
-  // flow, which a chatty connection of small messages never does however long it lives), or, every
+  // When to hand over: once one direction has read `bulk_bytes` back to back in reads that filled their
+  // buffer or left more bytes waiting in the socket (a bulk flow, which a chatty connection of small
+  // messages never does however long it lives), or, every
   // `quiet_reads` reads, when `quiet()` says the worker is quiet enough for the kernel path's latency.
   struct Promotion {
     uint64_t bulk_bytes = 0;  // 0: never on bulk
@@ -34,24 +41,46 @@ class UserspacePipe final : public Pipe {
     handover_ = std::move(handover);
   }
 
+  // Bytes one direction may hold read but not yet written, in provided buffers: two buffers, so the next
+  // recv overlaps the send of the previous one.
+  static constexpr uint32_t kReadAheadBuffers = 2;
+  // Buffers one direction may hold however few bytes they carry (a sender of tiny segments): beyond this
+  // the recv is cancelled, so one connection cannot drain the worker's shared pool.
+  static constexpr uint32_t kMaxQueuedBuffers = 8;
+
  private:
-  enum Tag : unsigned { kRecv = 0, kSend = 2, kRetry = 4, kStop = 6, kCancel = 8 };  // + direction where paired
+  // + direction where paired; kCancel is shared by both legs' cancels on abort.
+  enum Tag : unsigned { kRecv = 0, kSend = 2, kRetry = 4, kStop = 6, kCancel = 8, kPause = 10 };
+  struct Chunk {
+    uint16_t buffer_id;
+    uint32_t length;
+  };
   struct Direction {
-    int buffer_id = -1;  // provided buffer holding bytes not yet sent
-    size_t length = 0;
-    size_t sent = 0;
-    bool ended = false;  // EOF read and SHUT_WR done on the destination
-    bool receiving = false;   // a recv is in flight
-    uint64_t full_run = 0;    // bytes read in full buffers back to back
+    // Buffers read, oldest (being sent) first. Past kMaxQueuedBuffers only while a pause's cancel is on
+    // its way; inline for the usual one or two, so an idle connection allocates nothing.
+    absl::InlinedVector<Chunk, 4> queue;
+    uint32_t sent = 0;             // bytes of the head buffer already sent
+    uint64_t queued_bytes = 0;     // bytes in the queue not yet sent
+    bool receiving = false;        // a recv is in flight (multishot: until its last completion)
+    uint32_t recv_cap = 0;         // the most one completion of that recv can carry
+    bool retry_pending = false;    // out of provided buffers: a timer re-arms the recv
+    bool pausing = false;          // its cancel was sent because too many buffers wait
+    bool sending = false;
+    bool eof = false;              // the source sent FIN; passed on once the queue is empty
+    bool ended = false;            // EOF read and SHUT_WR done on the destination
+    uint64_t full_run = 0;         // bytes read in full buffers back to back
   };
   bool WantsHandover(const Direction& dir);
 
   void Handle(unsigned tag, int res, unsigned cqe_flags) override;
-  void Receive(int d);
-  void SendRest(int d);
+  // Arms a recv for direction d if it may read more now.
+  void MaybeReceive(int d);
+  void SendHead(int d);
   void OnReceived(int d, int res, unsigned cqe_flags);
   void OnSent(int d, int res);
-  void ReleaseBuffer(int d);
+  // Passes a FIN read on direction d once everything before it was written.
+  void MaybeEnd(int d);
+  void ReleaseAll(int d);
   void Abort(bool reset = true);
   void StopForHandover();
   // With nothing in flight: hands the legs over, or, when a direction ended meanwhile, goes on reading.

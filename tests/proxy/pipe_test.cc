@@ -4,10 +4,14 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
+#include <deque>
+#include <vector>
 #include <cerrno>
 #include <chrono>
 #include <functional>
@@ -356,6 +360,155 @@ TEST_F(SockmapInsertTest, UpstreamRefusedAfterDownstreamLosesNothing) {
   EXPECT_EQ(program_->CountSockets(), 0u);
   EXPECT_GT(program_->ReadStats()[0][SKP_STAT_PASSED_BYTES], 0u) << "nothing went through the verdict";
 }
+
+// Many user-space pipes on one ring whose provided-buffer pool is far smaller than what they could read
+// at once: recvs meet an empty pool (-ENOBUFS) and must retry without losing or reordering a byte, and a
+// connection whose reader stalls may hold only its read-ahead, never the whole pool.
+// Parameter: whether the ring may use the limited multishot recv (false: the single-shot loop of kernels
+// before 6.17, forced).
+class SharedPoolTest : public ::testing::TestWithParam<bool> {
+ protected:
+  static constexpr unsigned kBufferSize = 16 * 1024;
+
+  struct Leg {
+    UniqueFd client, server;
+    std::unique_ptr<Pipe> pipe;
+  };
+
+  void MakeRing(unsigned buffers) {
+    auto ring = Ring::Create(256, buffers, kBufferSize, /*single_shot_recv=*/!GetParam());
+    ASSERT_TRUE(ring.ok()) << ring.status();
+    ring_ = *std::move(ring);
+    metrics_ = std::make_unique<Metrics>(nullptr);
+  }
+
+  // upstream_sndbuf > 0: the upstream leg's send buffer, so that few bytes fill the path to a stalled reader.
+  Leg& AddPipe(int upstream_sndbuf = 0) {
+    Leg& leg = legs_.emplace_back();
+    UniqueFd downstream, upstream;
+    std::tie(leg.client, downstream) = Pair();
+    std::tie(upstream, leg.server) = Pair();
+    if (upstream_sndbuf > 0) setsockopt(upstream.get(), SOL_SOCKET, SO_SNDBUF, &upstream_sndbuf, sizeof(upstream_sndbuf));
+    fcntl(downstream.get(), F_SETFL, O_NONBLOCK);
+    fcntl(upstream.get(), F_SETFL, O_NONBLOCK);
+    leg.pipe = std::make_unique<UserspacePipe>(*ring_, *metrics_, std::move(downstream), std::move(upstream), [] {});
+    leg.pipe->Start();
+    return leg;
+  }
+
+  // Runs the ring until `until()` holds or the deadline passes; destroys pipes as they finish.
+  bool RunUntil(const std::function<bool()>& until, int deadline_s) {
+    const auto deadline = Clock::now() + std::chrono::seconds(deadline_s);
+    __kernel_timespec tick{0, 20'000'000};  // wakes the loop so the condition and deadline are checked
+    while (!until() && Clock::now() < deadline) {
+      io_uring_prep_timeout(ring_->PrepareUntracked(), &tick, 0, 0);
+      if (!ring_->SubmitAndDispatch().ok()) return false;
+      for (Leg& leg : legs_)
+        if (leg.pipe != nullptr && leg.pipe->done()) leg.pipe.reset();
+    }
+    return until();
+  }
+
+  std::unique_ptr<Ring> ring_;
+  std::unique_ptr<Metrics> metrics_;
+  std::deque<Leg> legs_;
+};
+
+// 24 connections, both directions 2 MiB each, through 8 buffers of 16 KiB: the pool runs dry again and
+// again. Every byte arrives once, in order, and every connection closes.
+TEST_P(SharedPoolTest, ExhaustedPoolLosesNothing) {
+  constexpr int kConnections = 24;
+  constexpr uint64_t kBytes = 2 << 20;
+  MakeRing(8);
+  std::vector<ReadResult> at_server(kConnections), at_client(kConnections);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kConnections; ++i) {
+    Leg& leg = AddPipe();
+    threads.emplace_back([&leg] { WritePattern(leg.client.get(), kBytes, true); });
+    threads.emplace_back([&leg] { WritePattern(leg.server.get(), kBytes, true); });
+    threads.emplace_back([&leg, &r = at_server[i]] { r = ReadPattern(leg.server.get(), 0, 60); });
+    threads.emplace_back([&leg, &r = at_client[i]] { r = ReadPattern(leg.client.get(), 0, 60); });
+  }
+  EXPECT_TRUE(RunUntil([&] { return std::all_of(legs_.begin(), legs_.end(), [](const Leg& l) { return !l.pipe; }); },
+                       90));
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < kConnections; ++i) {
+    for (const ReadResult* r : {&at_server[i], &at_client[i]}) {
+      EXPECT_EQ(r->bytes, kBytes) << "connection " << i;
+      EXPECT_EQ(r->first_bad, UINT64_MAX) << "connection " << i;
+      EXPECT_TRUE(r->eof) << "connection " << i;
+    }
+  }
+  EXPECT_EQ(metrics_->UserBytes(0).load(), kConnections * kBytes);
+  EXPECT_EQ(metrics_->UserBytes(1).load(), kConnections * kBytes);
+  EXPECT_GT(ring_->buffers().empty_count(), 0u) << "the pool never ran dry: the test proves nothing";
+}
+
+// Two connections' readers stall: one sender writes in bulk, the other trickles one-byte segments, each of
+// which could take a whole buffer. Meanwhile eight other connections move 4 MiB each through the same
+// 32-buffer pool: they finish only if each stalled connection holds no more than its read-ahead (bulk) or
+// its queued-buffer cap (tiny segments). Then the stalled readers read, and get every byte.
+TEST_P(SharedPoolTest, StalledReadersLeaveThePoolToOthers) {
+  constexpr int kOthers = 8;
+  constexpr uint64_t kOtherBytes = 4 << 20;
+  constexpr uint64_t kBulk = 8 << 20;
+  constexpr int kTiny = 1000;
+  MakeRing(32);
+  Leg& bulk = AddPipe();
+  const int one = 1, small = 4096;
+  Leg& trickle = AddPipe(small);
+  setsockopt(trickle.client.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  setsockopt(trickle.server.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  std::thread bulk_writer([&] { WritePattern(bulk.client.get(), kBulk, true); });  // blocks until drained
+  std::atomic<int> tiny_sent{0};
+  std::thread tiny_writer([&] {
+    char byte;
+    for (int i = 0; i < kTiny; ++i) {
+      byte = static_cast<char>(PatternByte(i));
+      if (send(trickle.client.get(), &byte, 1, MSG_NOSIGNAL) != 1) return;
+      ++tiny_sent;
+      std::this_thread::sleep_for(std::chrono::microseconds(500));  // the load: one segment at a time
+    }
+    shutdown(trickle.client.get(), SHUT_WR);
+  });
+  for (Leg* leg : {&bulk, &trickle}) shutdown(leg->server.get(), SHUT_WR);
+  // Without the cap the trickle would hold a buffer per segment by now, far more than the pool.
+  EXPECT_TRUE(RunUntil([&] { return tiny_sent >= kTiny / 2; }, 30));
+
+  std::vector<ReadResult> at_server(kOthers);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kOthers; ++i) {
+    Leg& leg = AddPipe();
+    threads.emplace_back([&leg] { WritePattern(leg.client.get(), kOtherBytes, true); });
+    threads.emplace_back([&leg, &r = at_server[i]] { r = ReadPattern(leg.server.get(), 0, 60); });
+    shutdown(leg.server.get(), SHUT_WR);
+  }
+  const auto others_done = [&] {
+    return std::all_of(legs_.begin() + 2, legs_.end(), [](const Leg& l) { return !l.pipe; });
+  };
+  EXPECT_TRUE(RunUntil(others_done, 60)) << "stalled readers starved the other connections of buffers";
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < kOthers; ++i) {
+    EXPECT_EQ(at_server[i].bytes, kOtherBytes) << "connection " << i;
+    EXPECT_EQ(at_server[i].first_bad, UINT64_MAX) << "connection " << i;
+  }
+  ASSERT_TRUE(bulk.pipe != nullptr && trickle.pipe != nullptr) << "a stalled connection finished early";
+
+  ReadResult at_bulk, at_trickle;
+  std::thread bulk_reader([&] { at_bulk = ReadPattern(bulk.server.get(), 0, 60); });
+  std::thread trickle_reader([&] { at_trickle = ReadPattern(trickle.server.get(), 0, 60); });
+  EXPECT_TRUE(RunUntil([&] { return bulk.pipe == nullptr && trickle.pipe == nullptr; }, 60));
+  for (auto* t : {&bulk_writer, &tiny_writer, &bulk_reader, &trickle_reader}) t->join();
+  EXPECT_EQ(at_bulk.bytes, kBulk);
+  EXPECT_EQ(at_bulk.first_bad, UINT64_MAX);
+  EXPECT_TRUE(at_bulk.eof);
+  EXPECT_EQ(at_trickle.bytes, static_cast<uint64_t>(kTiny));
+  EXPECT_EQ(at_trickle.first_bad, UINT64_MAX);
+  EXPECT_TRUE(at_trickle.eof);
+}
+
+INSTANTIATE_TEST_SUITE_P(RecvModes, SharedPoolTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Multishot" : "SingleShot"; });
 
 INSTANTIATE_TEST_SUITE_P(Paths, PipeTest, ::testing::Values(PathKind::kSockmap, PathKind::kUserspace),
                          [](const auto& info) { return std::string(PathKindName(info.param)); });

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "proxy/kernel_version.h"
 
 namespace skproxy {
 namespace {
@@ -55,6 +56,23 @@ TEST(RingTest, FullSqWithFailingSubmitDoesNotSpin) {
   EXPECT_EQ(handler.completions, kPrepared);
   EXPECT_EQ(handler.errors, 0);
   EXPECT_EQ(ring->held(), 0u);
+}
+
+// The user-space path reads with a limited multishot recv where the kernel has it (merged for 6.17), and
+// with one single-shot recv per buffer elsewhere: the probe must tell which. Asserted where the answer is
+// certain: 6.18 and later have it, kernels before 6.12 lack even the per-recv cap it builds on.
+TEST(RingTest, ProbesTheLimitedMultishotRecv) {
+  auto version = ParseKernelRelease(RunningKernelRelease());
+  ASSERT_TRUE(version.ok()) << version.status();
+  auto ring = Ring::Create(8, 4, 4096);
+  ASSERT_TRUE(ring.ok()) << ring.status();
+  if (!(*version < KernelVersion{6, 18, 0})) {
+    EXPECT_TRUE((*ring)->recv_multishot_limit()) << RunningKernelRelease();
+  } else if (*version < KernelVersion{6, 12, 0}) {
+    EXPECT_FALSE((*ring)->recv_multishot_limit()) << RunningKernelRelease();
+  } else {
+    GTEST_SKIP() << "kernel " << RunningKernelRelease() << ": either answer may be right";
+  }
 }
 
 }  // namespace
