@@ -345,7 +345,8 @@ absl::StatusOr<Config> Parser::Parse(const YAML::Node& root) {
   config.admin.address = *ParseSocketAddress(kDefaultAdminAddress);
 
   CONFIG_ASSIGN_OR_RETURN(Fields top, Mapping({root, "", LineOf(root.Mark(), 1)},
-                                              {"admin", "datapath", "workers", "sockmap", "listeners", "clusters"}));
+                                              {"admin", "datapath", "workers", "drain_timeout", "sockmap", "listeners",
+                                               "clusters"}));
   if (std::optional<Value> admin = top.Find("admin")) CONFIG_RETURN_IF_ERROR(ParseAdmin(*admin, config.admin));
   if (std::optional<Value> datapath = top.Find("datapath")) {
     CONFIG_ASSIGN_OR_RETURN(std::string text, String(*datapath));
@@ -356,6 +357,9 @@ absl::StatusOr<Config> Parser::Parse(const YAML::Node& root) {
   if (std::optional<Value> workers = top.Find("workers")) {
     CONFIG_ASSIGN_OR_RETURN(uint64_t n, Integer(*workers, kMaxWorkers));
     config.workers = static_cast<int>(n);
+  }
+  if (std::optional<Value> drain = top.Find("drain_timeout")) {
+    CONFIG_ASSIGN_OR_RETURN(config.drain_timeout, PositiveDuration(*drain));
   }
   if (std::optional<Value> sockmap = top.Find("sockmap")) {
     CONFIG_RETURN_IF_ERROR(ParseSockmap(*sockmap, config.sockmap));

@@ -54,6 +54,8 @@ struct Config {
   Admin admin;
   DatapathMode datapath = DatapathMode::kAuto;
   int workers = 0;  // 0 = one per core
+  // SIGTERM/SIGINT: how long established connections may go on before what is left is reset.
+  absl::Duration drain_timeout = absl::Seconds(30);
   Sockmap sockmap;
   std::vector<Listener> listeners;
   std::vector<Cluster> clusters;

@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   # build
   cmake g++ make pkg-config clang llvm bpftool
-  libbpf-dev libelf-dev zlib1g-dev liburing-dev libabsl-dev prometheus-cpp-dev libgtest-dev libyaml-cpp-dev libssl-dev
+  libbpf-dev libelf-dev zlib1g-dev liburing-dev libabsl-dev prometheus-cpp-dev libcivetweb-dev libgtest-dev libyaml-cpp-dev libssl-dev
   # tests: the loss test drops segments with nftables inside a namespace it creates
   nftables iproute2 curl python3 procps
   # bench peers and load tools

@@ -38,8 +38,12 @@ void SetNoDelay(int fd) {
 
 }  // namespace
 
-Connection::Connection(WorkerContext& worker, ListenerContext& listener, UniqueFd client)
-    : TrackedHandler(*worker.ring), worker_(worker), listener_(listener), client_(std::move(client)) {
+Connection::Connection(WorkerContext& worker, std::shared_ptr<ListenerContext> listener, UniqueFd client)
+    : TrackedHandler(*worker.ring),
+      worker_(worker),
+      listener_owner_(std::move(listener)),
+      listener_(*listener_owner_),
+      client_(std::move(client)) {
   SetNoDelay(client_.get());
 }
 
@@ -50,6 +54,16 @@ Connection::~Connection() {
 bool Connection::done() const {
   if (state_ == State::kPiping) return pipe_->done();
   return state_ == State::kClosed && inflight() == 0;
+}
+
+void Connection::ResetOnClose() {
+  if (pipe_ != nullptr) {
+    pipe_->ResetOnClose();
+    return;
+  }
+  const linger reset{1, 0};
+  for (const UniqueFd* fd : {&client_, &upstream_})
+    if (fd->valid()) setsockopt(fd->get(), SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
 }
 
 void Connection::Start() {

@@ -22,10 +22,12 @@ struct ListenerContext;
 
 class Connection final : public TrackedHandler {
  public:
-  Connection(WorkerContext& worker, ListenerContext& listener, UniqueFd client);
+  Connection(WorkerContext& worker, std::shared_ptr<ListenerContext> listener, UniqueFd client);
   ~Connection();
   void Start();
   bool done() const;
+  // The connection is about to be destroyed unfinished: its sockets close with RST, never a FIN.
+  void ResetOnClose();
 
  private:
   enum class State { kConnecting, kPiping, kClosed };
@@ -47,6 +49,7 @@ class Connection final : public TrackedHandler {
   void CloseClient();
 
   WorkerContext& worker_;
+  std::shared_ptr<ListenerContext> listener_owner_;  // the generation this connection was accepted under
   ListenerContext& listener_;
   State state_ = State::kConnecting;
   UniqueFd client_;

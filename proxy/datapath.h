@@ -17,6 +17,9 @@ class Pipe : public TrackedHandler {
   virtual PathKind kind() const = 0;
   // Starts moving bytes. May finish (or abort) before returning.
   virtual void Start() = 0;
+  // Makes the close of both legs send RST: for a stream cut short (drain timeout, a failed worker), so
+  // that neither peer takes it for complete.
+  void ResetOnClose() { ArmResetOnClose(); }
   // Both directions have ended (or the connection was reset) and the kernel holds no operation of ours:
   // the owner may destroy the pipe, which closes both legs.
   bool done() const { return finished_ && inflight() == 0; }

@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "proxy/socket_options.h"
@@ -20,32 +22,58 @@ constexpr unsigned kBufferSize = 64 * 1024;
 
 }  // namespace
 
-// Multishot accept on one listening socket; a new Connection per client.
+absl::StatusOr<UniqueFd> BindListener(const config::Listener& listener, const config::Sockmap* kernel_path) {
+  const SocketAddress& address = listener.address;
+  UniqueFd fd(socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("listener ", listener.name, ": socket"));
+  const int one = 1;
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  if (address.family() == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  if (kernel_path != nullptr) {
+    // Accepted sockets inherit it, before their handshake: see Connection::ConnectNext.
+    SetReceiveBufferOrWarnOnce(fd.get(), static_cast<int>(kernel_path->receive_buffer_bytes),
+                               absl::StrCat("listener ", listener.name));
+    SetSendBufferOrWarnOnce(fd.get(), KernelPathSendBuffer(*kernel_path), absl::StrCat("listener ", listener.name));
+  }
+  if (bind(fd.get(), address.sockaddr_ptr(), address.length) != 0)
+    return absl::ErrnoToStatus(errno, absl::StrCat("listener ", listener.name, ": bind ", address.ToString()));
+  if (listen(fd.get(), SOMAXCONN) != 0)
+    return absl::ErrnoToStatus(errno, absl::StrCat("listener ", listener.name, ": listen"));
+  return fd;
+}
+
+// Multishot accept on one listening socket; a new Connection per client, under the listener's generation
+// at the time of the accept.
 class Worker::Acceptor final : public IoHandler {
  public:
-  Acceptor(Worker& worker, int fd, ListenerContext& listener) : worker_(worker), fd_(fd), listener_(listener) {}
+  Acceptor(Worker& worker, Listening& listening) : worker_(worker), listening_(listening) {}
 
   void Arm() {
-    io_uring_prep_multishot_accept(worker_.ring_->Prepare(this, kAccept), fd_, nullptr, nullptr,
+    io_uring_prep_multishot_accept(worker_.ring_->Prepare(this, kAccept), listening_.fd.get(), nullptr, nullptr,
                                    SOCK_NONBLOCK | SOCK_CLOEXEC);
   }
 
   void OnCompletion(unsigned tag, int res, unsigned cqe_flags) override {
-    if (worker_.stopping_) return;
+    if (worker_.stopping_) {
+      if (res >= 0 && tag == kAccept) close(res);
+      return;
+    }
+    if (listening_.closed) {
+      // Accepted before the listener went down: an established connection like the others, served.
+      if (res >= 0 && tag == kAccept) Serve(res);
+      return;
+    }
     if (tag == kRetry) {
       Arm();
       return;
     }
-    if (res >= 0) {
-      auto connection = std::make_unique<Connection>(worker_.context_, listener_, UniqueFd(res));
-      Connection* raw = connection.get();
-      worker_.connections_.emplace(raw, std::move(connection));
-      raw->Start();
-    }
+    if (res >= 0) Serve(res);
     if (cqe_flags & IORING_CQE_F_MORE) return;
     if (res < 0) {
       // EMFILE, ENFILE, ENOMEM: back off briefly instead of spinning on the same error.
-      std::fprintf(stderr, "skproxy: accept on listener %s: %s\n", listener_.config->name.c_str(), strerror(-res));
+      std::fprintf(stderr, "skproxy: accept on listener %s: %s\n", listening_.context->config->name.c_str(),
+                   strerror(-res));
       io_uring_prep_timeout(worker_.ring_->Prepare(this, kRetry), &backoff_, 0, 0);
       return;
     }
@@ -53,19 +81,29 @@ class Worker::Acceptor final : public IoHandler {
   }
 
  private:
+  void Serve(int fd) {
+    auto connection = std::make_unique<Connection>(worker_.context_, listening_.context, UniqueFd(fd));
+    Connection* raw = connection.get();
+    worker_.connections_.emplace(raw, std::move(connection));
+    worker_.connection_count_.store(worker_.connections_.size(), std::memory_order_relaxed);
+    raw->Start();
+  }
+
   enum Tag : unsigned { kAccept = 0, kRetry = 1 };
   Worker& worker_;
-  int fd_;
-  ListenerContext& listener_;
+  Listening& listening_;
   __kernel_timespec backoff_{0, 10'000'000};
 };
 
-// Wakes the loop when Stop() writes the eventfd.
+// Wakes the loop when Reload(), Drain() or Stop() writes the eventfd; what to do is in the worker's state.
 class Worker::Waker final : public IoHandler {
  public:
   Waker(Worker& worker, int fd) : worker_(worker), fd_(fd) {}
   void Arm() { io_uring_prep_read(worker_.ring_->Prepare(this, 0), fd_, &value_, sizeof(value_), 0); }
-  void OnCompletion(unsigned, int, unsigned) override { worker_.stopping_ = true; }
+  void OnCompletion(unsigned, int, unsigned) override {
+    worker_.OnCommand();
+    if (!worker_.stopping_) Arm();
+  }
 
  private:
   Worker& worker_;
@@ -74,8 +112,9 @@ class Worker::Waker final : public IoHandler {
 };
 
 Worker::Worker(const config::Config& config, Metrics& metrics, bpf::SockmapProgram* sockmap, uint32_t index,
-               std::string fallback_reason, std::vector<ListenerContext>& listeners)
-    : config_(config), listeners_(listeners) {
+               std::string fallback_reason, std::vector<std::shared_ptr<ListenerContext>> listeners,
+               ProcessState& state)
+    : config_(config), initial_listeners_(std::move(listeners)), state_(state) {
   context_.ring = nullptr;
   context_.metrics = &metrics;
   context_.sockmap = sockmap;
@@ -92,26 +131,16 @@ Worker::Worker(const config::Config& config, Metrics& metrics, bpf::SockmapProgr
 Worker::~Worker() { Stop(); }
 
 absl::Status Worker::Bind() {
-  for (const ListenerContext& listener : listeners_) {
-    const SocketAddress& address = listener.config->address;
-    UniqueFd fd(socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("listener ", listener.config->name, ": socket"));
-    const int one = 1;
-    setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-    if (address.family() == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    if (context_.sockmap != nullptr) {
-      // Accepted sockets inherit it, before their handshake: see Connection::ConnectNext.
-      SetReceiveBufferOrWarnOnce(fd.get(), static_cast<int>(config_.sockmap.receive_buffer_bytes),
-                                 absl::StrCat("listener ", listener.config->name));
-      SetSendBufferOrWarnOnce(fd.get(), KernelPathSendBuffer(config_.sockmap), absl::StrCat("listener ", listener.config->name));
-    }
-    if (bind(fd.get(), address.sockaddr_ptr(), address.length) != 0)
-      return absl::ErrnoToStatus(errno, absl::StrCat("listener ", listener.config->name, ": bind ", address.ToString()));
-    if (listen(fd.get(), SOMAXCONN) != 0)
-      return absl::ErrnoToStatus(errno, absl::StrCat("listener ", listener.config->name, ": listen"));
-    listen_fds_.push_back(std::move(fd));
+  for (std::shared_ptr<ListenerContext>& listener : initial_listeners_) {
+    absl::StatusOr<UniqueFd> fd =
+        BindListener(*listener->config, context_.sockmap != nullptr ? &config_.sockmap : nullptr);
+    if (!fd.ok()) return fd.status();
+    auto listening = std::make_unique<Listening>();
+    listening->context = listener;
+    listening->fd = *std::move(fd);
+    listening_.push_back(std::move(listening));
   }
+  initial_listeners_.clear();
   stop_event_.Reset(eventfd(0, EFD_CLOEXEC));
   if (!stop_event_.valid()) return absl::ErrnoToStatus(errno, "eventfd");
   return absl::OkStatus();
@@ -123,11 +152,109 @@ absl::Status Worker::Start() {
   return start_status_;
 }
 
-void Worker::Stop() {
-  if (!thread_.joinable()) return;
+void Worker::Wake() {
   const uint64_t one = 1;
   if (write(stop_event_.get(), &one, sizeof(one)) < 0) std::perror("skproxy: waking worker");
+}
+
+void Worker::Reload(std::vector<ListenerUpdate> listeners) {
+  auto applied = std::make_shared<absl::Notification>();
+  {
+    std::lock_guard<std::mutex> lock(reload_mu_);
+    pending_reload_ = std::move(listeners);
+    reload_pending_ = true;
+    reload_applied_ = applied;
+  }
+  Wake();
+  // A worker that exited (failed, or drained) applies nothing: do not wait for it.
+  while (!applied->WaitForNotificationWithTimeout(absl::Milliseconds(50))) {
+    if (exited_.HasBeenNotified()) return;
+  }
+}
+
+void Worker::Drain() {
+  int expected = kNone;
+  command_.compare_exchange_strong(expected, kDrain);
+  Wake();
+}
+
+bool Worker::WaitUntilExited(absl::Time deadline) {
+  if (!thread_.joinable()) return true;
+  return exited_.WaitForNotificationWithDeadline(deadline);
+}
+
+size_t Worker::Stop() {
+  if (!thread_.joinable()) return 0;
+  command_.store(kStop);
+  Wake();
   thread_.join();
+  return reset_;
+}
+
+void Worker::OnCommand() {
+  const int command = command_.load();
+  if (command >= kDrain && !draining_) {
+    draining_ = true;
+    CloseListeners();
+  }
+  if (command >= kStop) stopping_ = true;
+  if (!draining_) ApplyReload();
+}
+
+void Worker::ApplyReload() {
+  std::vector<ListenerUpdate> updates;
+  std::shared_ptr<absl::Notification> applied;
+  {
+    std::lock_guard<std::mutex> lock(reload_mu_);
+    if (!reload_pending_) return;
+    reload_pending_ = false;
+    updates = std::move(pending_reload_);
+    applied = std::move(reload_applied_);
+  }
+  for (std::unique_ptr<Listening>& listening : listening_) {
+    if (listening->closed) continue;
+    ListenerUpdate* kept = nullptr;
+    for (ListenerUpdate& update : updates) {
+      if (!update.fd.valid() && update.context->config->name == listening->context->config->name) kept = &update;
+    }
+    if (kept != nullptr) {
+      listening->context = kept->context;  // same socket, the new generation for the next accept
+    } else {
+      CloseListener(*listening);
+    }
+  }
+  for (ListenerUpdate& update : updates) {
+    if (!update.fd.valid()) continue;
+    auto listening = std::make_unique<Listening>();
+    listening->context = update.context;
+    listening->fd = std::move(update.fd);
+    listening_.push_back(std::move(listening));
+    StartAccepting(*listening_.back());
+  }
+  applied->Notify();
+}
+
+void Worker::StartAccepting(Listening& listening) {
+  listening.acceptor = std::make_unique<Acceptor>(*this, listening);
+  listening.acceptor->Arm();
+}
+
+void Worker::CloseListener(Listening& listening) {
+  if (listening.closed) return;
+  listening.closed = true;
+  // shutdown() on a listening socket stops it at once: it leaves the SO_REUSEPORT group (new connections
+  // go to the other workers' sockets), the connections waiting in its queue are reset rather than left to
+  // time out, and the multishot accept ends. The descriptor closes when the loop ends.
+  shutdown(listening.fd.get(), SHUT_RDWR);
+}
+
+void Worker::CloseListeners() {
+  for (std::unique_ptr<Listening>& listening : listening_) CloseListener(*listening);
+}
+
+bool Worker::FaultInjected() const {
+  const char* fault = std::getenv("SKPROXY_FAULT_WORKER_RING");
+  return fault != nullptr && std::to_string(context_.index) == fault;
 }
 
 void Worker::Run() {
@@ -135,6 +262,7 @@ void Worker::Run() {
   if (!ring.ok()) {
     start_status_ = ring.status();
     started_.Notify();
+    exited_.Notify();
     return;
   }
   ring_ = *std::move(ring);
@@ -145,29 +273,48 @@ void Worker::Run() {
     if (!reader.ok()) {
       start_status_ = reader.status();
       started_.Notify();
+      exited_.Notify();
       return;
     }
     notice_reader_ = *std::move(reader);
   }
-  for (size_t i = 0; i < listeners_.size(); ++i) {
-    acceptors_.push_back(std::make_unique<Acceptor>(*this, listen_fds_[i].get(), listeners_[i]));
-    acceptors_.back()->Arm();
-  }
+  for (std::unique_ptr<Listening>& listening : listening_) StartAccepting(*listening);
   waker_ = std::make_unique<Waker>(*this, stop_event_.get());
   waker_->Arm();
   started_.Notify();
 
-  while (!stopping_) {
-    if (absl::Status s = ring_->SubmitAndDispatch(); !s.ok()) {
-      std::fprintf(stderr, "skproxy: worker stops: %s\n", s.ToString().c_str());
-      break;
-    }
-    Reap();
-  }
+  Loop();
+
+  // Whatever is left is cut short: its sockets close with RST, so neither peer mistakes it for complete.
+  reset_ = connections_.size();
+  for (auto& [raw, connection] : connections_) connection->ResetOnClose();
   // Tearing the ring down first cancels every operation, so no completion can reach a freed connection.
   ring_.reset();
   connections_.clear();
+  connection_count_.store(0);
   notice_reader_.reset();
+  listening_.clear();
+  exited_.Notify();
+}
+
+void Worker::Loop() {
+  const bool fault = FaultInjected();
+  while (!stopping_ && !(draining_ && connections_.empty())) {
+    absl::Status s = fault ? absl::InternalError("io_uring_submit_and_wait: injected fault (SKPROXY_FAULT_WORKER_RING)")
+                           : ring_->SubmitAndDispatch();
+    if (!s.ok()) {
+      // Without its ring this worker can move no byte and accept nobody: its listening sockets must not
+      // stay in the SO_REUSEPORT group, where the kernel would keep queueing 1/N of new connections.
+      CloseListeners();
+      state_.WorkerFailed();
+      std::fprintf(stderr,
+                   "skproxy: worker %u failed: %s; its listeners are closed (new connections go to the other "
+                   "workers), its %zu connections are reset, /ready reports not ready\n",
+                   context_.index, s.ToString().c_str(), connections_.size());
+      return;
+    }
+    Reap();
+  }
 }
 
 void Worker::Reap() {
@@ -180,6 +327,7 @@ void Worker::Reap() {
     }
   }
   finished_.resize(kept);
+  connection_count_.store(connections_.size(), std::memory_order_relaxed);
 }
 
 }  // namespace skproxy

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,10 +17,14 @@ namespace skproxy {
 
 class Connection;
 
+// One listener of one config generation. A connection takes a shared_ptr to it at accept and keeps the
+// config snapshot and cluster it was accepted under until it ends, whatever a reload changes meanwhile.
 struct ListenerContext {
   const config::Listener* config;
   ClusterState* cluster;
   ListenerMetrics metrics;
+  std::shared_ptr<const config::Config> snapshot;  // owns *config (and the cluster's config)
+  std::shared_ptr<ClusterState> cluster_owner;     // owns *cluster
 };
 
 struct WorkerContext {

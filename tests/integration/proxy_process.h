@@ -43,6 +43,9 @@ struct ProxyConfig {
   std::string gate_limit;      // e.g. "1MiB"; empty: not written
   std::string receive_buffer;  // e.g. "512KiB"; empty: not written
   std::string quiet_worker_connections;  // e.g. "0"; empty: not written
+  std::string drain_timeout;   // e.g. "2s"; empty: not written (the default, 30s)
+  // Extra environment variables of the proxy, "NAME=value" (e.g. fault injection).
+  std::vector<std::string> env;
   std::vector<ListenerSpec> listeners;
   std::vector<ClusterSpec> clusters;
   // Run the proxy through this command, e.g. setpriv with capabilities dropped; empty: run it directly.
@@ -75,6 +78,9 @@ class ProxyProcess {
   std::string Stderr() const;            // everything the proxy wrote to stderr so far
   std::string StderrTail(size_t max_bytes = 4000) const;
   const std::string& stderr_path() const { return stderr_path_; }
+  const std::string& config_path() const { return config_path_; }
+  // Replaces the config file the proxy was started with (for a reload to read).
+  absl::Status WriteConfigFile(const std::string& yaml) const;
   std::string ReadyLine() const;         // "skproxy ready: datapath=..."
   absl::StatusOr<int> FdCount() const;   // entries in /proc/PID/fd
   absl::StatusOr<MetricSamples> Metrics() const { return ScrapeMetrics(config_.admin); }
@@ -83,6 +89,10 @@ class ProxyProcess {
   bool Running();
   // SIGTERM, then waits up to `timeout` (SIGKILL after it). Returns the exit status (or 128+signal).
   absl::StatusOr<int> Stop(Millis timeout = 10s);
+  // Sends `signal_number` to the proxy.
+  void Signal(int signal_number) const;
+  // Waits up to `timeout` for the proxy to exit on its own; its exit status (or 128+signal).
+  absl::StatusOr<int> WaitForExit(Millis timeout);
 
   static bool IsBpfUnavailable(const absl::Status& status);
 

@@ -122,7 +122,7 @@ class PipeRig {
       ASSERT_TRUE(reader.ok()) << reader.status();
       notice_reader_ = *std::move(reader);
     }
-    metrics_ = std::make_unique<Metrics>(program_.get());
+    metrics_ = std::make_unique<Metrics>(program_.get(), nullptr);
     std::tie(client_, downstream_) = Pair();
     std::tie(upstream_, server_) = Pair();
     // The proxy's legs are non-blocking, the test's client and server block.

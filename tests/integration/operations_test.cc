@@ -1,0 +1,188 @@
+// Operating the process: SIGTERM drains (in-flight streams finish byte-exact; what outlives drain_timeout is
+// reset, never ended with a FIN), a worker whose event loop fails takes its listeners down and /ready says
+// so, the admin endpoints answer as documented, and the sockhash gauge follows the connections.
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/test_helpers.h"
+#include "tests/integration/upstreams.h"
+
+namespace skproxy::itest {
+namespace {
+
+class OperationsTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  const std::string& datapath() const { return GetParam(); }
+};
+
+int ReadyStatus(const ProxyProcess& proxy) {
+  auto r = HttpRequest(proxy.admin(), "GET", "/ready", "", 2s);
+  return r.ok() ? r->status : -1;
+}
+
+// A client that reads one whole pattern stream from the proxy, then closes.
+struct StreamReader {
+  std::atomic<uint64_t> progress{0};
+  PatternChecker checker;
+  std::future<IoResult> result;
+
+  void Start(const SocketAddress& listener, Millis timeout) {
+    result = std::async(std::launch::async, [this, listener, timeout] {
+      auto fd = Connect(listener, 5s);
+      if (!fd.ok()) return IoResult{0, false, ECONNREFUSED, false};
+      IoResult r = ReadStream(fd->get(), &checker, DeadlineIn(timeout), {}, &progress);
+      if (r.eof) shutdown(fd->get(), SHUT_WR);
+      return r;
+    });
+  }
+};
+
+// SIGTERM with transfers in flight: the listener stops accepting at once, /ready turns 503, every stream
+// still finishes byte-exact with its EOF, and the process exits 0 once they are done.
+TEST_P(OperationsTest, DrainLetsInFlightTransfersFinishByteExact) {
+  constexpr uint64_t kBytes = 12 * MiB;
+  constexpr int kStreams = 3;
+  auto source = StartServer(SourceHandler({.bytes = kBytes, .rate = 4.0 * MiB}));
+  ASSERT_TRUE(source);
+  ProxyConfig config = SimpleProxyConfig(datapath(), {source->endpoint()});
+  config.drain_timeout = "60s";
+  SKPROXY_START(proxy, baseline_fds, config);
+  ASSERT_EQ(ReadyStatus(*proxy), 200);
+
+  StreamReader readers[kStreams];
+  for (auto& reader : readers) reader.Start(proxy->listener(), 60s);
+  for (auto& reader : readers)
+    ASSERT_TRUE(WaitFor([&] { return reader.progress.load() > 512 * KiB; }, 20s)) << "no bytes before SIGTERM";
+
+  proxy->Signal(SIGTERM);
+  EXPECT_TRUE(WaitFor([&] { return ReadyStatus(*proxy) == 503; }, 3s)) << "/ready must turn 503 while draining";
+  EXPECT_TRUE(WaitFor([&] { return !Connect(proxy->listener(), 1s).ok(); }, 3s))
+      << "a draining proxy must stop accepting";
+
+  for (auto& reader : readers) {
+    IoResult r = reader.result.get();
+    EXPECT_WHOLE_STREAM(r, reader.checker, kBytes);
+  }
+  absl::StatusOr<int> status = proxy->WaitForExit(20s);
+  ASSERT_TRUE(status.ok()) << status.status() << "\n" << proxy->StderrTail();
+  EXPECT_EQ(*status, 0) << proxy->StderrTail();
+  EXPECT_NE(proxy->Stderr().find("drained, every connection finished"), std::string::npos) << proxy->StderrTail();
+}
+
+// What is still running when drain_timeout passes is reset on both sides: the client sees ECONNRESET, not
+// an EOF that would make a cut stream look complete, and the upstream sees its peer go away too.
+TEST_P(OperationsTest, DrainTimeoutResetsWhatIsLeftNeverAFin) {
+  constexpr uint64_t kBytes = 256 * MiB;  // at 1 MiB/s: far from done when the drain ends
+  auto source = StartServer(SourceHandler({.bytes = kBytes, .rate = 1.0 * MiB}));
+  ASSERT_TRUE(source);
+  ProxyConfig config = SimpleProxyConfig(datapath(), {source->endpoint()});
+  config.drain_timeout = "1s";
+  SKPROXY_START(proxy, baseline_fds, config);
+
+  StreamReader reader;
+  reader.Start(proxy->listener(), 30s);
+  ASSERT_TRUE(WaitFor([&] { return reader.progress.load() > 64 * KiB; }, 20s));
+  const auto signalled = Clock::now();
+  proxy->Signal(SIGTERM);
+  IoResult r = reader.result.get();
+  EXPECT_FALSE(r.eof) << "a stream cut by the drain must not end with a FIN: " << r.Describe();
+  EXPECT_EQ(r.error, ECONNRESET) << r.Describe();
+  EXPECT_LT(r.bytes, kBytes);
+  EXPECT_TRUE(reader.checker.ok()) << reader.checker.Describe();
+  EXPECT_GE(SecondsSince(signalled), 0.9) << "reset before drain_timeout";
+  absl::StatusOr<int> status = proxy->WaitForExit(10s);
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(*status, 0) << proxy->StderrTail();
+  EXPECT_NE(proxy->Stderr().find("drain timeout: 1 connections reset"), std::string::npos) << proxy->StderrTail();
+  ASSERT_TRUE(source->WaitForFinished(1, 10s));
+  ConnStats upstream = source->Finished()[0];
+  EXPECT_NE(upstream.error, 0) << "the upstream must see a reset: " << upstream.Describe();
+}
+
+INSTANTIATE_TEST_SUITE_P(Datapaths, OperationsTest, ::testing::Values("sockmap", "userspace"), DatapathParamName);
+
+// A worker whose ring fails (injected) closes its SO_REUSEPORT listeners: the kernel then sends every new
+// connection to the other worker, none waits in a queue nobody drains; /ready turns 503 and the log says so.
+TEST(WorkerFailureTest, FailedWorkerClosesItsListenersAndReadyTurnsFalse) {
+  auto echo = StartServer(EchoHandler());
+  ASSERT_TRUE(echo);
+  ProxyConfig config = SimpleProxyConfig("userspace", {echo->endpoint()});
+  config.workers = 2;
+  config.env = {"SKPROXY_FAULT_WORKER_RING=1"};
+  SKPROXY_START(proxy, baseline_fds, config);
+  EXPECT_TRUE(WaitFor([&] { return proxy->Stderr().find("worker 1 failed") != std::string::npos; }, 5s))
+      << proxy->StderrTail();
+  auto ready = HttpRequest(proxy->admin(), "GET", "/ready", "", 2s);
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  EXPECT_EQ(ready->status, 503);
+  EXPECT_NE(ready->body.find("1 worker(s) failed"), std::string::npos) << ready->body;
+  // With its listener still in the group, about half of these would hang in its accept queue.
+  for (int i = 0; i < 40; ++i) {
+    std::string error = ShortEcho(proxy->listener(), 4096, 3s);
+    ASSERT_EQ(error, "") << "connection " << i;
+  }
+  EXPECT_EQ(proxy->Metric("skproxy_workers_failed"), 1);
+  EXPECT_EQ(proxy->Metric("skproxy_ready"), 0);
+  absl::StatusOr<int> status = proxy->Stop(10s);
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_EQ(*status, 0);
+}
+
+TEST(AdminTest, EndpointsStatusesAndMethods) {
+  auto echo = StartServer(EchoHandler());
+  ASSERT_TRUE(echo);
+  SKPROXY_START(proxy, baseline_fds, SimpleProxyConfig("userspace", {echo->endpoint()}));
+  auto healthz = HttpRequest(proxy->admin(), "GET", "/healthz", "", 2s);
+  ASSERT_TRUE(healthz.ok()) << healthz.status();
+  EXPECT_EQ(healthz->status, 200);
+  EXPECT_EQ(healthz->body, "ok\n");
+  EXPECT_EQ(ReadyStatus(*proxy), 200);
+  EXPECT_EQ(proxy->Metric("skproxy_ready"), 1);
+  EXPECT_EQ(proxy->Metric("skproxy_draining"), 0);
+  auto unknown = HttpRequest(proxy->admin(), "GET", "/no/such/path", "", 2s);
+  ASSERT_TRUE(unknown.ok()) << unknown.status();
+  EXPECT_EQ(unknown->status, 404);
+  auto wrong = HttpRequest(proxy->admin(), "POST", "/metrics", "x", 2s);
+  ASSERT_TRUE(wrong.ok()) << wrong.status();
+  EXPECT_EQ(wrong->status, 405);
+  EXPECT_NE(wrong->headers.find("allow: get"), std::string::npos) << wrong->headers;
+  auto metrics = HttpRequest(proxy->admin(), "GET", "/metrics", "", 2s);
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_NE(metrics->headers.find("content-type: text/plain; version=0.0.4"), std::string::npos) << metrics->headers;
+  EXPECT_TRUE(ParseMetrics(metrics->body).ok());
+}
+
+// skproxy_sockmap_entries is two per kernel-path connection while they are open, and 0 once they closed.
+TEST(SockmapGaugeTest, EntriesFollowConnectionsWithoutAWalk) {
+  constexpr int kConnections = 20;
+  auto echo = StartServer(EchoHandler());
+  ASSERT_TRUE(echo);
+  SKPROXY_START(proxy, baseline_fds, SimpleProxyConfig("sockmap", {echo->endpoint()}));
+  EXPECT_EQ(proxy->Metric("skproxy_sockmap_capacity"), 65536);
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < kConnections; ++i) {
+    auto fd = Connect(proxy->listener(), 2s);
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    char byte = 'x';
+    ASSERT_EQ(send(fd->get(), &byte, 1, 0), 1);
+    IoResult r = RecvExact(fd->get(), &byte, 1, DeadlineIn(5s));
+    ASSERT_EQ(r.bytes, 1u) << r.Describe();
+    clients.push_back(std::move(*fd));
+  }
+  EXPECT_TRUE(WaitFor([&] { return proxy->Metric("skproxy_sockmap_entries") == 2 * kConnections; }, 5s))
+      << proxy->Metric("skproxy_sockmap_entries");
+  clients.clear();
+  EXPECT_PROXY_IDLE(proxy, baseline_fds);
+}
+
+}  // namespace
+}  // namespace skproxy::itest
