@@ -4,6 +4,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -62,6 +63,8 @@ class Worker::Acceptor final : public IoHandler {
     if (listening_.closed) {
       // Accepted before the listener went down: an established connection like the others, served.
       if (res >= 0 && tag == kAccept) Serve(res);
+      // The last completion of a stopped listener: the worker may free it (and close its socket).
+      if (tag == kRetry || !(cqe_flags & IORING_CQE_F_MORE)) listening_.ended = true;
       return;
     }
     if (tag == kRetry) {
@@ -327,6 +330,10 @@ void Worker::Reap() {
     }
   }
   finished_.resize(kept);
+  // Listeners a reload removed, once the kernel holds no operation on them.
+  listening_.erase(std::remove_if(listening_.begin(), listening_.end(),
+                                  [](const std::unique_ptr<Listening>& l) { return l->ended; }),
+                   listening_.end());
   connection_count_.store(connections_.size(), std::memory_order_relaxed);
 }
 

@@ -68,7 +68,8 @@ class Worker {
     std::shared_ptr<ListenerContext> context;
     UniqueFd fd;
     std::unique_ptr<Acceptor> acceptor;
-    bool closed = false;
+    bool closed = false;  // shut down: accepts no more
+    bool ended = false;   // closed, and its last accept completion arrived: may be freed
   };
 
   void Run();
