@@ -345,8 +345,8 @@ absl::StatusOr<Config> Parser::Parse(const YAML::Node& root) {
   config.admin.address = *ParseSocketAddress(kDefaultAdminAddress);
 
   CONFIG_ASSIGN_OR_RETURN(Fields top, Mapping({root, "", LineOf(root.Mark(), 1)},
-                                              {"admin", "datapath", "workers", "drain_timeout", "sockmap", "listeners",
-                                               "clusters"}));
+                                              {"admin", "datapath", "workers", "drain_timeout", "access_log", "sockmap",
+                                               "listeners", "clusters"}));
   if (std::optional<Value> admin = top.Find("admin")) CONFIG_RETURN_IF_ERROR(ParseAdmin(*admin, config.admin));
   if (std::optional<Value> datapath = top.Find("datapath")) {
     CONFIG_ASSIGN_OR_RETURN(std::string text, String(*datapath));
@@ -360,6 +360,12 @@ absl::StatusOr<Config> Parser::Parse(const YAML::Node& root) {
   }
   if (std::optional<Value> drain = top.Find("drain_timeout")) {
     CONFIG_ASSIGN_OR_RETURN(config.drain_timeout, PositiveDuration(*drain));
+  }
+  if (std::optional<Value> log = top.Find("access_log")) {
+    CONFIG_ASSIGN_OR_RETURN(Fields fields, Mapping(*log, {"path"}));
+    CONFIG_ASSIGN_OR_RETURN(Value path, Required(fields, "path"));
+    CONFIG_ASSIGN_OR_RETURN(config.access_log_path, String(path));
+    if (config.access_log_path.empty()) return Error(path, "must not be empty (\"-\" is stdout)");
   }
   if (std::optional<Value> sockmap = top.Find("sockmap")) {
     CONFIG_RETURN_IF_ERROR(ParseSockmap(*sockmap, config.sockmap));

@@ -56,6 +56,8 @@ struct Config {
   int workers = 0;  // 0 = one per core
   // SIGTERM/SIGINT: how long established connections may go on before what is left is reset.
   absl::Duration drain_timeout = absl::Seconds(30);
+  // One JSON line per connection: a file, "-" for stdout, empty for none.
+  std::string access_log_path;
   Sockmap sockmap;
   std::vector<Listener> listeners;
   std::vector<Cluster> clusters;

@@ -43,6 +43,9 @@ std::string ConfigToJson(const config::Config& config) {
   absl::StrAppend(&out, "  \"datapath\": ", JsonString(config::DatapathModeName(config.datapath)), ",\n");
   absl::StrAppend(&out, "  \"workers\": ", config.workers, ",\n");
   absl::StrAppend(&out, "  \"drain_timeout_seconds\": ", Seconds(config.drain_timeout), ",\n");
+  absl::StrAppend(&out, "  \"access_log\": ",
+                  config.access_log_path.empty() ? "null" : absl::StrCat("{\"path\": ", JsonString(config.access_log_path), "}"),
+                  ",\n");
   const config::Sockmap& s = config.sockmap;
   absl::StrAppend(&out, "  \"sockmap\": {\"max_entries\": ", s.max_entries, ", \"gate_limit_bytes\": ",
                   s.gate_limit_bytes, ", \"receive_buffer_bytes\": ", s.receive_buffer_bytes,

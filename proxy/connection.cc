@@ -7,6 +7,9 @@
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "proxy/access_log.h"
+#include "proxy/config_json.h"
 #include "proxy/socket_options.h"
 #include "proxy/sockmap_pipe.h"
 #include "proxy/userspace_pipe.h"
@@ -45,10 +48,48 @@ Connection::Connection(WorkerContext& worker, std::shared_ptr<ListenerContext> l
       listener_(*listener_owner_),
       client_(std::move(client)) {
   SetNoDelay(client_.get());
+  if (worker_.access_log != nullptr) {
+    sockaddr_storage peer{};
+    socklen_t length = sizeof(peer);
+    if (getpeername(client_.get(), reinterpret_cast<sockaddr*>(&peer), &length) == 0)
+      client_address_ = SocketAddressFrom(reinterpret_cast<sockaddr*>(&peer), length);
+  }
 }
 
 Connection::~Connection() {
   if (counted_) Uncount();
+  if (worker_.access_log != nullptr) worker_.access_log->Write(AccessLogLine());
+}
+
+std::string Connection::AccessLogLine() const {
+  uint64_t kernel[2] = {0, 0}, user[2] = {0, 0};
+  for (const Pipe* pipe : {retired_.get(), pipe_.get()}) {
+    if (pipe == nullptr) continue;
+    for (int d = 0; d < 2; ++d) {
+      kernel[d] += pipe->kernel_bytes(d);
+      user[d] += pipe->user_bytes(d);
+    }
+  }
+  const char* end = end_reason_;
+  if (end == nullptr && pipe_ != nullptr) {
+    end = pipe_->reset() ? "reset" : pipe_->first_end() == 0 ? "client_close" : pipe_->first_end() == 1 ? "upstream_close" : "closed";
+  }
+  if (end == nullptr) end = "closed";
+  const absl::Time now = absl::Now();
+  return absl::StrCat(
+      "{\"start\":", JsonString(absl::FormatTime(absl::RFC3339_full, start_, absl::UTCTimeZone())),
+      ",\"duration_s\":", absl::ToDoubleSeconds(now - start_),
+      ",\"listener\":", JsonString(listener_.config->name),
+      ",\"cluster\":", JsonString(listener_.cluster->config().name),
+      ",\"endpoint\":", endpoint_ != nullptr ? JsonString(endpoint_->ToString()) : "null",
+      ",\"client\":", client_address_.length > 0 ? JsonString(client_address_.ToString()) : "null",
+      ",\"datapath\":", JsonString(pipe_ != nullptr ? PathKindName(pipe_->kind()) : "none"),
+      ",\"switches\":", switches_,
+      ",\"bytes_downstream_to_upstream\":", kernel[0] + user[0],
+      ",\"bytes_upstream_to_downstream\":", kernel[1] + user[1],
+      ",\"kernel_bytes\":{\"downstream_to_upstream\":", kernel[0], ",\"upstream_to_downstream\":", kernel[1], "}",
+      ",\"user_bytes\":{\"downstream_to_upstream\":", user[0], ",\"upstream_to_downstream\":", user[1], "}",
+      ",\"end\":", JsonString(end), "}");
 }
 
 bool Connection::done() const {
@@ -57,6 +98,7 @@ bool Connection::done() const {
 }
 
 void Connection::ResetOnClose() {
+  end_reason_ = "drain";
   if (pipe_ != nullptr) {
     pipe_->ResetOnClose();
     return;
@@ -75,6 +117,7 @@ void Connection::ConnectNext() {
   const config::Cluster& cluster = listener_.cluster->config();
   while (attempts_ < cluster.endpoints.size()) {
     const SocketAddress& endpoint = cluster.endpoints[(first_endpoint_ + attempts_++) % cluster.endpoints.size()];
+    endpoint_ = &endpoint;
     upstream_.Reset(socket(endpoint.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!upstream_.valid()) {
       const int error = errno;
@@ -84,6 +127,7 @@ void Connection::ConnectNext() {
         // than leave it waiting.
         worker_.metrics->ResourceErrors(reason).Increment();
         CloseClient();
+        end_reason_ = "resource_exhausted";
         return;
       }
       listener_.cluster->CountConnectFailure();
@@ -107,6 +151,7 @@ void Connection::ConnectNext() {
     return;
   }
   CloseClient();  // no endpoint answered
+  end_reason_ = "connect_failed";
 }
 
 void Connection::Handle(unsigned tag, int res, unsigned cqe_flags) {
@@ -173,7 +218,10 @@ void Connection::Promote(UniqueFd downstream, UniqueFd upstream) {
   // Called from inside the user-space pipe, which must outlive the call: it is retired, not destroyed.
   retired_ = std::move(pipe_);
   pipe_ = KernelPipe(std::move(downstream), std::move(upstream));
-  if (pipe_->kind() == PathKind::kSockmap) worker_.metrics->DatapathSwitch("kernel").Increment();
+  if (pipe_->kind() == PathKind::kSockmap) {
+    worker_.metrics->DatapathSwitch("kernel").Increment();
+    ++switches_;
+  }
   Count(pipe_->kind());
   pipe_->Start();
 }

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/time.h"
+#include "config/address.h"
 #include "proxy/datapath.h"
 #include "proxy/tracked_handler.h"
 #include "proxy/unique_fd.h"
@@ -47,6 +49,8 @@ class Connection final : public TrackedHandler {
   // do not pay for the insert and the delete.
   static constexpr uint32_t kQuietReads = 64;
   void CloseClient();
+  // The access log line of this connection, written when it is destroyed.
+  std::string AccessLogLine() const;
 
   WorkerContext& worker_;
   std::shared_ptr<ListenerContext> listener_owner_;  // the generation this connection was accepted under
@@ -61,6 +65,12 @@ class Connection final : public TrackedHandler {
   std::unique_ptr<Pipe> retired_;  // the user-space pipe after a promotion: spent, kept until we go
   PathKind counted_kind_ = PathKind::kUserspace;
   bool counted_ = false;
+  // For the access log.
+  absl::Time start_ = absl::Now();
+  SocketAddress client_address_;
+  const SocketAddress* endpoint_ = nullptr;  // the endpoint of the last connect attempt
+  const char* end_reason_ = nullptr;         // set when skproxy, not a peer, ended the connection
+  uint32_t switches_ = 0;
 };
 
 }  // namespace skproxy

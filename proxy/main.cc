@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "bpf/loader.h"
 #include "config/config.h"
+#include "proxy/access_log.h"
 #include "proxy/admin_server.h"
 #include "proxy/kernel_version.h"
 #include "proxy/metrics.h"
@@ -176,6 +177,7 @@ int Main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -229,10 +231,20 @@ int Main(int argc, char** argv) {
     return kExitFailure;
   }
 
+  std::unique_ptr<AccessLog> access_log;
+  if (!initial->access_log_path.empty()) {
+    absl::StatusOr<std::unique_ptr<AccessLog>> opened = AccessLog::Open(initial->access_log_path);
+    if (!opened.ok()) {
+      std::fprintf(stderr, "skproxy: %s\n", opened.status().ToString().c_str());
+      return kExitFailure;
+    }
+    access_log = *std::move(opened);
+  }
+
   std::vector<std::unique_ptr<Worker>> workers;
   for (int i = 0; i < worker_count; ++i) {
     workers.push_back(std::make_unique<Worker>(*initial, metrics, sockmap.get(), static_cast<uint32_t>(i),
-                                               fallback_reason, reloader.Listeners(), state));
+                                               fallback_reason, reloader.Listeners(), state, access_log.get()));
     if (absl::Status s = workers.back()->Bind(); !s.ok()) {
       std::fprintf(stderr, "skproxy: %s\n", s.ToString().c_str());
       return kExitFailure;
@@ -258,11 +270,16 @@ int Main(int argc, char** argv) {
   int received = 0;
   for (;;) {
     sigwait(&signals, &received);
+    if (received == SIGUSR1) {
+      if (access_log != nullptr) access_log->Reopen();  // logrotate moved the file
+      continue;
+    }
     if (received != SIGHUP) break;
     reloader.Reload().IgnoreError();  // logged, counted; the old config stays in force on failure
   }
   reloader.Freeze();
   Drain(workers, state, reloader.current()->drain_timeout, received, signals);
+  access_log.reset();  // writes every line still queued
   // Every connection is closed now. The admin server (civetweb) would take up to 2 s more to stop its
   // listener thread, and the kernel frees the BPF objects and sockets with the process anyway.
   std::fflush(stderr);

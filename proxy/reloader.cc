@@ -19,6 +19,7 @@ absl::Status CheckRestartOnlyKeys(const config::Config& now, const config::Confi
   if (!(now.admin.address == next.admin.address)) return refuse("admin.address");
   if (now.datapath != next.datapath) return refuse("datapath");
   if (now.workers != next.workers) return refuse("workers");
+  if (now.access_log_path != next.access_log_path) return refuse("access_log.path");
   const config::Sockmap &a = now.sockmap, &b = next.sockmap;
   if (a.max_entries != b.max_entries) return refuse("sockmap.max_entries");
   if (a.gate_limit_bytes != b.gate_limit_bytes) return refuse("sockmap.gate_limit");

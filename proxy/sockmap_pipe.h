@@ -45,6 +45,7 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   // A connection with only one leg in the map runs entirely in user space.
   PathKind kind() const override { return upstream_in_map_ ? PathKind::kSockmap : PathKind::kUserspace; }
   void Start() override;
+  uint64_t kernel_bytes(int direction) const override;
 
   void OnNotice(uint32_t slot, uint32_t kind) override;
   void OnSweep(uint32_t slot) override;
@@ -97,6 +98,7 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   bpf::ConnectionKeys keys_;
   bool upstream_in_map_ = true;
   bool state_released_ = false;
+  uint64_t kernel_bytes_[2] = {0, 0};  // the verdict's counts, kept when the slots are returned
   Direction dirs_[2];
   bool timer_armed_ = false;
   __kernel_timespec timer_delay_{0, 0};

@@ -103,6 +103,7 @@ void UserspacePipe::OnReceived(int d, int res, unsigned cqe_flags) {
   if (res == 0) {
     // The source half-closed: pass the FIN on. The other direction goes on until it ends too.
     shutdown(destination(d), SHUT_WR);
+    NoteEnd(d);
     dir.ended = true;
     if (dirs_[1 - d].ended) Finish();
     return;
@@ -126,7 +127,7 @@ void UserspacePipe::OnSent(int d, int res) {
     Abort();
     return;
   }
-  metrics_.UserBytes(d).fetch_add(static_cast<uint64_t>(res), std::memory_order_relaxed);
+  CountUserBytes(d, static_cast<uint64_t>(res));
   dir.sent += static_cast<size_t>(res);
   if (dir.sent < dir.length) {
     SendRest(d);

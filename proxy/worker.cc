@@ -116,8 +116,9 @@ class Worker::Waker final : public IoHandler {
 
 Worker::Worker(const config::Config& config, Metrics& metrics, bpf::SockmapProgram* sockmap, uint32_t index,
                std::string fallback_reason, std::vector<std::shared_ptr<ListenerContext>> listeners,
-               ProcessState& state)
+               ProcessState& state, AccessLog* access_log)
     : config_(config), initial_listeners_(std::move(listeners)), state_(state) {
+  context_.access_log = access_log;
   context_.ring = nullptr;
   context_.metrics = &metrics;
   context_.sockmap = sockmap;

@@ -37,7 +37,7 @@ class Worker {
   // process started with; only the keys a reload cannot change are read from it.
   Worker(const config::Config& config, Metrics& metrics, bpf::SockmapProgram* sockmap, uint32_t index,
          std::string fallback_reason, std::vector<std::shared_ptr<ListenerContext>> listeners,
-         ProcessState& state);
+         ProcessState& state, AccessLog* access_log);
   ~Worker();
 
   // In the main thread, before Start: binds this worker's listening sockets (errors name the listener).

@@ -15,6 +15,7 @@
 
 namespace skproxy {
 
+class AccessLog;
 class Connection;
 
 // One listener of one config generation. A connection takes a shared_ptr to it at accept and keeps the
@@ -42,6 +43,7 @@ struct WorkerContext {
   bool promote;
   uint32_t userspace_connections = 0;  // connections of this worker on the user-space path now
   std::vector<Connection*>* finished;  // connections that may be done: the worker reaps them
+  AccessLog* access_log = nullptr;     // null: no access log
 };
 
 }  // namespace skproxy

@@ -4,12 +4,16 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <unistd.h>
+
 #include <atomic>
+#include <fstream>
 #include <future>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/test_helpers.h"
@@ -105,6 +109,57 @@ TEST_P(OperationsTest, DrainTimeoutResetsWhatIsLeftNeverAFin) {
   ASSERT_TRUE(source->WaitForFinished(1, 10s));
   ConnStats upstream = source->Finished()[0];
   EXPECT_NE(upstream.error, 0) << "the upstream must see a reset: " << upstream.Describe();
+}
+
+std::vector<std::string> ReadLines(const std::string& path) {
+  std::vector<std::string> lines;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// One JSON line per connection, with its bytes exact, and a fresh file after SIGUSR1 (logrotate).
+TEST_P(OperationsTest, AccessLogHasALinePerConnectionAndReopensOnSigusr1) {
+  constexpr uint64_t kBytes = 2 * MiB;
+  auto echo = StartServer(EchoHandler());
+  ASSERT_TRUE(echo);
+  ProxyConfig config = SimpleProxyConfig(datapath(), {echo->endpoint()});
+  const std::string path = absl::StrCat(::testing::TempDir(), "skproxy-access-", getpid(), "-", datapath(), ".log");
+  unlink(path.c_str());
+  unlink((path + ".1").c_str());
+  config.access_log = path;
+  SKPROXY_START(proxy, baseline_fds, config);
+  for (int i = 0; i < 3; ++i) {
+    auto fd = Connect(proxy->listener(), 2s);
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    EchoResult r = EchoExchange(fd->get(), NextStreamId(), kBytes, DeadlineIn(60s));
+    ASSERT_EQ(r.recv.bytes, kBytes) << r.Describe();
+  }
+  ASSERT_TRUE(WaitFor([&] { return ReadLines(path).size() == 3; }, 10s)) << ReadLines(path).size();
+  for (const std::string& line : ReadLines(path)) {
+    EXPECT_EQ(line.front(), '{') << line;
+    EXPECT_EQ(line.back(), '}') << line;
+    for (const std::string& field :
+         {std::string("\"listener\":\"web\""), std::string("\"cluster\":\"backend\""),
+          absl::StrCat("\"endpoint\":\"", echo->endpoint().ToString(), "\""),
+          absl::StrCat("\"bytes_downstream_to_upstream\":", kBytes),
+          absl::StrCat("\"bytes_upstream_to_downstream\":", kBytes), std::string("\"end\":\"client_close\""),
+          std::string("\"client\":\"127.0.0.1:"), std::string("\"start\":\"20")}) {
+      EXPECT_NE(line.find(field), std::string::npos) << field << " missing in " << line;
+    }
+  }
+  ASSERT_EQ(rename(path.c_str(), (path + ".1").c_str()), 0);
+  proxy->Signal(SIGUSR1);
+  // The reopen happens on the writer thread: a connection made after it lands in the new file. Until the
+  // signal is handled a line may still go to the renamed file, so keep making connections until one does.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        EXPECT_EQ(ShortEcho(proxy->listener(), 1000, 5s), "");
+        return !ReadLines(path).empty();
+      },
+      10s, 100ms));
+  EXPECT_GE(ReadLines(path + ".1").size(), 3u);
+  EXPECT_NE(ReadLines(path)[0].find("\"bytes_downstream_to_upstream\":1000"), std::string::npos) << ReadLines(path)[0];
 }
 
 INSTANTIATE_TEST_SUITE_P(Datapaths, OperationsTest, ::testing::Values("sockmap", "userspace"), DatapathParamName);

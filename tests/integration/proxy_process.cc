@@ -29,6 +29,7 @@ std::string ProxyConfig::ToYaml() const {
   std::string y = absl::StrCat("admin: { address: \"", admin.ToString(), "\" }\n", "datapath: ", datapath, "\n",
                                "workers: ", workers, "\n");
   if (!drain_timeout.empty()) absl::StrAppend(&y, "drain_timeout: ", drain_timeout, "\n");
+  if (!access_log.empty()) absl::StrAppend(&y, "access_log: { path: \"", access_log, "\" }\n");
   if (!gate_limit.empty() || !receive_buffer.empty() || !quiet_worker_connections.empty()) {
     y += "sockmap:\n";
     if (!gate_limit.empty()) absl::StrAppend(&y, "  gate_limit: ", gate_limit, "\n");

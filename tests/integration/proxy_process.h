@@ -44,6 +44,7 @@ struct ProxyConfig {
   std::string receive_buffer;  // e.g. "512KiB"; empty: not written
   std::string quiet_worker_connections;  // e.g. "0"; empty: not written
   std::string drain_timeout;   // e.g. "2s"; empty: not written (the default, 30s)
+  std::string access_log;      // access_log.path; empty: not written (no access log)
   // Extra environment variables of the proxy, "NAME=value" (e.g. fault injection).
   std::vector<std::string> env;
   std::vector<ListenerSpec> listeners;
