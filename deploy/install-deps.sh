@@ -9,6 +9,8 @@ PACKAGES=(
   libbpf-dev libelf-dev zlib1g-dev liburing-dev libabsl-dev prometheus-cpp-dev libcivetweb-dev libgtest-dev libyaml-cpp-dev libssl-dev
   # tests: the loss test drops segments with nftables inside a namespace it creates
   nftables iproute2 curl python3 procps
+  # tests: the admin status page is checked in a headless browser
+  chromium
   # bench peers and load tools
   haproxy nginx libnginx-mod-stream iperf3 wrk
 )

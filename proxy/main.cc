@@ -24,6 +24,7 @@
 #include "proxy/process_state.h"
 #include "proxy/config_json.h"
 #include "proxy/reloader.h"
+#include "proxy/status_page.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 
@@ -92,6 +93,9 @@ int ParseOptions(int argc, char** argv, Options* options) {
 }
 
 void RegisterAdminEndpoints(AdminServer& admin, Metrics& metrics, ProcessState& state, Reloader& reloader) {
+  admin.Route("GET", "/", [](const AdminRequest&) {
+    return AdminResponse{200, "text/html; charset=utf-8", std::string(StatusPageHtml())};
+  });
   admin.Route("GET", "/config", [&reloader](const AdminRequest&) {
     return AdminResponse{200, "application/json", ConfigToJson(*reloader.current())};
   });

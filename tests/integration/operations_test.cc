@@ -162,6 +162,70 @@ TEST_P(OperationsTest, AccessLogHasALinePerConnectionAndReopensOnSigusr1) {
   EXPECT_NE(ReadLines(path)[0].find("\"bytes_downstream_to_upstream\":1000"), std::string::npos) << ReadLines(path)[0];
 }
 
+// The status page in a real browser: headless Chromium loads "/" from a proxy carrying traffic, runs the
+// page's script for a few (virtual) seconds, and the rendered DOM must show what the script computed.
+TEST(StatusPageTest, RendersLiveGraphsAndTablesInHeadlessChromium) {
+  std::string chromium = FindExecutable("chromium");
+  if (chromium.empty()) chromium = FindExecutable("chromium-browser");
+  if (chromium.empty()) GTEST_SKIP() << "chromium is not installed (deploy/install-deps.sh installs it)";
+  auto echo = StartServer(EchoHandler());
+  ASSERT_TRUE(echo);
+  SKPROXY_START(proxy, baseline_fds, SimpleProxyConfig("sockmap", {echo->endpoint()}));
+  auto page = HttpRequest(proxy->admin(), "GET", "/", "", 2s);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->status, 200);
+  EXPECT_NE(page->headers.find("content-type: text/html"), std::string::npos);
+  EXPECT_EQ(page->body.find("<script src"), std::string::npos) << "the page must be self-contained";
+  EXPECT_EQ(page->body.find("<link"), std::string::npos) << "the page must be self-contained";
+
+  // Two connections stay open; bulk echoes run on other connections while the browser watches.
+  std::vector<UniqueFd> open;
+  for (int i = 0; i < 2; ++i) {
+    auto fd = Connect(proxy->listener(), 2s);
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    open.push_back(std::move(*fd));
+  }
+  std::atomic<bool> stop{false};
+  std::thread traffic([&] {
+    const Deadline end = DeadlineIn(60s);
+    while (!stop.load() && Clock::now() < end) {
+      auto fd = Connect(proxy->listener(), 2s);
+      if (!fd.ok()) break;
+      EchoExchange(fd->get(), NextStreamId(), 32 * MiB, DeadlineIn(20s));
+    }
+  });
+  ASSERT_TRUE(WaitFor([&] { return proxy->Metric("skproxy_connections_active") >= 3; }, 5s));
+  CommandResult browser = RunCommand(
+      {chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+       "--user-data-dir=" + ::testing::TempDir() + "skproxy-chromium-" + std::to_string(getpid()),
+       "--virtual-time-budget=8000", "--dump-dom", absl::StrCat("http://", proxy->admin().ToString(), "/")},
+      90s);
+  stop = true;
+  traffic.join();
+  ASSERT_EQ(browser.exit_code, 0) << browser.Describe();
+  const std::string& dom = browser.out;
+  auto attribute = [&](const std::string& id, const std::string& name) -> std::string {
+    size_t at = dom.find("id=\"" + id + "\"");
+    if (at == std::string::npos) return "<no element " + id + ">";
+    size_t end = dom.find('>', at);
+    size_t a = dom.find(name + "=\"", at);
+    if (a == std::string::npos || a > end) return "<no " + name + ">";
+    a += name.size() + 2;
+    return dom.substr(a, dom.find('"', a) - a);
+  };
+  EXPECT_GE(std::atoi(attribute("updates", "data-count").c_str()), 3) << "the script must have refreshed the page";
+  EXPECT_EQ(attribute("ready", "data-ready"), "true");
+  // Connections open: "kernel / user", at least the two idle ones plus the bulk one.
+  const std::string conns = attribute("g-conns", "data-last");
+  EXPECT_GE(std::atof(conns.c_str()) + std::atof(conns.substr(conns.find('/') + 1).c_str()), 2) << conns;
+  const std::string rates = attribute("g-bytes", "data-last");
+  EXPECT_NE(rates.find("/s"), std::string::npos) << rates;
+  EXPECT_NE(rates.substr(0, 5), "0 B/s") << "bytes moved while the page watched must show: " << rates;
+  EXPECT_NE(dom.find("<td>backend</td><td>" + echo->endpoint().ToString() + "</td>"), std::string::npos)
+      << "cluster table missing the endpoint:\n" << dom.substr(0, 4000);
+  EXPECT_NE(dom.find("<td>web</td><td>" + proxy->listener().ToString() + "</td>"), std::string::npos);
+}
+
 INSTANTIATE_TEST_SUITE_P(Datapaths, OperationsTest, ::testing::Values("sockmap", "userspace"), DatapathParamName);
 
 // A worker whose ring fails (injected) closes its SO_REUSEPORT listeners: the kernel then sends every new
