@@ -37,7 +37,7 @@ NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so'
 HTTP_BODY = b'0123456789abcdef' * 4  # the 64-byte body the HTTP backend answers every request with
 
 # Groups of figures, selectable with --columns; each needs its backend and load tool.
-ALL_COLUMNS = ['memory', 'iperf', 'pingpong', 'connrate', 'wrk', 'wrk-close', 'reqresp']
+ALL_COLUMNS = ['memory', 'iperf', 'pingpong', 'connrate', 'wrk', 'wrk-close', 'reqresp', 'reqresp-bulk']
 
 
 class BenchError(Exception):
@@ -511,6 +511,7 @@ class Ctx:
         self.cr_seconds, self.cr_workers = (2 if q else 5), 4
         self.wrk_s = 2 if q else 5  # each of the two wrk runs
         self.rr_seconds, self.rr_conns, self.rr_size = (2 if q else 5), 50, 32
+        self.rr_bulk = 4 << 20  # reqresp-bulk: bytes each connection echoes before its small messages
         self.columns = [c for c in ALL_COLUMNS if c in args.columns]
         self.iperf_server = None
         self.http_backend = None
@@ -520,7 +521,7 @@ class Ctx:
             for c in ('wrk', 'wrk-close'):
                 self.col_na[c] = 'wrk not installed'
         if not os.access(self.tool('reqresp'), os.X_OK):
-            self.col_na['reqresp'] = f'{self.tool("reqresp")} not built'
+            self.col_na['reqresp'] = self.col_na['reqresp-bulk'] = f'{self.tool("reqresp")} not built'
 
     def runs(self, column):
         return column in self.columns and column not in self.col_na
@@ -720,9 +721,9 @@ def wrk(ctx, port, pids, close):
                 note=f'{label}: {requests} requests, ' + '; '.join(problems) if problems else None)
 
 
-def reqresp(ctx, port):
+def reqresp(ctx, port, bulk_first=0):
     cmd = [ctx.tool('reqresp'), f'{HOST}:{port}', '--connections', str(ctx.rr_conns), '--size', str(ctx.rr_size),
-           '--seconds', str(ctx.rr_seconds), '--threads', '2']
+           '--seconds', str(ctx.rr_seconds), '--threads', '2', '--bulk-first', str(bulk_first)]
     kv = rate_client(cmd, ctx.rr_seconds + 60, 'request/response', 'reqs_per_s')
     note = None
     if int(kv.get('errors', 0)) > 0:
@@ -846,6 +847,13 @@ def run_row(ctx, row):
                 res['rr_rate'] = rr[0]
                 if rr[1]:
                     notes.append(rr[1])
+        if ctx.runs('reqresp-bulk'):
+            log(f'{row}: request/response after bulk')
+            rr = measure('request/response after bulk', lambda: reqresp(ctx, proxy.ports['echo'], ctx.rr_bulk))
+            if rr:
+                res['rrb_rate'] = rr[0]
+                if rr[1]:
+                    notes.append(rr[1])
         if proxy.alive() or row == 'direct':
             notes.extend(proxy.notes())
     finally:
@@ -910,6 +918,7 @@ TABLES = [
         ('wrkc_proxy_us', 'wrk-close', 'proxy CPU-µs/conn ¹', 'haproxy', '{:.1f}'),
         ('wrkc_host_us', 'wrk-close', 'host CPU-µs/conn ²', 'direct', '{:.1f}'),
         ('rr_rate', 'reqresp', 'req/resp {rr_conns}×{rr_size} B req/s ⁶', 'direct', '{:,.0f}'),
+        ('rrb_rate', 'reqresp-bulk', 'req/resp after bulk req/s ⁸', 'direct', '{:,.0f}'),
         ('kernel_share', 'iperf', 'kernel share, iperf3 -P1 ⁷', None, '{:.1%}'),
     ]),
 ]
@@ -1003,6 +1012,9 @@ def report(ctx, rows, results, notes, skipped):
     if 'reqresp' in used:
         print(f'⁶ skproxy_bench_reqresp: {ctx.rr_conns} connections to the echo backend, each sends '
               f'{ctx.rr_size} B and waits for the {ctx.rr_size} B echo, then the next, for {ctx.rr_seconds} s.')
+    if 'reqresp-bulk' in used:
+        print(f'⁸ the same, but each connection first echoes {ctx.rr_bulk >> 20} MiB of bulk (untimed): traffic that '
+              'an adaptive data path moves into the kernel and must move back out for its small messages.')
     if 'iperf' in used:
         print('⁷ skproxy rows: of the bytes skproxy moved during iperf3 -P1, the share counted on the kernel path '
               '(deltas of skproxy_bytes_total{path="kernel"} and {path="user"} from its /metrics).')

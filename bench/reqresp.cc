@@ -2,14 +2,19 @@
 // the whole echo, checks it and sends the next, for a fixed time. Where pingpong times one connection's
 // round trip, this counts how many such round trips a proxy completes per second with C of them in flight.
 //   skproxy_bench_reqresp ADDR [--connections 50] [--size 32] [--seconds 5] [--threads 2]
-//                              [--max-requests 100000000]
+//                              [--max-requests 100000000] [--bulk-first 0]
 // ADDR is an echo server (skproxy_bench_pingpong server), directly or through a proxy. Every connection
 // first does one untimed round trip, so the timed window starts with all C connections open end to end.
+// --bulk-first N: before it, each connection echoes N bytes of bulk (256 KiB writes, read back as they
+// come), untimed: a connection that carried bulk and then turns into small messages, the traffic a
+// proxy's adaptive data path has to move back from the kernel path.
 // Prints one line: "reqs_per_s=.. requests=.. connections=.. seconds=.. errors=.." (+ first_error="..").
 // A connection that fails (reset, early close, wrong echo, 5 s without an answer) is dropped and counted
 // in errors; the others go on. Exit code 1 when no request completed.
 #include <errno.h>
+#include <poll.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -31,7 +36,7 @@ constexpr int64_t kStallNs = 5'000'000'000;  // a connection without an answer f
 int Usage() {
   std::fprintf(stderr,
                "usage: skproxy_bench_reqresp ADDR [--connections N] [--size BYTES] [--seconds S] [--threads T] "
-               "[--max-requests N]\n");
+               "[--max-requests N] [--bulk-first BYTES]\n");
   return 2;
 }
 
@@ -47,6 +52,41 @@ struct Conn {
   // A distinct pattern per connection and message, so a stale or crossed echo is caught.
   void Fill() { std::memset(out.data(), 'a' + static_cast<int>((id + seq) % 26), out.size()); }
 };
+
+// Sends `bytes` in 256 KiB writes while reading the echo back, both non-blocking, until all of it is back.
+absl::Status BulkEcho(int fd, int64_t bytes) {
+  std::vector<char> out(256 * 1024, 'b'), in(256 * 1024);
+  int64_t sent = 0, received = 0;
+  const int64_t deadline = NowNs() + 60'000'000'000;
+  while (received < bytes) {
+    if (NowNs() > deadline) return absl::DeadlineExceededError("bulk echo: no progress within 60 s");
+    bool progress = false;
+    if (sent < bytes) {
+      const ssize_t n = send(fd, out.data(), static_cast<size_t>(std::min<int64_t>(out.size(), bytes - sent)),
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += n;
+        progress = true;
+      } else if (errno != EAGAIN && errno != EINTR) {
+        return absl::ErrnoToStatus(errno, "bulk echo: send");
+      }
+    }
+    const ssize_t n = recv(fd, in.data(), in.size(), MSG_DONTWAIT);
+    if (n > 0) {
+      received += n;
+      progress = true;
+    } else if (n == 0) {
+      return absl::DataLossError("bulk echo: peer closed");
+    } else if (errno != EAGAIN && errno != EINTR) {
+      return absl::ErrnoToStatus(errno, "bulk echo: recv");
+    }
+    if (!progress) {
+      pollfd p{fd, static_cast<short>(POLLIN | (sent < bytes ? POLLOUT : 0)), 0};
+      poll(&p, 1, 100);
+    }
+  }
+  return received == bytes ? absl::OkStatus() : absl::DataLossError("bulk echo: more bytes than sent");
+}
 
 struct Shared {
   std::atomic<int64_t> requests{0};
@@ -127,7 +167,7 @@ void Drive(std::vector<Conn*> conns, int64_t deadline, int64_t max_requests, Sha
 
 int Main(int argc, char** argv) {
   std::optional<ToolArgs> args =
-      ParseToolArgs(argc, argv, 1, {"--connections", "--size", "--seconds", "--threads", "--max-requests"});
+      ParseToolArgs(argc, argv, 1, {"--connections", "--size", "--seconds", "--threads", "--max-requests", "--bulk-first"});
   if (!args) return Usage();
   const SocketAddress& ep = args->ep;
   const Flags& flags = args->flags;
@@ -136,8 +176,9 @@ int Main(int argc, char** argv) {
   const double seconds = flags.Double("--seconds", 5);
   const int64_t threads = flags.Int("--threads", 2);
   const int64_t max_requests = flags.Int("--max-requests", 100'000'000);
+  const int64_t bulk_first = flags.Int("--bulk-first", 0);
   if (connections < 1 || connections > 10000 || size < 1 || size > 65536 || seconds <= 0 || seconds > 600 ||
-      threads < 1 || threads > 64 || max_requests < 1) {
+      threads < 1 || threads > 64 || max_requests < 1 || bulk_first < 0 || bulk_first > (int64_t{1} << 34)) {
     return Usage();
   }
   if (auto s = RaiseNofileLimit(static_cast<uint64_t>(connections) + 256); !s.ok()) {
@@ -154,6 +195,9 @@ int Main(int argc, char** argv) {
     absl::Status s = fd.status();
     if (s.ok()) {
       c.fd = *std::move(fd);
+      if (bulk_first > 0) s = BulkEcho(c.fd.get(), bulk_first);
+    }
+    if (s.ok()) {
       c.Fill();  // the untimed round trip, with blocking calls bounded by the 5 s socket timeouts
       s = WriteAll(c.fd.get(), c.out.data(), c.out.size());
       if (s.ok()) s = ReadExact(c.fd.get(), c.in.data(), c.in.size());

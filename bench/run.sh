@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peer benchmark: direct vs skproxy (sockmap, userspace and auto paths) vs HAProxy vs nginx, on loopback.
 # Usage: bench/run.sh [--quick] [--reps N] [--rows direct,skproxy-sockmap,skproxy-userspace,skproxy-auto,haproxy,nginx]
-#                     [--columns memory,iperf,pingpong,connrate,wrk,wrk-close,reqresp]
+#                     [--columns memory,iperf,pingpong,connrate,wrk,wrk-close,reqresp,reqresp-bulk]
 #                     [--skproxy PATH] [--build DIR] [--idle-conns N] [--json FILE]
 # Prints markdown tables on stdout (progress goes to stderr). Builds nothing: it expects the tools in
 # BUILD/bench (default build/). Every process it starts is stopped by PID on exit.

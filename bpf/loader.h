@@ -85,6 +85,13 @@ class SockmapProgram {
   // User space stops watching the source of this direction: the verdict's next pass posts a notice.
   // Sequentially consistent, so that a Passed() after it sees any pass that did not see the flag.
   void Arm(uint32_t slot) { __atomic_store_n(&users_[slot].armed, 1u, __ATOMIC_SEQ_CST); }
+  // Holds a direction in user mode (every byte passed to user space) or lets the gate decide again.
+  void Hold(uint32_t slot, bool hold) { __atomic_store_n(&users_[slot].hold, hold ? 1u : 0u, __ATOMIC_SEQ_CST); }
+  // Skbs the verdict passed / redirected for a direction: with the byte counts, the mean message size.
+  uint64_t PassedSkbs(uint32_t slot) const { return __atomic_load_n(&users_[slot].passed_skbs, __ATOMIC_RELAXED); }
+  uint64_t RedirectedSkbs(uint32_t slot) const {
+    return __atomic_load_n(&users_[slot].redirected_skbs, __ATOMIC_RELAXED);
+  }
 
   // The notice ring of worker `index` (a BPF ring buffer map), for the worker to poll and consume.
   int NoticeRingFd(uint32_t index) const { return index < rings_.size() ? rings_[index].get() : -1; }

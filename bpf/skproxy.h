@@ -52,9 +52,12 @@ struct skp_user {
 	__u64 copied;     /* user space: passed bytes it has written to the peer */
 	__u32 armed;      /* user space sets it when it stops watching the source; the verdict clears it
 			   * (atomic exchange) when it passes a byte, and then posts one notice */
-	__u32 reserved;
+	__u32 hold;       /* user space: pass every byte to user space, whatever the gate says (a connection
+			   * demoted to the user-space path stays in the map with both directions held) */
 	__u64 passed;     /* verdict: bytes passed to user space (to be copied by it to the peer) */
 	__u64 redirected; /* verdict: bytes redirected to the peer */
+	__u64 passed_skbs;     /* verdict: skbs passed, so that user space can tell small messages from bulk */
+	__u64 redirected_skbs; /* verdict: skbs redirected */
 };
 
 /* One record in a worker's notice ring: direction `slot` needs user space. */

@@ -192,6 +192,7 @@ static __always_inline int pass_to_user(struct skp_dir *dir, struct skp_user *us
 		stat_add(dir->direction, SKP_STAT_GATE_ENTER, 1);
 	}
 	user->passed += len;
+	user->passed_skbs++;
 	stat_add(dir->direction, SKP_STAT_PASSED_BYTES, len);
 	if (__sync_lock_test_and_set(&user->armed, 0))
 		notify(dir, SKP_NOTICE_PASSED);
@@ -240,6 +241,11 @@ int skp_verdict(struct __sk_buff *skb)
 		return SK_DROP;
 	}
 
+	/* A held direction (a connection on the user-space path, see proxy/path_switch.h) passes everything:
+	 * the same user mode as the gate's, so the copy stays exact however the hold starts or ends. */
+	if (*(volatile __u32 *)&user->hold)
+		return pass_to_user(dir, user, skb->len);
+
 	user_copied = *(volatile __u64 *)&user->copied;
 	/* Stay in user mode until user space has written every byte passed so far: a redirect now would
 	 * overtake them. */
@@ -266,6 +272,7 @@ int skp_verdict(struct __sk_buff *skb)
 		return pass_to_user(dir, user, skb->len);
 	}
 	user->redirected += skb->len;
+	user->redirected_skbs++;
 	stat_add(dir->direction, SKP_STAT_REDIRECTED_BYTES, skb->len);
 	return SK_PASS;
 }

@@ -47,6 +47,7 @@ constexpr uint64_t kMaxReceiveBuffer = 1 << 30;
 // maxima a direction may hold gate_limit + receive_buffer + the 256 KiB copy buffer, about 2 GiB: a sum only
 // user space forms, in 64 bits, so the two bounds need no joint rule.
 constexpr uint64_t kMaxGateLimit = 1 << 30;
+constexpr uint64_t kMaxDemoteBelow = 64 << 10;
 constexpr size_t kMaxConfigFileBytes = 1 << 20;  // so that LoadConfigFile("/dev/zero") ends
 
 // A YAML node with what an error about it must name: its key path and its line.
@@ -246,7 +247,8 @@ absl::Status Parser::ParseAdmin(const Value& v, Admin& admin) {
 absl::Status Parser::ParseSockmap(const Value& v, Sockmap& sockmap) const {
   CONFIG_ASSIGN_OR_RETURN(Fields fields,
                           Mapping(v, {"max_entries", "gate_limit", "receive_buffer", "promote_after",
-                                      "quiet_worker_connections"}));
+                                      "quiet_worker_connections", "demote_below", "demote_after_messages",
+                                      "switch_interval"}));
   if (std::optional<Value> entries = fields.Find("max_entries")) {
     CONFIG_ASSIGN_OR_RETURN(uint64_t n, Integer(*entries, std::numeric_limits<uint32_t>::max()));
     if (n == 0) return Error(*entries, "must be greater than 0");
@@ -274,6 +276,22 @@ absl::Status Parser::ParseSockmap(const Value& v, Sockmap& sockmap) const {
     CONFIG_ASSIGN_OR_RETURN(sockmap.promote_after_bytes, ByteSize(*promote));
     if (sockmap.promote_after_bytes > kMaxGateLimit)
       return Error(*promote, absl::StrFormat("must be at most %dGiB", kMaxGateLimit >> 30));
+  }
+  if (std::optional<Value> below = fields.Find("demote_below")) {
+    CONFIG_ASSIGN_OR_RETURN(sockmap.demote_below_bytes, ByteSize(*below));
+    // An skb carries at most 64 KiB (GSO), so a larger mean would demote every connection.
+    if (sockmap.demote_below_bytes > kMaxDemoteBelow)
+      return Error(*below, absl::StrFormat("must be at most %dKiB", kMaxDemoteBelow >> 10));
+  }
+  if (std::optional<Value> messages = fields.Find("demote_after_messages")) {
+    CONFIG_ASSIGN_OR_RETURN(uint64_t n, Integer(*messages, std::numeric_limits<uint32_t>::max()));
+    if (n == 0) return Error(*messages, "must be greater than 0");
+    sockmap.demote_after_messages = static_cast<uint32_t>(n);
+  }
+  if (std::optional<Value> interval = fields.Find("switch_interval")) {
+    CONFIG_ASSIGN_OR_RETURN(sockmap.switch_interval, PositiveDuration(*interval));
+    if (sockmap.switch_interval < absl::Milliseconds(1) || sockmap.switch_interval > absl::Seconds(60))
+      return Error(*interval, "must be between 1ms and 60s");
   }
   return absl::OkStatus();
 }

@@ -33,6 +33,14 @@ struct Sockmap {
   // many connections on the user-space path (the kernel path wins latency at low concurrency, the
   // user-space path throughput at high concurrency); 0: never.
   uint32_t quiet_worker_connections = 4;
+  // datapath auto: a kernel-path connection whose messages (skbs, both directions) averaged fewer than this
+  // many bytes over one switch_interval, with at least demote_after_messages of them, moves back to the
+  // user-space path while its worker has more than quiet_worker_connections connections; a held
+  // connection moves into the kernel again once it carries promote_after bytes in one interval, in
+  // messages of at least this mean size. 0: never demote. See docs/adaptive-datapath.md.
+  uint64_t demote_below_bytes = 1024;
+  uint32_t demote_after_messages = 64;
+  absl::Duration switch_interval = absl::Milliseconds(100);  // how often the switch samples a connection
 };
 
 struct Listener {

@@ -50,7 +50,9 @@ std::string ConfigToJson(const config::Config& config) {
   absl::StrAppend(&out, "  \"sockmap\": {\"max_entries\": ", s.max_entries, ", \"gate_limit_bytes\": ",
                   s.gate_limit_bytes, ", \"receive_buffer_bytes\": ", s.receive_buffer_bytes,
                   ", \"promote_after_bytes\": ", s.promote_after_bytes, ", \"quiet_worker_connections\": ",
-                  s.quiet_worker_connections, "},\n");
+                  s.quiet_worker_connections, ", \"demote_below_bytes\": ", s.demote_below_bytes,
+                  ", \"demote_after_messages\": ", s.demote_after_messages, ", \"switch_interval_seconds\": ",
+                  Seconds(s.switch_interval), "},\n");
   std::vector<std::string> listeners;
   for (const config::Listener& l : config.listeners) {
     listeners.push_back(absl::StrCat("    {\"name\": ", JsonString(l.name), ", \"address\": ",

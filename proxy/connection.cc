@@ -11,8 +11,6 @@
 #include "proxy/access_log.h"
 #include "proxy/config_json.h"
 #include "proxy/socket_options.h"
-#include "proxy/sockmap_pipe.h"
-#include "proxy/userspace_pipe.h"
 #include "proxy/worker_context.h"
 
 namespace skproxy {
@@ -57,34 +55,39 @@ Connection::Connection(WorkerContext& worker, std::shared_ptr<ListenerContext> l
 }
 
 Connection::~Connection() {
-  if (counted_) Uncount();
   if (worker_.access_log != nullptr) worker_.access_log->Write(AccessLogLine());
 }
 
-std::string Connection::AccessLogLine() const {
-  uint64_t kernel[2] = {0, 0}, user[2] = {0, 0};
-  for (const Pipe* pipe : {retired_.get(), pipe_.get()}) {
-    if (pipe == nullptr) continue;
-    for (int d = 0; d < 2; ++d) {
-      kernel[d] += pipe->kernel_bytes(d);
-      user[d] += pipe->user_bytes(d);
-    }
+void Connection::ResetOnClose() {
+  end_reason_ = "drain";
+  if (path_ != nullptr) {
+    path_->ResetOnClose();
+    return;
   }
+  const linger reset{1, 0};
+  for (const UniqueFd* fd : {&client_, &upstream_})
+    if (fd->valid()) setsockopt(fd->get(), SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+}
+
+std::string Connection::AccessLogLine() const {
+  PathSwitch::Summary summary;
+  if (path_ != nullptr) summary = path_->Summarize();
   const char* end = end_reason_;
-  if (end == nullptr && pipe_ != nullptr) {
-    end = pipe_->reset() ? "reset" : pipe_->first_end() == 0 ? "client_close" : pipe_->first_end() == 1 ? "upstream_close" : "closed";
+  if (end == nullptr && path_ != nullptr) {
+    end = summary.reset ? "reset" : summary.first_end == 0 ? "client_close" : summary.first_end == 1 ? "upstream_close" : "closed";
   }
   if (end == nullptr) end = "closed";
-  const absl::Time now = absl::Now();
+  const uint64_t* kernel = summary.kernel_bytes;
+  const uint64_t* user = summary.user_bytes;
   return absl::StrCat(
       "{\"start\":", JsonString(absl::FormatTime(absl::RFC3339_full, start_, absl::UTCTimeZone())),
-      ",\"duration_s\":", absl::ToDoubleSeconds(now - start_),
+      ",\"duration_s\":", absl::ToDoubleSeconds(absl::Now() - start_),
       ",\"listener\":", JsonString(listener_.config->name),
       ",\"cluster\":", JsonString(listener_.cluster->config().name),
       ",\"endpoint\":", endpoint_ != nullptr ? JsonString(endpoint_->ToString()) : "null",
       ",\"client\":", client_address_.length > 0 ? JsonString(client_address_.ToString()) : "null",
-      ",\"datapath\":", JsonString(pipe_ != nullptr ? PathKindName(pipe_->kind()) : "none"),
-      ",\"switches\":", switches_,
+      ",\"datapath\":", JsonString(path_ != nullptr ? PathKindName(summary.kind) : "none"),
+      ",\"switches\":", summary.switches,
       ",\"bytes_downstream_to_upstream\":", kernel[0] + user[0],
       ",\"bytes_upstream_to_downstream\":", kernel[1] + user[1],
       ",\"kernel_bytes\":{\"downstream_to_upstream\":", kernel[0], ",\"upstream_to_downstream\":", kernel[1], "}",
@@ -93,19 +96,8 @@ std::string Connection::AccessLogLine() const {
 }
 
 bool Connection::done() const {
-  if (state_ == State::kPiping) return pipe_->done();
+  if (state_ == State::kPiping) return path_->done();
   return state_ == State::kClosed && inflight() == 0;
-}
-
-void Connection::ResetOnClose() {
-  end_reason_ = "drain";
-  if (pipe_ != nullptr) {
-    pipe_->ResetOnClose();
-    return;
-  }
-  const linger reset{1, 0};
-  for (const UniqueFd* fd : {&client_, &upstream_})
-    if (fd->valid()) setsockopt(fd->get(), SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
 }
 
 void Connection::Start() {
@@ -172,72 +164,9 @@ void Connection::OnConnected(int res) {
 
 void Connection::StartPipe() {
   state_ = State::kPiping;
-  if (worker_.sockmap != nullptr && !worker_.promote) {
-    pipe_ = KernelPipe(std::move(client_), std::move(upstream_));
-  } else {
-    if (worker_.sockmap == nullptr && !worker_.fallback_reason.empty())
-      worker_.metrics->Fallback(worker_.fallback_reason).Increment();
-    auto pipe = std::make_unique<UserspacePipe>(ring_, *worker_.metrics, std::move(client_), std::move(upstream_),
-                                                [this] { worker_.finished->push_back(this); });
-    if (worker_.promote) {
-      const config::Sockmap& sockmap = *worker_.sockmap_config;
-      UserspacePipe::Promotion promotion{sockmap.promote_after_bytes, 0, nullptr};
-      if (sockmap.quiet_worker_connections > 0) {
-        promotion.quiet_reads = kQuietReads;
-        promotion.quiet = [this, limit = sockmap.quiet_worker_connections] {
-          return worker_.userspace_connections <= limit;
-        };
-      }
-      pipe->HandOverWhen(std::move(promotion), [this](UniqueFd downstream, UniqueFd upstream) {
-        Promote(std::move(downstream), std::move(upstream));
-      });
-    }
-    pipe_ = std::move(pipe);
-  }
-  Count(pipe_->kind());
-  listener_.metrics.connections_total[static_cast<int>(counted_kind_)]->Increment();
-  pipe_->Start();
-}
-
-std::unique_ptr<Pipe> Connection::KernelPipe(UniqueFd downstream, UniqueFd upstream) {
-  auto on_finish = [this] { worker_.finished->push_back(this); };
-  SockmapPipe::InsertFailure failure;
-  std::unique_ptr<Pipe> pipe = SockmapPipe::Create(
-      ring_, *worker_.metrics, *worker_.sockmap, *worker_.notices,
-      {worker_.sockmap_config->gate_limit_bytes, worker_.index}, std::move(downstream), std::move(upstream),
-      on_finish, &failure);
-  if (!failure.reason.empty()) worker_.metrics->Fallback(failure.reason).Increment();
-  if (pipe == nullptr) {
-    pipe = std::make_unique<UserspacePipe>(ring_, *worker_.metrics, std::move(failure.downstream),
-                                           std::move(failure.upstream), on_finish);
-  }
-  return pipe;
-}
-
-void Connection::Promote(UniqueFd downstream, UniqueFd upstream) {
-  // Called from inside the user-space pipe, which must outlive the call: it is retired, not destroyed.
-  retired_ = std::move(pipe_);
-  pipe_ = KernelPipe(std::move(downstream), std::move(upstream));
-  if (pipe_->kind() == PathKind::kSockmap) {
-    worker_.metrics->DatapathSwitch("kernel").Increment();
-    ++switches_;
-  }
-  Count(pipe_->kind());
-  pipe_->Start();
-}
-
-void Connection::Count(PathKind kind) {
-  if (counted_ && kind == counted_kind_) return;
-  if (counted_) Uncount();
-  counted_kind_ = kind;
-  counted_ = true;
-  listener_.metrics.connections_active[static_cast<int>(counted_kind_)]->Increment();
-  if (kind == PathKind::kUserspace) ++worker_.userspace_connections;
-}
-
-void Connection::Uncount() {
-  listener_.metrics.connections_active[static_cast<int>(counted_kind_)]->Decrement();
-  if (counted_kind_ == PathKind::kUserspace) --worker_.userspace_connections;
+  path_ = std::make_unique<PathSwitch>(worker_, listener_.metrics, std::move(client_), std::move(upstream_),
+                                       [this] { worker_.finished->push_back(this); });
+  path_->Start();
 }
 
 void Connection::CloseClient() {

@@ -1,6 +1,6 @@
 // One client connection from accept to close:
 //   connecting (each endpoint of the cluster in turn, each with the cluster's connect timeout)
-//   -> piping (a SockmapPipe, or a UserspacePipe when the kernel path is off or refuses this connection)
+//   -> piping (a PathSwitch: the connection's pipe, and its moves between the two data paths)
 //   -> done (the pipe closed both legs, or no endpoint answered and the client was closed).
 #pragma once
 
@@ -12,7 +12,7 @@
 
 #include "absl/time/time.h"
 #include "config/address.h"
-#include "proxy/datapath.h"
+#include "proxy/path_switch.h"
 #include "proxy/tracked_handler.h"
 #include "proxy/unique_fd.h"
 
@@ -39,15 +39,6 @@ class Connection final : public TrackedHandler {
   void ConnectNext();
   void OnConnected(int res);
   void StartPipe();
-  // Puts the legs on the kernel path (or, when they cannot be inserted, back on the user-space path).
-  std::unique_ptr<Pipe> KernelPipe(UniqueFd downstream, UniqueFd upstream);
-  // The user-space pipe handed its legs over: the connection moves into the sockhash.
-  void Promote(UniqueFd downstream, UniqueFd upstream);
-  void Count(PathKind kind);
-  void Uncount();
-  // How many messages (reads) a connection exchanges before a quiet worker moves it: a few exchanges
-  // do not pay for the insert and the delete.
-  static constexpr uint32_t kQuietReads = 64;
   void CloseClient();
   // The access log line of this connection, written when it is destroyed.
   std::string AccessLogLine() const;
@@ -61,16 +52,12 @@ class Connection final : public TrackedHandler {
   size_t first_endpoint_ = 0;
   size_t attempts_ = 0;
   __kernel_timespec connect_timeout_{};
-  std::unique_ptr<Pipe> pipe_;
-  std::unique_ptr<Pipe> retired_;  // the user-space pipe after a promotion: spent, kept until we go
-  PathKind counted_kind_ = PathKind::kUserspace;
-  bool counted_ = false;
+  std::unique_ptr<PathSwitch> path_;  // while piping: which path the bytes take, and the pipe itself
   // For the access log.
   absl::Time start_ = absl::Now();
   SocketAddress client_address_;
   const SocketAddress* endpoint_ = nullptr;  // the endpoint of the last connect attempt
   const char* end_reason_ = nullptr;         // set when skproxy, not a peer, ended the connection
-  uint32_t switches_ = 0;
 };
 
 }  // namespace skproxy

@@ -26,6 +26,9 @@ absl::Status CheckRestartOnlyKeys(const config::Config& now, const config::Confi
   if (a.receive_buffer_bytes != b.receive_buffer_bytes) return refuse("sockmap.receive_buffer");
   if (a.promote_after_bytes != b.promote_after_bytes) return refuse("sockmap.promote_after");
   if (a.quiet_worker_connections != b.quiet_worker_connections) return refuse("sockmap.quiet_worker_connections");
+  if (a.demote_below_bytes != b.demote_below_bytes) return refuse("sockmap.demote_below");
+  if (a.demote_after_messages != b.demote_after_messages) return refuse("sockmap.demote_after_messages");
+  if (a.switch_interval != b.switch_interval) return refuse("sockmap.switch_interval");
   return absl::OkStatus();
 }
 

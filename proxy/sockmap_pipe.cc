@@ -191,6 +191,21 @@ void SockmapPipe::OnNotice(uint32_t slot, uint32_t kind) {
   if (aborting_ && inflight() == 0) Finish();
 }
 
+bool SockmapPipe::Hold(bool hold) {
+  if (!upstream_in_map_ || hold == held_ || aborting_ || state_released_) return false;
+  held_ = hold;
+  for (const Direction& dir : dirs_) program_.Hold(dir.slot, hold);
+  // Held, every byte comes to user space: watch each source for POLLIN from now on (Idle no longer arms).
+  // Released, the readable polls stay until they fire, and Idle arms the direction again.
+  if (hold) {
+    for (int d = 0; d < SKP_DIRECTIONS; ++d) {
+      if (!dirs_[d].on_timer) Pump(d);
+    }
+  }
+  if (aborting_ && inflight() == 0) Finish();
+  return true;
+}
+
 void SockmapPipe::OnSweep(uint32_t slot) { OnNotice(slot, SKP_NOTICE_PASSED); }
 
 void SockmapPipe::Pump(int d) {
@@ -219,13 +234,23 @@ void SockmapPipe::Pump(int d) {
       WaitForBacklog(d);
       return;
     }
-    if (!dir.buffer) dir.buffer = std::make_unique<uint8_t[]>(kCopyBufferSize);
+    if (dir.short_read) {
+      // Held, the last read took all there was: the readable poll reports the next bytes (at once if they
+      // are already there), which saves the recv that would only say EAGAIN, one syscall per message.
+      dir.short_read = false;
+      dir.buffer.reset();
+      Idle(d);
+      return;
+    }
+    // Not zeroed: recv overwrites what is sent.
+    if (!dir.buffer) dir.buffer.reset(new uint8_t[kCopyBufferSize]);
     // With the socket in the sockhash, recv only returns what the verdict passed to user space, and 0 once
     // every byte before the FIN has been through the verdict.
     const ssize_t n = recv(source(d), dir.buffer.get(), kCopyBufferSize, MSG_DONTWAIT);
     if (n > 0) {
       dir.length = static_cast<size_t>(n);
       dir.sent = 0;
+      dir.short_read = held_ && dir.length < kCopyBufferSize;
       continue;
     }
     if (n == 0) {
@@ -260,7 +285,7 @@ void SockmapPipe::Pump(int d) {
 
 void SockmapPipe::Idle(int d) {
   Direction& dir = dirs_[d];
-  if (dir.source_in_map && AllPassedCopied(d)) {
+  if (dir.source_in_map && !held_ && AllPassedCopied(d)) {
     // Arm, then look again: a pass that did not see the flag is visible here, and one after it posts a
     // notice. Either way no passed byte waits unseen while the source is not watched for POLLIN.
     program_.Arm(dir.slot);
@@ -330,14 +355,17 @@ bool SockmapPipe::AllPassedCopied(int d) const {
 // A destination that was reset never takes them: the connection is then reset too.
 bool SockmapPipe::BacklogDrained(int d) {
   Direction& dir = dirs_[d];
+  const uint64_t redirected = dir.source_in_map ? program_.Redirected(dir.slot) : 0;
+  if (redirected == dir.drained_at_redirected) return true;
   absl::StatusOr<WriteProgress> progress = ReadWriteProgress(destination(d));
   if (progress.ok() && progress->tcp_state == kTcpClose) {
     Abort();
     return false;
   }
   if (!progress.ok()) return true;  // the socket is gone: nothing left to wait for
-  const uint64_t redirected = dir.source_in_map ? program_.Redirected(dir.slot) : 0;
-  return progress->entered - dir.destination_base >= redirected + dir.user_copied;
+  if (progress->entered - dir.destination_base < redirected + dir.user_copied) return false;
+  dir.drained_at_redirected = redirected;
+  return true;
 }
 
 void SockmapPipe::EndIfDone() {

@@ -42,10 +42,21 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
                                              UniqueFd upstream, std::function<void()> on_finish,
                                              InsertFailure* failure);
   ~SockmapPipe() override;
-  // A connection with only one leg in the map runs entirely in user space.
-  PathKind kind() const override { return upstream_in_map_ ? PathKind::kSockmap : PathKind::kUserspace; }
+  // A connection with only one leg in the map, or held, runs entirely in user space.
+  PathKind kind() const override {
+    return upstream_in_map_ && !held_ ? PathKind::kSockmap : PathKind::kUserspace;
+  }
   void Start() override;
   uint64_t kernel_bytes(int direction) const override;
+
+  // Holds both directions in user mode (the verdict passes every byte, this pipe copies it once every
+  // byte redirected before has left the backlog) or gives them back to the gate. Both are exact at any
+  // moment, with bytes in flight: see docs/adaptive-datapath.md. Only with both legs in the map.
+  // False when nothing changed (already so, or the pipe is ending).
+  bool Hold(bool hold);
+  bool held() const { return held_; }
+  bool both_in_map() const { return upstream_in_map_; }
+  const bpf::ConnectionKeys& keys() const { return keys_; }
 
   void OnNotice(uint32_t slot, uint32_t kind) override;
   void OnSweep(uint32_t slot) override;
@@ -69,6 +80,10 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
     bool hangup_poll = false;    // the POLLRDHUP poll on the source, in flight until the FIN or an error
     bool writable_poll = false;  // a POLLOUT poll is in flight on the destination
     bool on_timer = false;       // waiting for the backlog: the pipe's timer pumps it again
+    bool short_read = false;     // held: the last recv returned less than the buffer
+    // The verdict's redirected count when the backlog was last found drained: until it grows, nothing new
+    // entered the backlog, and a held direction's copies skip the two syscalls of the check.
+    uint64_t drained_at_redirected = ~0ull;
   };
 
   SockmapPipe(Ring& ring, Metrics& metrics, bpf::SockmapProgram& program, NoticeTargets& notices,
@@ -97,6 +112,7 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   uint64_t gate_limit_;
   bpf::ConnectionKeys keys_;
   bool upstream_in_map_ = true;
+  bool held_ = false;
   bool state_released_ = false;
   uint64_t kernel_bytes_[2] = {0, 0};  // the verdict's counts, kept when the slots are returned
   Direction dirs_[2];

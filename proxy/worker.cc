@@ -282,6 +282,10 @@ void Worker::Run() {
     }
     notice_reader_ = *std::move(reader);
   }
+  if (context_.promote && config_.sockmap.demote_below_bytes > 0) {
+    switches_ = std::make_unique<PathSwitches>(*ring_, config_.sockmap.switch_interval);
+    context_.switches = switches_.get();
+  }
   for (std::unique_ptr<Listening>& listening : listening_) StartAccepting(*listening);
   waker_ = std::make_unique<Waker>(*this, stop_event_.get());
   waker_->Arm();
@@ -295,6 +299,8 @@ void Worker::Run() {
   // Tearing the ring down first cancels every operation, so no completion can reach a freed connection.
   ring_.reset();
   connections_.clear();
+  context_.switches = nullptr;
+  switches_.reset();
   connection_count_.store(0);
   notice_reader_.reset();
   listening_.clear();

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "proxy/connection.h"
 #include "proxy/process_state.h"
+#include "proxy/path_switch.h"
 #include "proxy/unique_fd.h"
 #include "proxy/worker_context.h"
 
@@ -107,6 +108,8 @@ class Worker {
   bool reload_pending_ = false;                 // guarded by reload_mu_
   std::shared_ptr<absl::Notification> reload_applied_;  // guarded by reload_mu_
 
+  // Before connections_: they leave it when they are destroyed.
+  std::unique_ptr<PathSwitches> switches_;
   std::vector<Connection*> finished_;
   absl::flat_hash_map<Connection*, std::unique_ptr<Connection>> connections_;
   NoticeTargets notice_targets_;

@@ -17,6 +17,7 @@ namespace skproxy {
 
 class AccessLog;
 class Connection;
+class PathSwitches;
 
 // One listener of one config generation. A connection takes a shared_ptr to it at accept and keeps the
 // config snapshot and cluster it was accepted under until it ends, whatever a reload changes meanwhile.
@@ -42,6 +43,8 @@ struct WorkerContext {
   // sockhash once they carry bulk (sockmap_config->promote_after_bytes). Forced sockmap inserts at once.
   bool promote;
   uint32_t userspace_connections = 0;  // connections of this worker on the user-space path now
+  uint32_t kernel_connections = 0;     // and on the kernel path
+  PathSwitches* switches = nullptr;    // samples kernel-path connections for demotion (datapath auto)
   std::vector<Connection*>* finished;  // connections that may be done: the worker reaps them
   AccessLog* access_log = nullptr;     // null: no access log
 };

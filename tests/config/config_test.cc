@@ -96,6 +96,9 @@ sockmap:
   receive_buffer: 2MiB
   promote_after: 4MiB
   quiet_worker_connections: 9
+  demote_below: 2KiB
+  demote_after_messages: 32
+  switch_interval: 250ms
 listeners:
   - name: web
     address: "0.0.0.0:10000"
@@ -121,6 +124,9 @@ clusters:
   EXPECT_EQ(config.sockmap.receive_buffer_bytes, 2u << 20);
   EXPECT_EQ(config.sockmap.promote_after_bytes, 4u << 20);
   EXPECT_EQ(config.sockmap.quiet_worker_connections, 9u);
+  EXPECT_EQ(config.sockmap.demote_below_bytes, 2u << 10);
+  EXPECT_EQ(config.sockmap.demote_after_messages, 32u);
+  EXPECT_EQ(config.sockmap.switch_interval, absl::Milliseconds(250));
   ASSERT_EQ(config.listeners.size(), 2u);
   EXPECT_EQ(config.listeners[1].address.family(), AF_INET6);
   EXPECT_EQ(config.listeners[1].address.ToString(), "[::1]:10001");
@@ -381,6 +387,18 @@ INSTANTIATE_TEST_SUITE_P(
          "bad.yaml:2: sockmap.promote_after: must be at most 1GiB"},
         {"PromoteAfterNotASize", "sockmap:\n  promote_after: soon\n",
          "bad.yaml:2: sockmap.promote_after: expected a byte size like 8MiB, 512KiB or 1048576"},
+        {"DemoteBelowTooLarge", "sockmap:\n  demote_below: 65537\n",
+         "bad.yaml:2: sockmap.demote_below: must be at most 64KiB"},
+        {"DemoteBelowNotASize", "sockmap:\n  demote_below: small\n",
+         "bad.yaml:2: sockmap.demote_below: expected a byte size like 8MiB, 512KiB or 1048576"},
+        {"DemoteAfterMessagesZero", "sockmap:\n  demote_after_messages: 0\n",
+         "bad.yaml:2: sockmap.demote_after_messages: must be greater than 0"},
+        {"SwitchIntervalTooShort", "sockmap:\n  switch_interval: 100us\n",
+         "bad.yaml:2: sockmap.switch_interval: must be between 1ms and 60s"},
+        {"SwitchIntervalTooLong", "sockmap:\n  switch_interval: 2m\n",
+         "bad.yaml:2: sockmap.switch_interval: must be between 1ms and 60s"},
+        {"SwitchIntervalZero", "sockmap:\n  switch_interval: 0s\n",
+         "bad.yaml:2: sockmap.switch_interval: must be greater than 0"},
         {"MaxEntriesZero", "sockmap:\n  max_entries: 0\n", "bad.yaml:2: sockmap.max_entries: must be greater than 0"},
         {"MaxEntriesTooLarge", "sockmap:\n  max_entries: 4294967296\n",
          "bad.yaml:2: sockmap.max_entries: 4294967296 is too large (at most 4294967295)"},

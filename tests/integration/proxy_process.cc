@@ -30,12 +30,19 @@ std::string ProxyConfig::ToYaml() const {
                                "workers: ", workers, "\n");
   if (!drain_timeout.empty()) absl::StrAppend(&y, "drain_timeout: ", drain_timeout, "\n");
   if (!access_log.empty()) absl::StrAppend(&y, "access_log: { path: \"", access_log, "\" }\n");
-  if (!gate_limit.empty() || !receive_buffer.empty() || !quiet_worker_connections.empty()) {
+  if (!gate_limit.empty() || !receive_buffer.empty() || !quiet_worker_connections.empty() ||
+      !promote_after.empty() || !demote_below.empty() || !demote_after_messages.empty() ||
+      !switch_interval.empty()) {
     y += "sockmap:\n";
     if (!gate_limit.empty()) absl::StrAppend(&y, "  gate_limit: ", gate_limit, "\n");
     if (!receive_buffer.empty()) absl::StrAppend(&y, "  receive_buffer: ", receive_buffer, "\n");
     if (!quiet_worker_connections.empty())
       absl::StrAppend(&y, "  quiet_worker_connections: ", quiet_worker_connections, "\n");
+    if (!promote_after.empty()) absl::StrAppend(&y, "  promote_after: ", promote_after, "\n");
+    if (!demote_below.empty()) absl::StrAppend(&y, "  demote_below: ", demote_below, "\n");
+    if (!demote_after_messages.empty())
+      absl::StrAppend(&y, "  demote_after_messages: ", demote_after_messages, "\n");
+    if (!switch_interval.empty()) absl::StrAppend(&y, "  switch_interval: ", switch_interval, "\n");
   }
   y += "listeners:\n";
   for (const auto& l : listeners) {

@@ -47,6 +47,10 @@ struct ProxyConfig {
   std::string access_log;      // access_log.path; empty: not written (no access log)
   // Extra environment variables of the proxy, "NAME=value" (e.g. fault injection).
   std::vector<std::string> env;
+  std::string promote_after;             // e.g. "256KiB"; empty: not written
+  std::string demote_below;              // e.g. "4KiB"; empty: not written
+  std::string demote_after_messages;     // e.g. "32"; empty: not written
+  std::string switch_interval;           // e.g. "20ms"; empty: not written
   std::vector<ListenerSpec> listeners;
   std::vector<ClusterSpec> clusters;
   // Run the proxy through this command, e.g. setpriv with capabilities dropped; empty: run it directly.
