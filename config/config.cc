@@ -18,6 +18,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 
 // The parser is a long chain of steps that each may fail with the error to report.
@@ -129,6 +130,8 @@ class Parser {
   absl::StatusOr<std::string> Name(const Value& v) const;
   absl::StatusOr<uint64_t> Integer(const Value& v, uint64_t max) const;
   absl::StatusOr<uint64_t> ByteSize(const Value& v) const;
+  absl::StatusOr<uint32_t> Mark(const Value& v) const;
+  absl::StatusOr<bool> Bool(const Value& v) const;
   absl::StatusOr<absl::Duration> PositiveDuration(const Value& v) const;
   absl::StatusOr<SocketAddress> Address(const Value& v) const;
 
@@ -216,6 +219,31 @@ absl::StatusOr<uint64_t> Parser::ByteSize(const Value& v) const {
     return Error(v, absl::StrFormat("%s is too large", text));
   }
   return n << found->second;
+}
+
+// A firewall mark as nft prints it (0x534b) or in decimal, 0 to 2^32-1.
+absl::StatusOr<uint32_t> Parser::Mark(const Value& v) const {
+  constexpr absl::string_view kExpected = "expected a 32-bit mark like 0x534b or 21323";
+  if (!v.node.IsScalar()) return Error(v, kExpected);
+  const std::string& text = v.node.Scalar();
+  const bool hex = absl::StartsWith(text, "0x") || absl::StartsWith(text, "0X");
+  absl::string_view digits = hex ? absl::string_view(text).substr(2) : absl::string_view(text);
+  auto is_digit = hex ? absl::ascii_isxdigit : absl::ascii_isdigit;
+  uint64_t n = 0;
+  if (digits.empty() || digits.size() > 10 || !absl::c_all_of(digits, is_digit)) return Error(v, kExpected);
+  if (!(hex ? absl::SimpleHexAtoi(digits, &n) : absl::SimpleAtoi(digits, &n)) ||
+      n > std::numeric_limits<uint32_t>::max()) {
+    return Error(v, absl::StrFormat("%s is too large (at most 0xffffffff)", text));
+  }
+  return static_cast<uint32_t>(n);
+}
+
+absl::StatusOr<bool> Parser::Bool(const Value& v) const {
+  if (v.node.IsScalar()) {
+    if (v.node.Scalar() == "true") return true;
+    if (v.node.Scalar() == "false") return false;
+  }
+  return Error(v, "expected true or false");
 }
 
 absl::StatusOr<absl::Duration> Parser::PositiveDuration(const Value& v) const {
@@ -322,9 +350,11 @@ absl::StatusOr<Cluster> Parser::ParseCluster(const Value& v, const Config& confi
 }
 
 absl::StatusOr<Listener> Parser::ParseListener(const Value& v, const Config& config) const {
-  CONFIG_ASSIGN_OR_RETURN(Fields fields, Mapping(v, {"name", "address", "cluster"}));
+  CONFIG_ASSIGN_OR_RETURN(Fields fields,
+                          Mapping(v, {"name", "address", "cluster", "transparent", "connect_timeout"}));
   Listener listener;
   listener.line = v.line;
+  listener.upstream_mark = config.upstream_mark;
 
   CONFIG_ASSIGN_OR_RETURN(Value name, Required(fields, "name"));
   CONFIG_ASSIGN_OR_RETURN(listener.name, Name(name));
@@ -349,6 +379,23 @@ absl::StatusOr<Listener> Parser::ParseListener(const Value& v, const Config& con
     return Error(address, absl::StrFormat("port %d already used by %s", port, admin));
   }
 
+  if (std::optional<Value> transparent = fields.Find("transparent")) {
+    CONFIG_ASSIGN_OR_RETURN(listener.transparent, Bool(*transparent));
+  }
+  if (listener.transparent) {
+    // The destination comes from each connection; a cluster would silently be ignored.
+    if (std::optional<Value> cluster = fields.Find("cluster")) {
+      return Error(*cluster, "a transparent listener connects to each connection's original destination; "
+                             "remove cluster or transparent");
+    }
+    if (std::optional<Value> timeout = fields.Find("connect_timeout")) {
+      CONFIG_ASSIGN_OR_RETURN(listener.connect_timeout, PositiveDuration(*timeout));
+    }
+    return listener;
+  }
+  if (std::optional<Value> timeout = fields.Find("connect_timeout")) {
+    return Error(*timeout, "only a transparent listener has one; set connect_timeout on the cluster");
+  }
   CONFIG_ASSIGN_OR_RETURN(Value cluster, Required(fields, "cluster"));
   CONFIG_ASSIGN_OR_RETURN(listener.cluster, String(cluster));
   if (config.FindCluster(listener.cluster) == nullptr) {
@@ -363,8 +410,8 @@ absl::StatusOr<Config> Parser::Parse(const YAML::Node& root) {
   config.admin.address = *ParseSocketAddress(kDefaultAdminAddress);
 
   CONFIG_ASSIGN_OR_RETURN(Fields top, Mapping({root, "", LineOf(root.Mark(), 1)},
-                                              {"admin", "datapath", "workers", "drain_timeout", "access_log", "sockmap",
-                                               "listeners", "clusters"}));
+                                              {"admin", "datapath", "workers", "drain_timeout", "access_log",
+                                               "upstream_mark", "sockmap", "listeners", "clusters"}));
   if (std::optional<Value> admin = top.Find("admin")) CONFIG_RETURN_IF_ERROR(ParseAdmin(*admin, config.admin));
   if (std::optional<Value> datapath = top.Find("datapath")) {
     CONFIG_ASSIGN_OR_RETURN(std::string text, String(*datapath));
@@ -384,6 +431,9 @@ absl::StatusOr<Config> Parser::Parse(const YAML::Node& root) {
     CONFIG_ASSIGN_OR_RETURN(Value path, Required(fields, "path"));
     CONFIG_ASSIGN_OR_RETURN(config.access_log_path, String(path));
     if (config.access_log_path.empty()) return Error(path, "must not be empty (\"-\" is stdout)");
+  }
+  if (std::optional<Value> mark = top.Find("upstream_mark")) {
+    CONFIG_ASSIGN_OR_RETURN(config.upstream_mark, Mark(*mark));
   }
   if (std::optional<Value> sockmap = top.Find("sockmap")) {
     CONFIG_RETURN_IF_ERROR(ParseSockmap(*sockmap, config.sockmap));

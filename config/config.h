@@ -46,7 +46,13 @@ struct Sockmap {
 struct Listener {
   std::string name;
   SocketAddress address;
-  std::string cluster;
+  std::string cluster;  // empty for a transparent listener
+  // Transparent (sidecar) mode: connections arrive redirected by nftables (deploy/sidecar/) and each goes
+  // to the destination its client asked for, read from conntrack (SO_ORIGINAL_DST), instead of a cluster.
+  bool transparent = false;
+  absl::Duration connect_timeout = absl::Seconds(5);  // transparent only; a cluster has its own
+  // SO_MARK on every upstream socket (Config::upstream_mark, copied here for the data path); 0: none.
+  uint32_t upstream_mark = 0;
   int line = 0;  // line of the listener in the file, for later error messages
 };
 
@@ -66,6 +72,9 @@ struct Config {
   absl::Duration drain_timeout = absl::Seconds(30);
   // One JSON line per connection: a file, "-" for stdout, empty for none.
   std::string access_log_path;
+  // SO_MARK for skproxy's own upstream connections, so that the redirect rules of a sidecar let them pass
+  // (deploy/sidecar/skproxy-redirect.sh skips this mark); 0 leaves them unmarked.
+  uint32_t upstream_mark = 0;
   Sockmap sockmap;
   std::vector<Listener> listeners;
   std::vector<Cluster> clusters;

@@ -3,10 +3,14 @@
 # Safe to run again: packages already present are skipped, apt is only called when something is missing.
 set -euo pipefail
 
-PACKAGES=(
-  # build
+BUILD_PACKAGES=(
   cmake g++ make pkg-config clang llvm bpftool
   libbpf-dev libelf-dev zlib1g-dev liburing-dev libabsl-dev prometheus-cpp-dev libcivetweb-dev libgtest-dev libyaml-cpp-dev libssl-dev
+  # setcap: the container image gives the binary its capabilities as file capabilities
+  libcap2-bin
+)
+PACKAGES=(
+  "${BUILD_PACKAGES[@]}"
   # tests: the loss test drops segments with nftables inside a namespace it creates
   nftables iproute2 curl python3 procps
   # tests: the admin status page is checked in a headless browser
@@ -14,6 +18,9 @@ PACKAGES=(
   # bench peers and load tools
   haproxy nginx libnginx-mod-stream iperf3 wrk
 )
+
+# --build-only: what building needs, nothing more (the build stage of deploy/Dockerfile).
+if [ "${1:-}" = "--build-only" ]; then PACKAGES=("${BUILD_PACKAGES[@]}"); fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

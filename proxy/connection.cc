@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "proxy/access_log.h"
 #include "proxy/config_json.h"
+#include "proxy/original_destination.h"
 #include "proxy/socket_options.h"
 #include "proxy/worker_context.h"
 
@@ -83,7 +84,7 @@ std::string Connection::AccessLogLine() const {
       "{\"start\":", JsonString(absl::FormatTime(absl::RFC3339_full, start_, absl::UTCTimeZone())),
       ",\"duration_s\":", absl::ToDoubleSeconds(absl::Now() - start_),
       ",\"listener\":", JsonString(listener_.config->name),
-      ",\"cluster\":", JsonString(listener_.cluster->config().name),
+      ",\"cluster\":", listener_.cluster != nullptr ? JsonString(listener_.cluster->config().name) : "null",
       ",\"endpoint\":", endpoint_ != nullptr ? JsonString(endpoint_->ToString()) : "null",
       ",\"client\":", client_address_.length > 0 ? JsonString(client_address_.ToString()) : "null",
       ",\"datapath\":", JsonString(path_ != nullptr ? PathKindName(summary.kind) : "none"),
@@ -101,14 +102,43 @@ bool Connection::done() const {
 }
 
 void Connection::Start() {
-  first_endpoint_ = listener_.cluster->NextStart();
+  if (listener_.config->transparent) {
+    absl::StatusOr<SocketAddress> destination = OriginalDestination(client_.get());
+    if (!destination.ok()) {  // not redirected: there is nowhere to go
+      worker_.metrics->PipeError("original_destination").Increment();
+      CloseClient();
+      return;
+    }
+    original_destination_ = *destination;
+  } else {
+    first_endpoint_ = listener_.cluster->NextStart();
+  }
   ConnectNext();
 }
 
+const SocketAddress* Connection::NextEndpoint() {
+  if (listener_.config->transparent) return attempts_++ == 0 ? &original_destination_ : nullptr;
+  const std::vector<SocketAddress>& endpoints = listener_.cluster->config().endpoints;
+  if (attempts_ >= endpoints.size()) return nullptr;
+  return &endpoints[(first_endpoint_ + attempts_++) % endpoints.size()];
+}
+
+absl::Duration Connection::ConnectTimeout() const {
+  return listener_.config->transparent ? listener_.config->connect_timeout
+                                       : listener_.cluster->config().connect_timeout;
+}
+
+void Connection::CountConnectFailure() {
+  if (listener_.cluster != nullptr) {
+    listener_.cluster->CountConnectFailure();
+  } else {
+    worker_.metrics->ConnectFailures("original_destination").Increment();
+  }
+}
+
 void Connection::ConnectNext() {
-  const config::Cluster& cluster = listener_.cluster->config();
-  while (attempts_ < cluster.endpoints.size()) {
-    const SocketAddress& endpoint = cluster.endpoints[(first_endpoint_ + attempts_++) % cluster.endpoints.size()];
+  while (const SocketAddress* next = NextEndpoint()) {
+    const SocketAddress& endpoint = *next;
     endpoint_ = &endpoint;
     upstream_.Reset(socket(endpoint.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!upstream_.valid()) {
@@ -122,8 +152,14 @@ void Connection::ConnectNext() {
         end_reason_ = "resource_exhausted";
         return;
       }
-      listener_.cluster->CountConnectFailure();
+      CountConnectFailure();
       continue;
+    }
+    if (const uint32_t mark = listener_.config->upstream_mark; mark != 0 && !SetMarkOrWarnOnce(upstream_.get(), mark)) {
+      // Unmarked, the connection would be redirected back into skproxy by the sidecar rules.
+      worker_.metrics->PipeError("so_mark").Increment();
+      CloseClient();
+      return;
     }
     SetNoDelay(upstream_.get());
     if (worker_.sockmap != nullptr) {
@@ -133,7 +169,7 @@ void Connection::ConnectNext() {
                                  "upstream sockets");
       SetSendBufferOrWarnOnce(upstream_.get(), KernelPathSendBuffer(*worker_.sockmap_config), "upstream sockets");
     }
-    const absl::Duration timeout = cluster.connect_timeout;
+    const absl::Duration timeout = ConnectTimeout();
     connect_timeout_.tv_sec = absl::ToInt64Seconds(timeout);
     connect_timeout_.tv_nsec = absl::ToInt64Nanoseconds(timeout - absl::Seconds(connect_timeout_.tv_sec));
     io_uring_sqe* sqe = Submit(kConnect);
@@ -154,7 +190,7 @@ void Connection::Handle(unsigned tag, int res, unsigned cqe_flags) {
 
 void Connection::OnConnected(int res) {
   if (res < 0) {  // refused, unreachable, or -ECANCELED when the linked timeout fired
-    listener_.cluster->CountConnectFailure();
+    CountConnectFailure();
     upstream_.Reset();
     ConnectNext();
     return;

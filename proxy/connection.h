@@ -1,5 +1,6 @@
 // One client connection from accept to close:
-//   connecting (each endpoint of the cluster in turn, each with the cluster's connect timeout)
+//   connecting (each endpoint of the cluster in turn, each with the cluster's connect timeout; on a
+//               transparent listener, the connection's original destination alone)
 //   -> piping (a PathSwitch: the connection's pipe, and its moves between the two data paths)
 //   -> done (the pipe closed both legs, or no endpoint answered and the client was closed).
 #pragma once
@@ -37,6 +38,10 @@ class Connection final : public TrackedHandler {
 
   void Handle(unsigned tag, int res, unsigned cqe_flags) override;
   void ConnectNext();
+  // The next address to try, or null when every one was tried.
+  const SocketAddress* NextEndpoint();
+  absl::Duration ConnectTimeout() const;
+  void CountConnectFailure();
   void OnConnected(int res);
   void StartPipe();
   void CloseClient();
@@ -50,6 +55,7 @@ class Connection final : public TrackedHandler {
   UniqueFd client_;
   UniqueFd upstream_;
   size_t first_endpoint_ = 0;
+  SocketAddress original_destination_;  // transparent listeners: where the client was headed
   size_t attempts_ = 0;
   __kernel_timespec connect_timeout_{};
   std::unique_ptr<PathSwitch> path_;  // while piping: which path the bytes take, and the pipe itself

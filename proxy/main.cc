@@ -266,8 +266,9 @@ int Main(int argc, char** argv) {
   std::fprintf(stderr, "skproxy ready: datapath=%s workers=%d admin=%s\n", sockmap ? "sockmap" : "userspace",
                worker_count, initial->admin.address.ToString().c_str());
   for (const config::Listener& listener : initial->listeners)
-    std::fprintf(stderr, "skproxy: listener %s on %s -> cluster %s\n", listener.name.c_str(),
-                 listener.address.ToString().c_str(), listener.cluster.c_str());
+    std::fprintf(stderr, "skproxy: listener %s on %s -> %s\n", listener.name.c_str(),
+                 listener.address.ToString().c_str(),
+                 listener.transparent ? "original destination" : ("cluster " + listener.cluster).c_str());
 
   state.SetStarted();
 

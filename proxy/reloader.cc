@@ -20,6 +20,7 @@ absl::Status CheckRestartOnlyKeys(const config::Config& now, const config::Confi
   if (now.datapath != next.datapath) return refuse("datapath");
   if (now.workers != next.workers) return refuse("workers");
   if (now.access_log_path != next.access_log_path) return refuse("access_log.path");
+  if (now.upstream_mark != next.upstream_mark) return refuse("upstream_mark");
   const config::Sockmap &a = now.sockmap, &b = next.sockmap;
   if (a.max_entries != b.max_entries) return refuse("sockmap.max_entries");
   if (a.gate_limit_bytes != b.gate_limit_bytes) return refuse("sockmap.gate_limit");
@@ -47,7 +48,9 @@ Reloader::Generation Reloader::Build(std::shared_ptr<const config::Config> confi
   for (const config::Cluster& cluster : config->clusters)
     clusters[cluster.name] = std::make_shared<ClusterState>(cluster, metrics_.ConnectFailures(cluster.name));
   for (const config::Listener& listener : config->listeners) {
-    std::shared_ptr<ClusterState> cluster = clusters.at(listener.cluster);  // the parser checked it exists
+    // Null for a transparent listener (it forwards to each connection's original destination).
+    auto found = clusters.find(listener.cluster);
+    std::shared_ptr<ClusterState> cluster = found != clusters.end() ? found->second : nullptr;
     generation.listeners.push_back(std::make_shared<ListenerContext>(
         ListenerContext{&listener, cluster.get(), metrics_.ForListener(listener.name), config, cluster}));
   }

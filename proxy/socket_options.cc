@@ -65,4 +65,20 @@ void SetSendBufferOrWarnOnce(int fd, int bytes, std::string_view what) {
   WarnOnce(warned, SetSendBuffer(fd, bytes), "send", what);
 }
 
+absl::Status SetMark(int fd, uint32_t mark) {
+  if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) == 0) return absl::OkStatus();
+  const int error = errno;
+  return absl::ErrnoToStatus(error, absl::StrCat("SO_MARK ", mark, error == EPERM ? " (needs CAP_NET_ADMIN)" : ""));
+}
+
+bool SetMarkOrWarnOnce(int fd, uint32_t mark) {
+  static std::atomic<bool> warned{false};
+  absl::Status status = SetMark(fd, mark);
+  if (!status.ok() && !warned.exchange(true)) {
+    std::fprintf(stderr, "skproxy: upstream_mark: %s; upstream connections are refused (reported once)\n",
+                 status.ToString().c_str());
+  }
+  return status.ok();
+}
+
 }  // namespace skproxy

@@ -1,6 +1,7 @@
 // Socket options whose failure the proxy survives but must not hide.
 #pragma once
 
+#include <cstdint>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -32,5 +33,13 @@ absl::Status SetSendBuffer(int fd, int bytes);
 // CAP_NET_ADMIN, a low rmem_max) repeats for every socket. The socket stays usable with the buffer it has.
 void SetReceiveBufferOrWarnOnce(int fd, int bytes, std::string_view what);
 void SetSendBufferOrWarnOnce(int fd, int bytes, std::string_view what);
+
+// SO_MARK `mark` on fd, so that packet rules can tell skproxy's own upstream connections from the
+// application's (the sidecar rules let marked packets pass instead of redirecting them back into skproxy).
+// Needs CAP_NET_ADMIN (or CAP_NET_RAW); without it the error says so. Unlike the buffers this is not
+// survivable: an unmarked upstream connection would be redirected back into skproxy.
+absl::Status SetMark(int fd, uint32_t mark);
+// SetMark; a failure is written to stderr once per process. Returns whether the mark is set.
+bool SetMarkOrWarnOnce(int fd, uint32_t mark);
 
 }  // namespace skproxy

@@ -400,6 +400,31 @@ INSTANTIATE_TEST_SUITE_P(
         {"SwitchIntervalZero", "sockmap:\n  switch_interval: 0s\n",
          "bad.yaml:2: sockmap.switch_interval: must be greater than 0"},
         {"MaxEntriesZero", "sockmap:\n  max_entries: 0\n", "bad.yaml:2: sockmap.max_entries: must be greater than 0"},
+        // Transparent listeners and the upstream mark.
+        {"TransparentWithCluster", "listeners:\n  - name: out\n    address: \"0.0.0.0:15001\"\n    transparent: true\n"
+         "    cluster: demo\n" + std::string(kDemoCluster),
+         "bad.yaml:5: listeners[0].cluster: a transparent listener connects to each connection's original "
+         "destination; remove cluster or transparent"},
+        {"TransparentNotABool", "listeners:\n  - name: out\n    address: \"0.0.0.0:15001\"\n    transparent: yes\n",
+         "bad.yaml:4: listeners[0].transparent: expected true or false"},
+        {"TransparentZeroConnectTimeout",
+         "listeners:\n  - name: out\n    address: \"0.0.0.0:15001\"\n    transparent: true\n    connect_timeout: 0s\n",
+         "bad.yaml:5: listeners[0].connect_timeout: must be greater than 0"},
+        {"ConnectTimeoutOnAClusterListener", WithDemoCluster(std::string(kWeb) + "    connect_timeout: 1s\n"),
+         "bad.yaml:5: listeners[0].connect_timeout: only a transparent listener has one; set connect_timeout on the "
+         "cluster"},
+        {"TransparentFalseNeedsCluster", "listeners:\n  - name: out\n    address: \"0.0.0.0:15001\"\n    transparent: false\n",
+         "bad.yaml:2: listeners[0].cluster: required key is missing"},
+        {"UpstreamMarkNegative", "upstream_mark: -1\n",
+         "bad.yaml:1: upstream_mark: expected a 32-bit mark like 0x534b or 21323"},
+        {"UpstreamMarkNotHex", "upstream_mark: 0xzz\n",
+         "bad.yaml:1: upstream_mark: expected a 32-bit mark like 0x534b or 21323"},
+        {"UpstreamMarkTooLarge", "upstream_mark: 0x100000000\n",
+         "bad.yaml:1: upstream_mark: 0x100000000 is too large (at most 0xffffffff)"},
+        {"UpstreamMarkDecimalTooLarge", "upstream_mark: 4294967296\n",
+         "bad.yaml:1: upstream_mark: 4294967296 is too large (at most 0xffffffff)"},
+        {"UpstreamMarkNotAScalar", "upstream_mark: [1]\n",
+         "bad.yaml:1: upstream_mark: expected a 32-bit mark like 0x534b or 21323"},
         {"MaxEntriesTooLarge", "sockmap:\n  max_entries: 4294967296\n",
          "bad.yaml:2: sockmap.max_entries: 4294967296 is too large (at most 4294967295)"},
     }),
@@ -448,6 +473,46 @@ TEST(Examples, SidecarIsValid) {
   absl::StatusOr<Config> config = LoadConfigFile(kConfigDir + "/examples/sidecar.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->listeners.size(), 1u);
+}
+
+TEST(ParseConfig, TransparentListenersNeedNoCluster) {
+  Config config = Parse(R"(
+upstream_mark: 0x534b
+listeners:
+  - name: outbound
+    address: "0.0.0.0:15001"
+    transparent: true
+  - name: outbound6
+    address: "[::]:15001"
+    transparent: true
+    connect_timeout: 250ms
+  - name: web
+    address: "0.0.0.0:10000"
+    cluster: demo
+)" + std::string(kDemoCluster));
+  EXPECT_EQ(config.upstream_mark, 0x534bu);
+  ASSERT_EQ(config.listeners.size(), 3u);
+  EXPECT_TRUE(config.listeners[0].transparent);
+  EXPECT_EQ(config.listeners[0].cluster, "");
+  EXPECT_EQ(config.listeners[0].connect_timeout, absl::Seconds(5));
+  EXPECT_EQ(config.listeners[1].connect_timeout, absl::Milliseconds(250));
+  EXPECT_FALSE(config.listeners[2].transparent);
+  // Every listener's upstream sockets carry the mark, transparent or not.
+  for (const Listener& listener : config.listeners) EXPECT_EQ(listener.upstream_mark, 0x534bu) << listener.name;
+}
+
+TEST(ParseConfig, UpstreamMarkInDecimalAndAtItsBounds) {
+  EXPECT_EQ(Parse(WithDemoCluster(std::string(kWeb) + "upstream_mark: 21323\n")).upstream_mark, 21323u);
+  EXPECT_EQ(Parse(WithDemoCluster(std::string(kWeb) + "upstream_mark: 0xffffffff\n")).upstream_mark, 0xffffffffu);
+  EXPECT_EQ(Parse(WithDemoCluster(std::string(kWeb) + "upstream_mark: 0\n")).upstream_mark, 0u);
+  EXPECT_EQ(Parse(WithDemoCluster(kWeb)).upstream_mark, 0u);
+}
+
+TEST(Examples, SidecarTransparentIsValid) {
+  absl::StatusOr<Config> config = LoadConfigFile(kConfigDir + "/examples/sidecar-transparent.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_NE(config->upstream_mark, 0u);
+  EXPECT_TRUE(absl::c_all_of(config->listeners, [](const Listener& l) { return l.transparent; }));
 }
 
 class LoadConfigFileTest : public testing::Test {

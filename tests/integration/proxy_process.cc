@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
@@ -30,6 +31,7 @@ std::string ProxyConfig::ToYaml() const {
                                "workers: ", workers, "\n");
   if (!drain_timeout.empty()) absl::StrAppend(&y, "drain_timeout: ", drain_timeout, "\n");
   if (!access_log.empty()) absl::StrAppend(&y, "access_log: { path: \"", access_log, "\" }\n");
+  if (!upstream_mark.empty()) absl::StrAppend(&y, "upstream_mark: ", upstream_mark, "\n");
   if (!gate_limit.empty() || !receive_buffer.empty() || !quiet_worker_connections.empty() ||
       !promote_after.empty() || !demote_below.empty() || !demote_after_messages.empty() ||
       !switch_interval.empty()) {
@@ -46,8 +48,8 @@ std::string ProxyConfig::ToYaml() const {
   }
   y += "listeners:\n";
   for (const auto& l : listeners) {
-    absl::StrAppend(&y, "  - name: ", l.name, "\n    address: \"", l.address.ToString(), "\"\n    cluster: ",
-                    l.cluster, "\n");
+    absl::StrAppend(&y, "  - name: ", l.name, "\n    address: \"", l.address.ToString(), "\"\n");
+    absl::StrAppend(&y, l.transparent ? "    transparent: true\n" : absl::StrCat("    cluster: ", l.cluster, "\n"));
   }
   y += "clusters:\n";
   for (const auto& c : clusters) {
@@ -97,6 +99,8 @@ absl::StatusOr<std::unique_ptr<ProxyProcess>> ProxyProcess::Start(ProxyConfig co
   char dir_template[] = "/tmp/skproxy-itest-XXXXXX";
   if (!mkdtemp(dir_template)) return absl::ErrnoToStatus(errno, "mkdtemp");
   p->dir_ = dir_template;
+  // Readable by every user: a command_prefix may run the proxy as another one (setpriv --reuid).
+  chmod(dir_template, 0755);
   p->config_path_ = p->dir_ + "/skproxy.yaml";
   p->stderr_path_ = p->dir_ + "/stderr.log";
   {

@@ -29,7 +29,8 @@ namespace skproxy::itest {
 struct ListenerSpec {
   std::string name;
   SocketAddress address;
-  std::string cluster;
+  std::string cluster;  // empty with transparent
+  bool transparent = false;
 };
 struct ClusterSpec {
   std::string name;
@@ -51,6 +52,7 @@ struct ProxyConfig {
   std::string demote_below;              // e.g. "4KiB"; empty: not written
   std::string demote_after_messages;     // e.g. "32"; empty: not written
   std::string switch_interval;           // e.g. "20ms"; empty: not written
+  std::string upstream_mark;             // e.g. "0x534b"; empty: not written
   std::vector<ListenerSpec> listeners;
   std::vector<ClusterSpec> clusters;
   // Run the proxy through this command, e.g. setpriv with capabilities dropped; empty: run it directly.

@@ -24,10 +24,12 @@ absl::StatusOr<std::unique_ptr<TcpServer>> TcpServer::Start(Options options, Han
   s->options_ = options;
   s->handler_ = std::move(handler);
   s->hold_ = options.hold_accepts;
-  auto fd = Listen(LoopbackAddress(options.family, 0), options.backlog, options.socket);
+  SocketAddress address = options.address.family() != 0 ? options.address : LoopbackAddress(options.family, 0);
+  auto fd = Listen(address, options.backlog, options.socket);
   if (!fd.ok()) return fd.status();
   s->listener_ = std::move(*fd);
-  s->endpoint_ = LoopbackAddress(options.family, LocalPort(s->listener_.get()));
+  s->endpoint_ = address;
+  s->endpoint_.set_port(LocalPort(s->listener_.get()));
   s->accept_thread_ = std::thread([srv = s.get()] { srv->AcceptLoop(); });
   return s;
 }

@@ -45,6 +45,8 @@ class TcpServer {
     SocketOptions socket;       // set on the listener, inherited by accepted sockets
     bool hold_accepts = false;  // do not accept() until ReleaseAccepts()
     Millis handler_timeout = 300s;
+    // Address to listen on; unset (family 0): the loopback address of `family` on a free port.
+    SocketAddress address;
   };
   static absl::StatusOr<std::unique_ptr<TcpServer>> Start(Options options, Handler handler);
   ~TcpServer();
