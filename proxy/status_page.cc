@@ -60,8 +60,9 @@ function push(key, values) { series[key].push(values); if (series[key].length > 
 function draw(id, key, colors, format) {
   const c = document.getElementById(id), g = c.getContext("2d"), data = series[key];
   g.clearRect(0, 0, c.width, c.height);
-  let max = 1;
-  for (const v of data) for (const x of v) max = Math.max(max, x);
+  let peak = 0;
+  for (const v of data) for (const x of v) peak = Math.max(peak, x);
+  const max = Math.max(peak, 1);
   g.fillStyle = "#888"; g.font = "11px sans-serif"; g.fillText(format(max), 4, 12);
   colors.forEach((color, i) => {
     g.strokeStyle = color; g.lineWidth = 2; g.beginPath();
@@ -73,6 +74,7 @@ function draw(id, key, colors, format) {
   });
   const last = data.length ? data[data.length - 1] : [];
   c.dataset.last = last.map(format).join(" / ");
+  c.dataset.peak = format(peak);  // the highest value on the graph now
 }
 function bytes(n) {
   const u = ["B", "KiB", "MiB", "GiB"]; let i = 0;
