@@ -23,16 +23,22 @@ import threading
 import time
 import urllib.request
 
-ALL_ROWS = ['direct', 'skproxy-sockmap', 'skproxy-userspace', 'skproxy-auto', 'haproxy', 'nginx']
+ALL_ROWS = ['direct', 'skproxy-sockmap', 'skproxy-userspace', 'skproxy-auto', 'haproxy', 'nginx',
+            'skproxy-http', 'haproxy-http', 'nginx-http']
 ROW_TITLES = {'direct': 'direct (no proxy)', 'skproxy-sockmap': 'skproxy sockmap (kernel)',
               'skproxy-userspace': 'skproxy userspace', 'skproxy-auto': 'skproxy auto',
-              'haproxy': 'HAProxy (mode tcp)', 'nginx': 'nginx (stream)'}
+              'haproxy': 'HAProxy (mode tcp)', 'nginx': 'nginx (stream)',
+              'skproxy-http': 'skproxy auto, http listener', 'haproxy-http': 'HAProxy (mode http)',
+              'nginx-http': 'nginx (http proxy)'}
+# The -http rows put an L7 listener on the HTTP route only (skproxy protocol: http, HAProxy mode http,
+# nginx's http module); their other routes stay as in the plain rows, so only the wrk columns differ.
 HOST = '127.0.0.1'
 # Below the ephemeral range (32768+), so no outgoing connection can be sitting on them.
 BACKEND_PORTS = {'iperf': 27001, 'echo': 27002, 'once': 27003, 'http': 27004}
 ROUTES = list(BACKEND_PORTS)  # every proxy forwards listen port ROW_BASE + 1.. to these, in this order
 ROW_BASE = {'direct': 27000, 'haproxy': 27020, 'nginx': 27030, 'skproxy-sockmap': 27040,
-            'skproxy-userspace': 27050, 'skproxy-auto': 27060}
+            'skproxy-userspace': 27050, 'skproxy-auto': 27060, 'skproxy-http': 27070, 'haproxy-http': 27080,
+            'nginx-http': 27090}
 NGINX_STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so'
 HTTP_BODY = b'0123456789abcdef' * 4  # the 64-byte body the HTTP backend answers every request with
 
@@ -320,7 +326,8 @@ class HAProxy(Proxy):
                     '    timeout server 10m\n'
                     f'    maxconn {maxconn}\n')
             for name, lp, bp in self.routes():
-                f.write(f'listen {name}\n    bind {HOST}:{lp}\n    server s1 {HOST}:{bp}\n')
+                mode = '    mode http\n' if self.row.endswith('-http') and name == 'http' else ''
+                f.write(f'listen {name}\n    bind {HOST}:{lp}\n{mode}    server s1 {HOST}:{bp}\n')
         self.errlog = os.path.join(self.dir, 'haproxy.err')
         self.proc = self.ctx.procs.spawn('haproxy', [exe, '-db', '-f', cfg], stderr=open(self.errlog, 'ab'))
         try:
@@ -352,9 +359,20 @@ class Nginx(Proxy):
                     f'error_log {self.errlog} warn;\n'
                     f'events {{ worker_connections {min(32768, self.ctx.nofile)}; }}\n'
                     'stream {\n')
+            http = self.row.endswith('-http')
             for name, lp, bp in self.routes():
-                f.write(f'    server {{ listen {HOST}:{lp} backlog=4096; proxy_pass {HOST}:{bp}; }}\n')
+                if not (http and name == 'http'):
+                    f.write(f'    server {{ listen {HOST}:{lp} backlog=4096; proxy_pass {HOST}:{bp}; }}\n')
             f.write('}\n')
+            if http:
+                # nginx's http proxy speaks HTTP/1.0 to upstreams and closes each time unless told; an
+                # nginx user would keep upstream connections alive, as HAProxy does by default.
+                lp, bp = self.ports['http'], BACKEND_PORTS['http']
+                f.write('http {\n    access_log off;\n'
+                        f'    upstream backend {{ server {HOST}:{bp}; keepalive 64; }}\n'
+                        f'    server {{ listen {HOST}:{lp} backlog=4096;\n'
+                        '        location / { proxy_pass http://backend; proxy_http_version 1.1;\n'
+                        '                     proxy_set_header Connection ""; } }\n}\n')
         self.proc = self.ctx.procs.spawn(
             'nginx', [exe, '-p', self.dir + '/', '-e', self.errlog, '-c', cfg, '-g', 'daemon off;'],
             stderr=open(os.path.join(self.dir, 'nginx.stderr'), 'ab'))
@@ -373,9 +391,10 @@ class Nginx(Proxy):
 
 
 class Skproxy(Proxy):
-    def __init__(self, row, ctx, datapath):
+    def __init__(self, row, ctx, datapath, http=False):
         super().__init__(row, ctx)
         self.datapath = datapath
+        self.http = http
         self.ready = threading.Event()
         self.ready_line = ''
         self.chosen = None
@@ -392,6 +411,8 @@ class Skproxy(Proxy):
                     'listeners:\n')
             for name, lp, _ in self.routes():
                 f.write(f'  - name: {name}\n    address: "{HOST}:{lp}"\n    cluster: {name}\n')
+                if self.http and name == 'http':
+                    f.write('    protocol: http\n')
             f.write('clusters:\n')
             for name, _, bp in self.routes():
                 f.write(f'  - name: {name}\n    connect_timeout: 5s\n    endpoints: ["{HOST}:{bp}"]\n')
@@ -484,10 +505,12 @@ class Direct(Proxy):
 def make_row(row, ctx):
     if row == 'direct':
         return Direct(row, ctx)
-    if row == 'haproxy':
+    if row in ('haproxy', 'haproxy-http'):
         return HAProxy(row, ctx)
-    if row == 'nginx':
+    if row in ('nginx', 'nginx-http'):
         return Nginx(row, ctx)
+    if row == 'skproxy-http':
+        return Skproxy(row, ctx, 'auto', http=True)
     return Skproxy(row, ctx, row.split('-', 1)[1])
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Peer benchmark: direct vs skproxy (sockmap, userspace and auto paths) vs HAProxy vs nginx, on loopback.
-# Usage: bench/run.sh [--quick] [--reps N] [--rows direct,skproxy-sockmap,skproxy-userspace,skproxy-auto,haproxy,nginx]
+# Usage: bench/run.sh [--quick] [--reps N] [--rows direct,skproxy-sockmap,skproxy-userspace,skproxy-auto,haproxy,nginx,
+#                                              skproxy-http,haproxy-http,nginx-http]
 #                     [--columns memory,iperf,pingpong,connrate,wrk,wrk-close,reqresp,reqresp-bulk]
 #                     [--skproxy PATH] [--build DIR] [--idle-conns N] [--json FILE]
 # Prints markdown tables on stdout (progress goes to stderr). Builds nothing: it expects the tools in
@@ -14,7 +15,7 @@ reps=1
 pass=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    -h|--help) sed -n '2,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --build) build=${2:?--build needs a directory}; shift 2 ;;
     --reps) reps=${2:?--reps needs a number}; pass+=("$1" "$2"); shift 2 ;;
     --skproxy|--rows|--columns|--idle-conns|--json) pass+=("$1" "${2:?$1 needs a value}"); shift 2 ;;

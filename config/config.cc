@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 
 // The parser is a long chain of steps that each may fail with the error to report.
 #define CONFIG_RETURN_IF_ERROR(expr)                                  \
@@ -48,6 +49,11 @@ constexpr uint64_t kMaxReceiveBuffer = 1 << 30;
 // maxima a direction may hold gate_limit + receive_buffer + the 256 KiB copy buffer, about 2 GiB: a sum only
 // user space forms, in 64 bits, so the two bounds need no joint rule.
 constexpr uint64_t kMaxGateLimit = 1 << 30;
+// Inspection reads into one buffer per connection: 64 KiB bounds what a slow client can make us hold.
+constexpr uint64_t kMinInspectBytes = 1 << 10;
+constexpr uint64_t kMaxInspectBytes = 64 << 10;
+constexpr ListenerProtocol kListenerProtocols[] = {ListenerProtocol::kTcp, ListenerProtocol::kHttp,
+                                                   ListenerProtocol::kTls};
 constexpr uint64_t kMaxDemoteBelow = 64 << 10;
 constexpr size_t kMaxConfigFileBytes = 1 << 20;  // so that LoadConfigFile("/dev/zero") ends
 
@@ -139,6 +145,9 @@ class Parser {
   absl::Status ParseSockmap(const Value& v, Sockmap& sockmap) const;
   absl::StatusOr<Cluster> ParseCluster(const Value& v, const Config& config) const;
   absl::StatusOr<Listener> ParseListener(const Value& v, const Config& config) const;
+  absl::StatusOr<Route> ParseRoute(const Value& v, const Listener& listener, const Config& config) const;
+  absl::StatusOr<std::string> HostPattern(const Value& v) const;
+  absl::StatusOr<ProxyProtocolVersion> ProxyProtocol(const Value& v) const;
 
   std::string source_;
   std::optional<int> admin_line_;  // line of admin.address when the file sets it
@@ -325,7 +334,7 @@ absl::Status Parser::ParseSockmap(const Value& v, Sockmap& sockmap) const {
 }
 
 absl::StatusOr<Cluster> Parser::ParseCluster(const Value& v, const Config& config) const {
-  CONFIG_ASSIGN_OR_RETURN(Fields fields, Mapping(v, {"name", "connect_timeout", "endpoints"}));
+  CONFIG_ASSIGN_OR_RETURN(Fields fields, Mapping(v, {"name", "connect_timeout", "endpoints", "proxy_protocol"}));
   Cluster cluster;
   cluster.line = v.line;
   CONFIG_ASSIGN_OR_RETURN(Value name, Required(fields, "name"));
@@ -346,12 +355,16 @@ absl::StatusOr<Cluster> Parser::ParseCluster(const Value& v, const Config& confi
     }
     cluster.endpoints.push_back(address);
   }
+  if (std::optional<Value> proxy = fields.Find("proxy_protocol")) {
+    CONFIG_ASSIGN_OR_RETURN(cluster.proxy_protocol, ProxyProtocol(*proxy));
+  }
   return cluster;
 }
 
 absl::StatusOr<Listener> Parser::ParseListener(const Value& v, const Config& config) const {
   CONFIG_ASSIGN_OR_RETURN(Fields fields,
-                          Mapping(v, {"name", "address", "cluster", "transparent", "connect_timeout"}));
+                          Mapping(v, {"name", "address", "cluster", "transparent", "connect_timeout", "protocol",
+                                      "routes", "inspect", "proxy_protocol", "x_forwarded_for"}));
   Listener listener;
   listener.line = v.line;
   listener.upstream_mark = config.upstream_mark;
@@ -388,6 +401,12 @@ absl::StatusOr<Listener> Parser::ParseListener(const Value& v, const Config& con
       return Error(*cluster, "a transparent listener connects to each connection's original destination; "
                              "remove cluster or transparent");
     }
+    for (absl::string_view key : {"protocol", "routes", "inspect", "proxy_protocol", "x_forwarded_for"}) {
+      if (std::optional<Value> l7 = fields.Find(key)) {
+        return Error(*l7, "a transparent listener forwards each connection to its original destination, unread; "
+                          "remove it or transparent");
+      }
+    }
     if (std::optional<Value> timeout = fields.Find("connect_timeout")) {
       CONFIG_ASSIGN_OR_RETURN(listener.connect_timeout, PositiveDuration(*timeout));
     }
@@ -396,12 +415,129 @@ absl::StatusOr<Listener> Parser::ParseListener(const Value& v, const Config& con
   if (std::optional<Value> timeout = fields.Find("connect_timeout")) {
     return Error(*timeout, "only a transparent listener has one; set connect_timeout on the cluster");
   }
-  CONFIG_ASSIGN_OR_RETURN(Value cluster, Required(fields, "cluster"));
-  CONFIG_ASSIGN_OR_RETURN(listener.cluster, String(cluster));
-  if (config.FindCluster(listener.cluster) == nullptr) {
-    return Error(cluster, absl::StrFormat("no cluster named '%s'", listener.cluster));
+  if (std::optional<Value> protocol = fields.Find("protocol")) {
+    CONFIG_ASSIGN_OR_RETURN(std::string text, String(*protocol));
+    auto found = absl::c_find_if(kListenerProtocols, [&](ListenerProtocol p) { return ListenerProtocolName(p) == text; });
+    if (found == std::end(kListenerProtocols)) {
+      return Error(*protocol, absl::StrFormat("expected tcp, http or tls, got '%s'", text));
+    }
+    listener.protocol = *found;
+  }
+
+  // A tcp listener has nothing to route on: its one cluster is required. http and tls may leave the
+  // default out, so that only the routes are served.
+  std::optional<Value> cluster = fields.Find("cluster");
+  if (!cluster && listener.protocol == ListenerProtocol::kTcp) {
+    return Error(fields.Absent("cluster"), "required key is missing");
+  }
+  if (cluster) {
+    CONFIG_ASSIGN_OR_RETURN(listener.cluster, String(*cluster));
+    if (config.FindCluster(listener.cluster) == nullptr) {
+      return Error(*cluster, absl::StrFormat("no cluster named '%s'", listener.cluster));
+    }
+  }
+
+  if (std::optional<Value> routes = fields.Find("routes")) {
+    if (listener.protocol == ListenerProtocol::kTcp) {
+      return Error(*routes, "routes need protocol http or tls (a tcp listener reads nothing to route on)");
+    }
+    CONFIG_ASSIGN_OR_RETURN(std::vector<Value> items, Sequence(*routes));
+    for (const Value& item : items) {
+      CONFIG_ASSIGN_OR_RETURN(Route route, ParseRoute(item, listener, config));
+      if (route.name.empty()) route.name = absl::StrCat("routes[", listener.routes.size(), "]");
+      listener.routes.push_back(std::move(route));
+    }
+  }
+  if (listener.protocol != ListenerProtocol::kTcp && listener.routes.empty() && listener.cluster.empty()) {
+    return Error(fields.Absent("cluster"), "a listener needs a cluster or at least one route");
+  }
+
+  if (std::optional<Value> inspect = fields.Find("inspect")) {
+    CONFIG_ASSIGN_OR_RETURN(Fields inspect_fields, Mapping(*inspect, {"max_bytes", "timeout"}));
+    if (std::optional<Value> max = inspect_fields.Find("max_bytes")) {
+      CONFIG_ASSIGN_OR_RETURN(uint64_t n, ByteSize(*max));
+      if (n < kMinInspectBytes || n > kMaxInspectBytes) {
+        return Error(*max, absl::StrFormat("must be between %dKiB and %dKiB", kMinInspectBytes >> 10,
+                                           kMaxInspectBytes >> 10));
+      }
+      listener.inspect.max_bytes = static_cast<uint32_t>(n);
+    }
+    if (std::optional<Value> timeout = inspect_fields.Find("timeout")) {
+      CONFIG_ASSIGN_OR_RETURN(listener.inspect.timeout, PositiveDuration(*timeout));
+    }
+  }
+  if (std::optional<Value> proxy = fields.Find("proxy_protocol")) {
+    CONFIG_ASSIGN_OR_RETURN(listener.proxy_protocol, ProxyProtocol(*proxy));
+  }
+  if (std::optional<Value> xff = fields.Find("x_forwarded_for")) {
+    CONFIG_ASSIGN_OR_RETURN(listener.x_forwarded_for, Bool(*xff));
+    if (listener.x_forwarded_for && listener.protocol != ListenerProtocol::kHttp) {
+      return Error(*xff, "needs protocol http");
+    }
   }
   return listener;
+}
+
+absl::StatusOr<Route> Parser::ParseRoute(const Value& v, const Listener& listener, const Config& config) const {
+  CONFIG_ASSIGN_OR_RETURN(Fields fields, Mapping(v, {"name", "match", "cluster"}));
+  Route route;
+  route.line = v.line;
+  if (std::optional<Value> name = fields.Find("name")) {
+    CONFIG_ASSIGN_OR_RETURN(route.name, Name(*name));
+    for (const Route& other : listener.routes) {
+      if (other.name == route.name) {
+        return Error(*name, absl::StrFormat("duplicate route name '%s' (first at line %d)", other.name, other.line));
+      }
+    }
+  }
+  CONFIG_ASSIGN_OR_RETURN(Value match, Required(fields, "match"));
+  const bool http = listener.protocol == ListenerProtocol::kHttp;
+  CONFIG_ASSIGN_OR_RETURN(Fields conditions, Mapping(match, {"host", "path_prefix", "sni"}));
+  if (conditions.entries.empty()) return Error(match, "expected at least one of host, path_prefix, sni");
+  for (const auto& [key, value] : conditions.entries) {
+    if ((key == "sni") == http) {
+      return Error(value, absl::StrFormat("needs protocol %s", key == "sni" ? "tls" : "http"));
+    }
+    if (key == "host") {
+      CONFIG_ASSIGN_OR_RETURN(route.match.host, HostPattern(value));
+    } else if (key == "sni") {
+      CONFIG_ASSIGN_OR_RETURN(route.match.sni, HostPattern(value));
+    } else {
+      CONFIG_ASSIGN_OR_RETURN(route.match.path_prefix, String(value));
+      if (route.match.path_prefix.empty() || route.match.path_prefix[0] != '/') {
+        return Error(value, "must start with '/'");
+      }
+    }
+  }
+  CONFIG_ASSIGN_OR_RETURN(Value cluster, Required(fields, "cluster"));
+  CONFIG_ASSIGN_OR_RETURN(route.cluster, String(cluster));
+  if (config.FindCluster(route.cluster) == nullptr) {
+    return Error(cluster, absl::StrFormat("no cluster named '%s'", route.cluster));
+  }
+  return route;
+}
+
+// "api.example.com" or "*.example.com", stored lower case: host names compare without case.
+absl::StatusOr<std::string> Parser::HostPattern(const Value& v) const {
+  CONFIG_ASSIGN_OR_RETURN(std::string text, String(v));
+  std::string host = absl::AsciiStrToLower(text);
+  absl::string_view rest = host;
+  const bool wildcard = absl::ConsumePrefix(&rest, "*.");
+  const bool valid = !rest.empty() && rest.size() <= 253 && rest.front() != '.' && rest.back() != '.' &&
+                     rest.find("..") == absl::string_view::npos &&
+                     absl::c_all_of(rest, [](char c) { return absl::ascii_isalnum(c) || c == '-' || c == '.'; });
+  if (!valid) {
+    return Error(v, absl::StrFormat("'%s' is not a host name or a wildcard like *.example.com%s", text,
+                                    wildcard ? "" : " (a '*' is only allowed as the whole first label)"));
+  }
+  return host;
+}
+
+absl::StatusOr<ProxyProtocolVersion> Parser::ProxyProtocol(const Value& v) const {
+  CONFIG_ASSIGN_OR_RETURN(std::string text, String(v));
+  if (text == "v1") return ProxyProtocolVersion::kV1;
+  if (text == "v2") return ProxyProtocolVersion::kV2;
+  return Error(v, absl::StrFormat("expected v1 or v2, got '%s'", text));
 }
 
 absl::StatusOr<Config> Parser::Parse(const YAML::Node& root) {
@@ -501,6 +637,18 @@ struct FileCloser {
 };
 
 }  // namespace
+
+std::string_view ListenerProtocolName(ListenerProtocol protocol) {
+  switch (protocol) {
+    case ListenerProtocol::kTcp:
+      return "tcp";
+    case ListenerProtocol::kHttp:
+      return "http";
+    case ListenerProtocol::kTls:
+      return "tls";
+  }
+  return "unknown";
+}
 
 std::string_view DatapathModeName(DatapathMode mode) {
   switch (mode) {

@@ -43,10 +43,45 @@ struct Sockmap {
   absl::Duration switch_interval = absl::Milliseconds(100);  // how often the switch samples a connection
 };
 
+// What a listener reads from a client before it picks a cluster (docs/l7-routing.md).
+enum class ListenerProtocol { kTcp, kHttp, kTls };
+std::string_view ListenerProtocolName(ListenerProtocol protocol);  // "tcp" | "http" | "tls"
+
+// The PROXY protocol (HAProxy's proxy-protocol.txt): a listener may require it from a load balancer in
+// front, a cluster may send it to its endpoints.
+enum class ProxyProtocolVersion { kNone, kV1, kV2 };
+
+// A route's conditions; every one that is set must hold. Host names are stored lower case.
+struct RouteMatch {
+  std::string host;         // http: "api.example.com" or "*.example.com" (one or more labels)
+  std::string path_prefix;  // http: "/v1/"
+  std::string sni;          // tls: same forms as host
+};
+
+struct Route {
+  std::string name;  // the metric label: `name:` or "routes[N]"
+  RouteMatch match;
+  std::string cluster;
+  int line = 0;
+};
+
+// How much and how long a listener reads before it routes (HAProxy inspect-delay, nginx preread_*).
+struct Inspect {
+  uint32_t max_bytes = 16 << 10;
+  absl::Duration timeout = absl::Seconds(5);
+};
+
 struct Listener {
   std::string name;
   SocketAddress address;
-  std::string cluster;  // empty for a transparent listener
+  ListenerProtocol protocol = ListenerProtocol::kTcp;
+  std::vector<Route> routes;  // first match wins
+  Inspect inspect;
+  ProxyProtocolVersion proxy_protocol = ProxyProtocolVersion::kNone;  // required from clients when set
+  bool x_forwarded_for = false;  // http: append X-Forwarded-For with the client's address to the head
+  // The default route; empty for a transparent listener, and on an http or tls listener where no match
+  // closes (tls) or answers 404 (http).
+  std::string cluster;
   // Transparent (sidecar) mode: connections arrive redirected by nftables (deploy/sidecar/) and each goes
   // to the destination its client asked for, read from conntrack (SO_ORIGINAL_DST), instead of a cluster.
   bool transparent = false;
@@ -60,6 +95,7 @@ struct Cluster {
   std::string name;
   absl::Duration connect_timeout = absl::Seconds(5);
   std::vector<SocketAddress> endpoints;
+  ProxyProtocolVersion proxy_protocol = ProxyProtocolVersion::kNone;  // sent to endpoints when set
   int line = 0;
 };
 

@@ -17,6 +17,8 @@ PACKAGES=(
   chromium
   # bench peers and load tools
   haproxy nginx libnginx-mod-stream iperf3 wrk
+  # the parser measurement of the http listener (bench/http_head_parse.cc)
+  libhttp-parser-dev
 )
 
 # --build-only: what building needs, nothing more (the build stage of deploy/Dockerfile).

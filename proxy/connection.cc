@@ -10,6 +10,8 @@
 #include "absl/time/clock.h"
 #include "proxy/access_log.h"
 #include "proxy/config_json.h"
+#include "proxy/inspect/local_response.h"
+#include "proxy/inspect/proxy_protocol.h"
 #include "proxy/original_destination.h"
 #include "proxy/socket_options.h"
 #include "proxy/worker_context.h"
@@ -32,6 +34,11 @@ const char* ResourceErrorReason(int error) {
       return nullptr;
   }
 }
+
+// After a local response: how long and how much of the client's rest is read before the close.
+constexpr absl::Duration kDrainTimeout = absl::Seconds(2);
+constexpr size_t kMaxDrainBytes = 256 << 10;
+constexpr size_t kDrainChunk = 4 << 10;
 
 void SetNoDelay(int fd) {
   const int one = 1;
@@ -110,27 +117,136 @@ void Connection::Start() {
       return;
     }
     original_destination_ = *destination;
-  } else {
-    first_endpoint_ = listener_.cluster->NextStart();
+    ConnectNext();
+    return;
   }
+  if (listener_.inspects) {
+    StartInspection();
+    return;
+  }
+  Connect(listener_.cluster);
+}
+
+void Connection::SetTimeout(absl::Duration d) {
+  if (d < absl::ZeroDuration()) d = absl::ZeroDuration();
+  timeout_.tv_sec = absl::ToInt64Seconds(d);
+  timeout_.tv_nsec = absl::ToInt64Nanoseconds(d - absl::Seconds(timeout_.tv_sec));
+}
+
+void Connection::StartInspection() {
+  state_ = State::kInspecting;
+  const config::Listener& listener = *listener_.config;
+  sockaddr_storage peer{}, local{};
+  socklen_t peer_length = sizeof(peer), local_length = sizeof(local);
+  getpeername(client_.get(), reinterpret_cast<sockaddr*>(&peer), &peer_length);
+  getsockname(client_.get(), reinterpret_cast<sockaddr*>(&local), &local_length);
+  inspection_ = std::make_unique<Inspection>(listener, *listener_.routes,
+                                             SocketAddressFrom(reinterpret_cast<sockaddr*>(&peer), peer_length),
+                                             SocketAddressFrom(reinterpret_cast<sockaddr*>(&local), local_length));
+  buffer_.resize(listener.inspect.max_bytes);
+  deadline_ = absl::Now() + listener.inspect.timeout;
+  ReceiveMore();
+}
+
+void Connection::ReceiveMore() {
+  SetTimeout(deadline_ - absl::Now());
+  io_uring_sqe* sqe = Submit(kInspectRecv);
+  io_uring_prep_recv(sqe, client_.get(), buffer_.data() + received_, buffer_.size() - received_, 0);
+  sqe->flags |= IOSQE_IO_LINK;
+  io_uring_prep_link_timeout(ring_.PrepareUntracked(), &timeout_, 0);
+}
+
+void Connection::OnInspectReceived(int res) {
+  if (res == -ECANCELED || res == -ETIME) {  // the linked timeout: inspect.timeout passed
+    Decide(inspection_->Timeout());
+    return;
+  }
+  if (res <= 0) {  // EOF or reset before we could route: nobody to answer
+    Decide(inspection_->ClientClosed());
+    return;
+  }
+  received_ += static_cast<size_t>(res);
+  const Inspection::Outcome outcome = inspection_->Feed(std::string_view(buffer_.data(), received_));
+  if (outcome.kind == Inspection::Outcome::Kind::kNeedMore) {
+    ReceiveMore();
+    return;
+  }
+  Decide(outcome);
+}
+
+void Connection::Decide(const Inspection::Outcome& outcome) {
+  if (outcome.kind == Inspection::Outcome::Kind::kRejected) {
+    Reject(outcome.reason, outcome.status);
+    return;
+  }
+  ClusterState* cluster = nullptr;
+  size_t decision = listener_.route_decisions.size() - 1;  // "none"
+  if (outcome.route >= 0) {
+    cluster = listener_.route_clusters[static_cast<size_t>(outcome.route)];
+    decision = static_cast<size_t>(outcome.route);
+  } else if (outcome.route == RouteTable::kDefault) {
+    cluster = listener_.cluster;
+    decision = listener_.route_decisions.size() - 2;
+  }
+  listener_.route_decisions[decision]->Increment();
+  if (cluster == nullptr) {
+    Reject("no_route", 404);
+    return;
+  }
+  if (!cluster->HasHealthyEndpoint()) {
+    Reject("no_healthy_endpoint", 503);
+    return;
+  }
+  forward_ = inspection_->Forward(std::string_view(buffer_.data(), received_));
+  Connect(cluster);
+}
+
+void Connection::Reject(const char* reason, int status) {
+  worker_.metrics->InspectionFailure(listener_.config->name, reason).Increment();
+  if (status != 0 && listener_.config->protocol == config::ListenerProtocol::kHttp) {
+    Respond(status);
+    return;
+  }
+  CloseClient();
+}
+
+void Connection::Connect(ClusterState* cluster) {
+  state_ = State::kConnecting;
+  cluster_ = cluster;
+  const config::ProxyProtocolVersion proxy = cluster->config().proxy_protocol;
+  if (proxy != config::ProxyProtocolVersion::kNone) {
+    SocketAddress client, local;
+    if (inspection_) {
+      client = inspection_->client();
+      local = inspection_->local();
+    } else {
+      socklen_t length = sizeof(client.storage);
+      getpeername(client_.get(), reinterpret_cast<sockaddr*>(&client.storage), &length);
+      client.length = length;
+      length = sizeof(local.storage);
+      getsockname(client_.get(), reinterpret_cast<sockaddr*>(&local.storage), &length);
+      local.length = length;
+    }
+    forward_.insert(0, BuildProxyHeader(proxy, client, local));
+  }
+  first_endpoint_ = cluster_->NextStart();
   ConnectNext();
 }
 
 const SocketAddress* Connection::NextEndpoint() {
   if (listener_.config->transparent) return attempts_++ == 0 ? &original_destination_ : nullptr;
-  const std::vector<SocketAddress>& endpoints = listener_.cluster->config().endpoints;
+  const std::vector<SocketAddress>& endpoints = cluster_->config().endpoints;
   if (attempts_ >= endpoints.size()) return nullptr;
   return &endpoints[(first_endpoint_ + attempts_++) % endpoints.size()];
 }
 
 absl::Duration Connection::ConnectTimeout() const {
-  return listener_.config->transparent ? listener_.config->connect_timeout
-                                       : listener_.cluster->config().connect_timeout;
+  return listener_.config->transparent ? listener_.config->connect_timeout : cluster_->config().connect_timeout;
 }
 
 void Connection::CountConnectFailure() {
-  if (listener_.cluster != nullptr) {
-    listener_.cluster->CountConnectFailure();
+  if (cluster_ != nullptr) {
+    cluster_->CountConnectFailure();
   } else {
     worker_.metrics->ConnectFailures("original_destination").Increment();
   }
@@ -178,24 +294,113 @@ void Connection::ConnectNext() {
     io_uring_prep_link_timeout(ring_.PrepareUntracked(), &connect_timeout_, 0);
     return;
   }
-  CloseClient();  // no endpoint answered
   end_reason_ = "connect_failed";
+  FailUpstream();
+}
+
+void Connection::FailUpstream() {
+  // HTTP clients learn why: 504 when the last endpoint tried did not answer in time, else 502 (refused,
+  // unreachable, or reset before skproxy could pass the request on).
+  if (inspection_ && listener_.config->protocol == config::ListenerProtocol::kHttp) {
+    upstream_.Reset();
+    Respond(last_connect_timed_out_ ? 504 : 502);
+    return;
+  }
+  CloseClient();
 }
 
 void Connection::Handle(unsigned tag, int res, unsigned cqe_flags) {
-  if (tag == kConnect) {
-    OnConnected(res);
+  switch (tag) {
+    case kConnect:
+      OnConnected(res);
+      break;
+    case kInspectRecv:
+      OnInspectReceived(res);
+      break;
+    case kForwardSend:
+      OnForwardSent(res);
+      break;
+    case kResponseSend:
+      OnResponseSent(res);
+      break;
+    case kDrain:
+      if (res > 0 && (drained_ += static_cast<size_t>(res)) < kMaxDrainBytes) {
+        Drain();
+      } else {
+        CloseClient();
+      }
+      break;
   }
 }
 
 void Connection::OnConnected(int res) {
   if (res < 0) {  // refused, unreachable, or -ECANCELED when the linked timeout fired
     CountConnectFailure();
+    last_connect_timed_out_ = res == -ECANCELED || res == -ETIME || res == -ETIMEDOUT;
     upstream_.Reset();
     ConnectNext();
     return;
   }
+  if (!forward_.empty()) {
+    state_ = State::kForwarding;
+    OnForwardSent(0);
+    return;
+  }
   StartPipe();
+}
+
+void Connection::OnForwardSent(int res) {
+  if (res < 0) {  // the upstream went away before it had the request
+    FailUpstream();
+    return;
+  }
+  forwarded_ += static_cast<size_t>(res);
+  if (forwarded_ < forward_.size()) {
+    io_uring_prep_send(Submit(kForwardSend), upstream_.get(), forward_.data() + forwarded_,
+                       forward_.size() - forwarded_, MSG_NOSIGNAL | MSG_WAITALL);
+    return;
+  }
+  // Every byte inspected is with the upstream: what the client sends next follows on the pipe.
+  forward_ = std::string();
+  buffer_ = std::string();
+  inspection_.reset();
+  StartPipe();
+}
+
+void Connection::Respond(int status) {
+  state_ = State::kResponding;
+  worker_.metrics->LocalResponse(listener_.config->name, status).Increment();
+  response_ = LocalResponse(status);
+  response_sent_ = 0;
+  OnResponseSent(0);
+}
+
+void Connection::OnResponseSent(int res) {
+  if (res < 0) {
+    CloseClient();
+    return;
+  }
+  response_sent_ += static_cast<size_t>(res);
+  if (response_sent_ < response_.size()) {
+    io_uring_prep_send(Submit(kResponseSend), client_.get(), response_.data() + response_sent_,
+                       response_.size() - response_sent_, MSG_NOSIGNAL | MSG_WAITALL);
+    return;
+  }
+  // Our FIN after the response; then read what the client still sends until it closes too (bounded in
+  // bytes and time), because closing with unread bytes would send a RST that can discard the response
+  // before the client read it.
+  shutdown(client_.get(), SHUT_WR);
+  if (buffer_.empty()) buffer_.resize(kDrainChunk);
+  deadline_ = absl::Now() + kDrainTimeout;
+  Drain();
+}
+
+void Connection::Drain() {
+  SetTimeout(deadline_ - absl::Now());
+  io_uring_sqe* sqe = Submit(kDrain);
+  io_uring_prep_recv(sqe, client_.get(), buffer_.data(), buffer_.size(), 0);
+  sqe->flags |= IOSQE_IO_LINK;
+  io_uring_prep_link_timeout(ring_.PrepareUntracked(), &timeout_, 0);
 }
 
 void Connection::StartPipe() {
@@ -207,6 +412,7 @@ void Connection::StartPipe() {
 
 void Connection::CloseClient() {
   state_ = State::kClosed;
+  inspection_.reset();
   client_.Reset();
   upstream_.Reset();
   worker_.finished->push_back(this);

@@ -1,8 +1,13 @@
 // One client connection from accept to close:
-//   connecting (each endpoint of the cluster in turn, each with the cluster's connect timeout; on a
-//               transparent listener, the connection's original destination alone)
+//   inspecting (http, tls, or a required PROXY header: read the client's first bytes up to inspect.max_bytes
+//     within inspect.timeout, route them; or answer/close: see proxy/inspect/inspection.h)
+//   -> connecting (each endpoint of the chosen cluster in turn, each with the cluster's connect timeout; on
+//      a transparent listener, the connection's original destination alone)
+//   -> forwarding (the PROXY header for the cluster, then the bytes inspected, written to the upstream)
 //   -> piping (a PathSwitch: the connection's pipe, and its moves between the two data paths)
-//   -> done (the pipe closed both legs, or no endpoint answered and the client was closed).
+//   -> done (the pipe closed both legs, or no endpoint answered and the client was closed or answered).
+//   An http listener answers errors itself (responding: the response, then the client's rest read off
+//   so that the close does not reset the response away).
 #pragma once
 
 #include <linux/time_types.h>
@@ -13,6 +18,7 @@
 
 #include "absl/time/time.h"
 #include "config/address.h"
+#include "proxy/inspect/inspection.h"
 #include "proxy/path_switch.h"
 #include "proxy/tracked_handler.h"
 #include "proxy/unique_fd.h"
@@ -33,16 +39,31 @@ class Connection final : public TrackedHandler {
   void ResetOnClose();
 
  private:
-  enum class State { kConnecting, kPiping, kClosed };
-  enum Tag : unsigned { kConnect = 0 };
+  enum class State { kInspecting, kConnecting, kForwarding, kPiping, kResponding, kClosed };
+  enum Tag : unsigned { kConnect = 0, kInspectRecv = 1, kForwardSend = 2, kResponseSend = 3, kDrain = 4 };
 
   void Handle(unsigned tag, int res, unsigned cqe_flags) override;
+  // Inspection: one recv at a time into buffer_, each linked to what is left of inspect.timeout.
+  void StartInspection();
+  void ReceiveMore();
+  void OnInspectReceived(int res);
+  void Decide(const Inspection::Outcome& outcome);
+  // Connects to `cluster`, then writes forward_ (if any) before piping.
+  void Connect(ClusterState* cluster);
   void ConnectNext();
   // The next address to try, or null when every one was tried.
   const SocketAddress* NextEndpoint();
   absl::Duration ConnectTimeout() const;
   void CountConnectFailure();
   void OnConnected(int res);
+  void OnForwardSent(int res);
+  void FailUpstream();  // no endpoint answered, or it went away before we wrote
+  // An http listener's own answer, counted, then the close.
+  void Respond(int status);
+  void OnResponseSent(int res);
+  void Drain();
+  void Reject(const char* reason, int status);
+  void SetTimeout(absl::Duration d);
   void StartPipe();
   void CloseClient();
   // The access log line of this connection, written when it is destroyed.
@@ -54,10 +75,23 @@ class Connection final : public TrackedHandler {
   State state_ = State::kConnecting;
   UniqueFd client_;
   UniqueFd upstream_;
+  ClusterState* cluster_ = nullptr;
   size_t first_endpoint_ = 0;
   SocketAddress original_destination_;  // transparent listeners: where the client was headed
   size_t attempts_ = 0;
+  bool last_connect_timed_out_ = false;
   __kernel_timespec connect_timeout_{};
+  // Inspection, and a local response's drain after it.
+  std::string buffer_;  // the client's bytes so far (capacity inspect.max_bytes)
+  size_t received_ = 0;
+  absl::Time deadline_;
+  __kernel_timespec timeout_{};
+  std::unique_ptr<Inspection> inspection_;  // only while an inspecting listener's connection needs it
+  std::string forward_;  // written to the upstream before piping
+  size_t forwarded_ = 0;
+  std::string_view response_;
+  size_t response_sent_ = 0;
+  size_t drained_ = 0;
   std::unique_ptr<PathSwitch> path_;  // while piping: which path the bytes take, and the pipe itself
   // For the access log.
   absl::Time start_ = absl::Now();

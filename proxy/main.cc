@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -266,9 +267,12 @@ int Main(int argc, char** argv) {
   std::fprintf(stderr, "skproxy ready: datapath=%s workers=%d admin=%s\n", sockmap ? "sockmap" : "userspace",
                worker_count, initial->admin.address.ToString().c_str());
   for (const config::Listener& listener : initial->listeners)
-    std::fprintf(stderr, "skproxy: listener %s on %s -> %s\n", listener.name.c_str(),
+    std::fprintf(stderr, "skproxy: listener %s (%s, %zu routes) on %s -> %s\n", listener.name.c_str(),
+                 std::string(config::ListenerProtocolName(listener.protocol)).c_str(), listener.routes.size(),
                  listener.address.ToString().c_str(),
-                 listener.transparent ? "original destination" : ("cluster " + listener.cluster).c_str());
+                 listener.transparent        ? "original destination"
+                 : listener.cluster.empty() ? "no default cluster"
+                                             : ("cluster " + listener.cluster).c_str());
 
   state.SetStarted();
 

@@ -150,6 +150,19 @@ Metrics::Metrics(const bpf::SockmapProgram* program, const ProcessState* state)
                            .Name("skproxy_resource_errors_total")
                            .Help("Client connections closed because skproxy ran out of descriptors or memory.")
                            .Register(*registry_)),
+      route_decisions_(prometheus::BuildCounter()
+                           .Name("skproxy_route_decisions_total")
+                           .Help("Connections routed by an http or tls listener, by listener and route.")
+                           .Register(*registry_)),
+      local_responses_(prometheus::BuildCounter()
+                           .Name("skproxy_local_responses_total")
+                           .Help("HTTP responses skproxy sent itself, by listener and status.")
+                           .Register(*registry_)),
+      inspection_failures_(prometheus::BuildCounter()
+                               .Name("skproxy_inspection_failures_total")
+                               .Help("Connections closed or answered while inspecting, by listener and reason.")
+                               .Register(*registry_)),
+
       reloads_(prometheus::BuildCounter()
                    .Name("skproxy_reloads_total")
                    .Help("Config reloads (SIGHUP, POST /reload), by result: success or failure.")

@@ -42,6 +42,17 @@ class Metrics {
   prometheus::Counter& DatapathSwitch(const std::string& to) { return datapath_switches_.Add({{"to", to}}); }
   // Connections closed because the process ran out of a resource (reason: emfile, enfile, enobufs, enomem).
   prometheus::Counter& ResourceErrors(const std::string& reason);
+  // L7 listeners: which route a connection took (route: its name, "default", or "none" when nothing
+  // matched and there is no default), the responses skproxy sent itself, and why an inspection failed.
+  prometheus::Counter& RouteDecision(const std::string& listener, const std::string& route) {
+    return route_decisions_.Add({{"listener", listener}, {"route", route}});
+  }
+  prometheus::Counter& LocalResponse(const std::string& listener, int status) {
+    return local_responses_.Add({{"listener", listener}, {"status", std::to_string(status)}});
+  }
+  prometheus::Counter& InspectionFailure(const std::string& listener, const std::string& reason) {
+    return inspection_failures_.Add({{"listener", listener}, {"reason", reason}});
+  }
   // Bytes user space copied, direction = enum skp_direction. Exposed with the kernel's count as
   // skproxy_bytes_total{path="user"}, so one family holds both.
   std::atomic<uint64_t>& UserBytes(int direction) { return user_bytes_[direction]; }
@@ -69,6 +80,9 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& pipe_errors_;
   prometheus::Family<prometheus::Counter>& datapath_switches_;
   prometheus::Family<prometheus::Counter>& resource_errors_;
+  prometheus::Family<prometheus::Counter>& route_decisions_;
+  prometheus::Family<prometheus::Counter>& local_responses_;
+  prometheus::Family<prometheus::Counter>& inspection_failures_;
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Gauge& last_reload_success_;
   std::atomic<uint64_t> user_bytes_[2] = {};

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "proxy/route_table.h"
 #include "proxy/upstream.h"
 
 namespace skproxy {
@@ -44,15 +45,35 @@ Reloader::Reloader(std::string path, std::optional<config::DatapathMode> datapat
 
 Reloader::Generation Reloader::Build(std::shared_ptr<const config::Config> config) const {
   Generation generation{config, {}};
-  std::map<std::string, std::shared_ptr<ClusterState>> clusters;
-  for (const config::Cluster& cluster : config->clusters)
-    clusters[cluster.name] = std::make_shared<ClusterState>(cluster, metrics_.ConnectFailures(cluster.name));
+  std::vector<std::shared_ptr<ClusterState>> owners;
+  std::map<std::string, ClusterState*> clusters;
+  for (const config::Cluster& cluster : config->clusters) {
+    owners.push_back(std::make_shared<ClusterState>(cluster, metrics_.ConnectFailures(cluster.name)));
+    clusters[cluster.name] = owners.back().get();
+  }
+  // Null for a name that is no cluster: a transparent listener forwards to each connection's original
+  // destination (the parser checked every other name).
+  auto find_cluster = [&](const std::string& name) -> ClusterState* {
+    auto it = clusters.find(name);
+    return it == clusters.end() ? nullptr : it->second;
+  };
   for (const config::Listener& listener : config->listeners) {
-    // Null for a transparent listener (it forwards to each connection's original destination).
-    auto found = clusters.find(listener.cluster);
-    std::shared_ptr<ClusterState> cluster = found != clusters.end() ? found->second : nullptr;
-    generation.listeners.push_back(std::make_shared<ListenerContext>(
-        ListenerContext{&listener, cluster.get(), metrics_.ForListener(listener.name), config, cluster}));
+    auto context = std::make_shared<ListenerContext>();
+    context->config = &listener;
+    context->cluster = find_cluster(listener.cluster);
+    context->metrics = metrics_.ForListener(listener.name);
+    context->inspects = listener.protocol != config::ListenerProtocol::kTcp ||
+                        listener.proxy_protocol != config::ProxyProtocolVersion::kNone;
+    context->routes = std::make_unique<RouteTable>(listener);
+    for (const config::Route& route : listener.routes) {
+      context->route_clusters.push_back(find_cluster(route.cluster));
+      context->route_decisions.push_back(&metrics_.RouteDecision(listener.name, route.name));
+    }
+    context->route_decisions.push_back(&metrics_.RouteDecision(listener.name, "default"));
+    context->route_decisions.push_back(&metrics_.RouteDecision(listener.name, "none"));
+    context->snapshot = config;
+    context->cluster_owners = owners;
+    generation.listeners.push_back(std::move(context));
   }
   return generation;
 }

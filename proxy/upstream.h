@@ -20,6 +20,9 @@ class ClusterState {
   // load spreads evenly and a dead endpoint costs one failed attempt, not a failed connection.
   size_t NextStart() { return next_.fetch_add(1, std::memory_order_relaxed) % config_.endpoints.size(); }
   void CountConnectFailure() { connect_failures_.Increment(); }
+  // Whether a new connection has an endpoint to go to; an http listener answers 503 when not. Every
+  // endpoint counts as healthy until health checking decides otherwise.
+  bool HasHealthyEndpoint() const { return !config_.endpoints.empty(); }
 
  private:
   const config::Cluster& config_;

@@ -11,6 +11,7 @@
 #include "proxy/metrics.h"
 #include "proxy/notice_ring.h"
 #include "proxy/ring.h"
+#include "proxy/route_table.h"
 #include "proxy/upstream.h"
 
 namespace skproxy {
@@ -23,10 +24,16 @@ class PathSwitches;
 // config snapshot and cluster it was accepted under until it ends, whatever a reload changes meanwhile.
 struct ListenerContext {
   const config::Listener* config;
-  ClusterState* cluster;
+  ClusterState* cluster;  // the default route; null when the listener has none
   ListenerMetrics metrics;
+  // http and tls listeners, and any listener that requires the PROXY protocol, read before connecting.
+  bool inspects = false;
+  std::unique_ptr<RouteTable> routes;
+  std::vector<ClusterState*> route_clusters;          // by route index
+  std::vector<prometheus::Counter*> route_decisions;  // by route index, then "default", then "none"
   std::shared_ptr<const config::Config> snapshot;  // owns *config (and the cluster's config)
-  std::shared_ptr<ClusterState> cluster_owner;     // owns *cluster
+  // Owns *cluster and every route cluster: all clusters of the generation.
+  std::vector<std::shared_ptr<ClusterState>> cluster_owners;
 };
 
 struct WorkerContext {

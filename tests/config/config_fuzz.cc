@@ -32,7 +32,14 @@ void CheckError(const absl::Status& status) {
 void CheckConfig(const skproxy::config::Config& config) {
   if (config.listeners.empty()) Fail("accepted", "no listeners");
   for (const auto& listener : config.listeners) {
-    if (config.FindCluster(listener.cluster) == nullptr) Fail("accepted a listener without cluster", listener.name);
+    const bool tcp = listener.protocol == skproxy::config::ListenerProtocol::kTcp;
+    if ((tcp || !listener.cluster.empty()) && config.FindCluster(listener.cluster) == nullptr)
+      Fail("accepted a listener without cluster", listener.name);
+    if (tcp && !listener.routes.empty()) Fail("accepted routes on a tcp listener", listener.name);
+    for (const auto& route : listener.routes) {
+      if (config.FindCluster(route.cluster) == nullptr) Fail("accepted a route without cluster", route.name);
+    }
+    if (listener.inspect.max_bytes > (64u << 10)) Fail("accepted inspect.max_bytes over 64KiB", listener.name);
     if (listener.address.port() == 0) Fail("accepted port 0", listener.name);
   }
   for (const auto& cluster : config.clusters) {

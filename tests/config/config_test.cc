@@ -551,3 +551,128 @@ TEST_F(LoadConfigFileTest, EndlessFile) {
 
 }  // namespace
 }  // namespace skproxy::config
+
+// L7 listeners: protocols, routes, inspection limits, the PROXY protocol.
+namespace skproxy::config {
+namespace {
+
+constexpr char kClusters[] = R"(
+clusters:
+  - { name: web, endpoints: ["127.0.0.1:8080"] }
+  - { name: api, endpoints: ["127.0.0.1:8081"], proxy_protocol: v2 }
+)";
+
+std::string L7(const std::string& listener_lines) {
+  return absl::StrCat("listeners:\n  - name: l\n    address: \"0.0.0.0:80\"\n", listener_lines, kClusters);
+}
+
+TEST(ParseL7Config, TheIssueShapeParses) {
+  Config config = Parse(absl::StrCat(R"(listeners:
+  - name: web
+    address: "0.0.0.0:8080"
+    protocol: http
+    cluster: web
+    x_forwarded_for: true
+    proxy_protocol: v1
+    inspect: { max_bytes: 32KiB, timeout: 2s }
+    routes:
+      - match: { host: "API.example.com", path_prefix: "/v1/" }
+        cluster: api
+      - name: wild
+        match: { host: "*.example.com" }
+        cluster: web
+  - name: tls
+    address: "0.0.0.0:8443"
+    protocol: tls
+    routes:
+      - match: { sni: "a.example.com" }
+        cluster: api
+)", kClusters));
+  ASSERT_EQ(config.listeners.size(), 2u);
+  const Listener& web = config.listeners[0];
+  EXPECT_EQ(web.protocol, ListenerProtocol::kHttp);
+  EXPECT_TRUE(web.x_forwarded_for);
+  EXPECT_EQ(web.proxy_protocol, ProxyProtocolVersion::kV1);
+  EXPECT_EQ(web.inspect.max_bytes, 32u << 10);
+  EXPECT_EQ(web.inspect.timeout, absl::Seconds(2));
+  ASSERT_EQ(web.routes.size(), 2u);
+  EXPECT_EQ(web.routes[0].name, "routes[0]");
+  EXPECT_EQ(web.routes[0].match.host, "api.example.com");  // stored lower case
+  EXPECT_EQ(web.routes[0].match.path_prefix, "/v1/");
+  EXPECT_EQ(web.routes[1].name, "wild");
+  const Listener& tls = config.listeners[1];
+  EXPECT_EQ(tls.protocol, ListenerProtocol::kTls);
+  EXPECT_EQ(tls.cluster, "");
+  EXPECT_EQ(tls.inspect.max_bytes, 16u << 10);
+  EXPECT_EQ(tls.inspect.timeout, absl::Seconds(5));
+  EXPECT_EQ(tls.routes[0].match.sni, "a.example.com");
+  EXPECT_EQ(config.clusters[1].proxy_protocol, ProxyProtocolVersion::kV2);
+  EXPECT_EQ(config.listeners[0].line, 2);
+}
+
+TEST(ParseL7Config, TcpListenerMayRequireProxyProtocol) {
+  Config config = Parse(L7("    cluster: web\n    proxy_protocol: v2\n"));
+  EXPECT_EQ(config.listeners[0].protocol, ListenerProtocol::kTcp);
+  EXPECT_EQ(config.listeners[0].proxy_protocol, ProxyProtocolVersion::kV2);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    L7Errors, ConfigErrorTest,
+    testing::ValuesIn(std::vector<ErrorCase>{
+        {"UnknownProtocol", L7("    protocol: https\n    cluster: web\n"),
+         "bad.yaml:4: listeners[0].protocol: expected tcp, http or tls, got 'https'"},
+        {"RoutesOnTcp", L7("    cluster: web\n    routes: []\n"),
+         "bad.yaml:5: listeners[0].routes: routes need protocol http or tls (a tcp listener reads nothing to route on)"},
+        {"NoClusterNoRoutes", L7("    protocol: http\n"),
+         "bad.yaml:2: listeners[0].cluster: a listener needs a cluster or at least one route"},
+        {"RouteToUnknownCluster",
+         L7("    protocol: http\n    routes:\n      - match: { host: a.com }\n        cluster: nope\n"),
+         "bad.yaml:7: listeners[0].routes[0].cluster: no cluster named 'nope'"},
+        {"RouteWithoutMatch", L7("    protocol: http\n    routes:\n      - cluster: web\n"),
+         "bad.yaml:6: listeners[0].routes[0].match: required key is missing"},
+        {"EmptyMatch", L7("    protocol: http\n    routes:\n      - { match: {}, cluster: web }\n"),
+         "bad.yaml:6: listeners[0].routes[0].match: expected at least one of host, path_prefix, sni"},
+        {"SniOnHttp", L7("    protocol: http\n    routes:\n      - match: { sni: a.com }\n        cluster: web\n"),
+         "bad.yaml:6: listeners[0].routes[0].match.sni: needs protocol tls"},
+        {"HostOnTls", L7("    protocol: tls\n    routes:\n      - match: { host: a.com }\n        cluster: web\n"),
+         "bad.yaml:6: listeners[0].routes[0].match.host: needs protocol http"},
+        {"WildcardInTheMiddle",
+         L7("    protocol: http\n    routes:\n      - match: { host: \"a.*.com\" }\n        cluster: web\n"),
+         "bad.yaml:6: listeners[0].routes[0].match.host: 'a.*.com' is not a host name or a wildcard like "
+         "*.example.com (a '*' is only allowed as the whole first label)"},
+        {"PathWithoutSlash",
+         L7("    protocol: http\n    routes:\n      - match: { path_prefix: v1 }\n        cluster: web\n"),
+         "bad.yaml:6: listeners[0].routes[0].match.path_prefix: must start with '/'"},
+        {"UnknownMatchKey",
+         L7("    protocol: http\n    routes:\n      - match: { hostname: a.com }\n        cluster: web\n"),
+         "bad.yaml:6: listeners[0].routes[0].match.hostname: unknown key"},
+        {"DuplicateRouteName",
+         L7("    protocol: http\n    routes:\n      - { name: r, match: { host: a.com }, cluster: web }\n"
+            "      - { name: r, match: { host: b.com }, cluster: web }\n"),
+         "bad.yaml:7: listeners[0].routes[1].name: duplicate route name 'r' (first at line 6)"},
+        {"InspectTooLarge", L7("    protocol: http\n    cluster: web\n    inspect: { max_bytes: 65537 }\n"),
+         "bad.yaml:6: listeners[0].inspect.max_bytes: must be between 1KiB and 64KiB"},
+        {"InspectTimeoutZero", L7("    protocol: http\n    cluster: web\n    inspect:\n      timeout: 0s\n"),
+         "bad.yaml:7: listeners[0].inspect.timeout: must be greater than 0"},
+        {"UnknownInspectKey", L7("    protocol: http\n    cluster: web\n    inspect: { delay: 1s }\n"),
+         "bad.yaml:6: listeners[0].inspect.delay: unknown key"},
+        {"ProxyProtocolV3", L7("    cluster: web\n    proxy_protocol: v3\n"),
+         "bad.yaml:5: listeners[0].proxy_protocol: expected v1 or v2, got 'v3'"},
+        {"XffOnTls", L7("    protocol: tls\n    cluster: web\n    x_forwarded_for: true\n"),
+         "bad.yaml:6: listeners[0].x_forwarded_for: needs protocol http"},
+        {"XffNotABool", L7("    protocol: http\n    cluster: web\n    x_forwarded_for: yes\n"),
+         "bad.yaml:6: listeners[0].x_forwarded_for: expected true or false"},
+        {"ClusterProxyProtocolBad",
+         "listeners: []\nclusters:\n  - { name: c, endpoints: [\"127.0.0.1:1\"], proxy_protocol: 2 }\n",
+         "bad.yaml:3: clusters[0].proxy_protocol: expected v1 or v2, got '2'"},
+    }),
+    [](const testing::TestParamInfo<ErrorCase>& info) { return info.param.name; });
+
+TEST(Examples, L7IsValid) {
+  absl::StatusOr<Config> config = LoadConfigFile(kConfigDir + "/examples/l7.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->listeners.size(), 3u);
+}
+
+}  // namespace
+}  // namespace skproxy::config

@@ -17,6 +17,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
 #include "tests/integration/sockets.h"
 
@@ -45,6 +46,12 @@ std::string ProxyConfig::ToYaml() const {
     if (!demote_after_messages.empty())
       absl::StrAppend(&y, "  demote_after_messages: ", demote_after_messages, "\n");
     if (!switch_interval.empty()) absl::StrAppend(&y, "  switch_interval: ", switch_interval, "\n");
+  }
+  if (!listeners_and_clusters_yaml.empty()) {
+    std::vector<std::pair<std::string, std::string>> addresses;
+    for (size_t i = 0; i < listeners.size(); ++i)
+      addresses.emplace_back(absl::StrCat("$LISTENER", i), listeners[i].address.ToString());
+    return y + absl::StrReplaceAll(listeners_and_clusters_yaml, addresses);
   }
   y += "listeners:\n";
   for (const auto& l : listeners) {

@@ -55,6 +55,10 @@ struct ProxyConfig {
   std::string upstream_mark;             // e.g. "0x534b"; empty: not written
   std::vector<ListenerSpec> listeners;
   std::vector<ClusterSpec> clusters;
+  // When set, written instead of `listeners` and `clusters` (after admin, datapath and workers), for
+  // schema the specs do not cover (protocols, routes); `listeners` then only gives the addresses: each
+  // "$LISTENER<i>" in the text becomes listeners[i].address (its port picked at start when 0).
+  std::string listeners_and_clusters_yaml;
   // Run the proxy through this command, e.g. setpriv with capabilities dropped; empty: run it directly.
   std::vector<std::string> command_prefix;
   std::string ToYaml() const;
