@@ -49,6 +49,7 @@ absl::StatusOr<std::unique_ptr<SockmapProgram>> SockmapProgram::Load(const LoadO
   skp_verdict_bpf* skel = skp_verdict_bpf::open();
   if (skel == nullptr) return Errno(errno, "opening the BPF object");
   std::unique_ptr<SockmapProgram> program(new SockmapProgram(skel));
+  program->max_sockets_ = options.max_sockets;
 
   for (bpf_map* map : {skel->maps.skp_socks, skel->maps.skp_dirs, skel->maps.skp_users}) {
     if (int err = bpf_map__set_max_entries(map, options.max_sockets); err != 0)
@@ -192,10 +193,14 @@ absl::Status SockmapProgram::Insert(ConnectionKeys& keys, int downstream_fd, int
   // From here the verdict may already have passed client bytes into the downstream's psock: taking the
   // downstream out again would drop them, so a failure leaves it in and says so.
   *inserted = Inserted::kDownstreamOnly;
+  keys.sockets_in_map = 1;
+  sockets_held_.fetch_add(1, std::memory_order_relaxed);
   fd = upstream_fd;
   if (bpf_map_update_elem(socks_fd(), &keys.upstream, &fd, BPF_NOEXIST) != 0)
     return fail(errno, "inserting the upstream socket");
   *inserted = Inserted::kBoth;
+  keys.sockets_in_map = 2;
+  sockets_held_.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }
 
@@ -214,6 +219,9 @@ void SockmapProgram::Remove(ConnectionKeys& keys) {
 void SockmapProgram::RemoveState(ConnectionKeys& keys) {
   for (const skp_key* key : {&keys.downstream, &keys.upstream}) DeleteOrLog(dirs_fd(), *key, "skp_dirs");
   ReturnSlots(keys);
+  // Remove deleted the legs; otherwise the caller is about to close them, which takes them out.
+  sockets_held_.fetch_sub(keys.sockets_in_map, std::memory_order_relaxed);
+  keys.sockets_in_map = 0;
 }
 
 absl::StatusOr<skp_dir> SockmapProgram::ReadDirection(const skp_key& source) const {

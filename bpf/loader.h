@@ -28,6 +28,8 @@ struct ConnectionKeys {
   skp_key upstream;    // the socket connected to the endpoint
   // skp_users slots, by direction; assigned by Insert, returned by RemoveState.
   uint32_t user_slots[SKP_DIRECTIONS] = {kNoSlot, kNoSlot};
+  // Legs Insert put into the sockhash and Remove/RemoveState have not yet released (0, 1 or 2).
+  uint32_t sockets_in_map = 0;
   static constexpr uint32_t kNoSlot = ~0u;
 };
 
@@ -98,8 +100,16 @@ class SockmapProgram {
   StatsSnapshot ReadStats() const;
   // Notices the verdict could not post (SKP_STAT_NOTICES_LOST, both directions): cheaper than ReadStats.
   uint64_t NoticesLost() const;
-  // Sockets in the sockhash right now (walks the map: for metrics and tests, not the data path).
+  // Sockets in the sockhash right now, by walking the map: one syscall per entry, and an entry deleted
+  // under the walk restarts it (counting some twice). For tests on a quiet map only.
   uint64_t CountSockets() const;
+  // Sockets Insert put into the sockhash and Remove/RemoveState have not released yet: kept in user space
+  // as sockets go in and out, so reading it costs nothing (metrics read it on every scrape).
+  uint64_t SocketsHeld() const {
+    const int64_t n = sockets_held_.load(std::memory_order_relaxed);
+    return n > 0 ? static_cast<uint64_t>(n) : 0;
+  }
+  uint32_t max_sockets() const { return max_sockets_; }
 
  private:
   explicit SockmapProgram(skp_verdict_bpf* skel) : skel_(skel) {}
@@ -120,6 +130,8 @@ class SockmapProgram {
   size_t users_bytes_ = 0;
   std::vector<UniqueFd> rings_;
   mutable std::atomic<bool> delete_error_logged_{false};
+  std::atomic<int64_t> sockets_held_{0};
+  uint32_t max_sockets_ = 0;
   absl::Mutex slots_mu_;
   // First in, first out: a slot is reused as late as possible, so that a verdict still running for the
   // connection that returned it (an RCU reader of its old state) cannot count into the next owner's slot.

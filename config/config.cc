@@ -717,8 +717,8 @@ absl::StatusOr<Config> Parser::Parse(const YAML::Node& root) {
   config.admin.address = *ParseSocketAddress(kDefaultAdminAddress);
 
   CONFIG_ASSIGN_OR_RETURN(Fields top, Mapping({root, "", LineOf(root.Mark(), 1)},
-                                              {"admin", "datapath", "workers", "upstream_mark", "sockmap", "listeners",
-                                               "clusters"}));
+                                              {"admin", "datapath", "workers", "drain_timeout", "access_log",
+                                               "upstream_mark", "sockmap", "listeners", "clusters"}));
   if (std::optional<Value> admin = top.Find("admin")) CONFIG_RETURN_IF_ERROR(ParseAdmin(*admin, config.admin));
   if (std::optional<Value> datapath = top.Find("datapath")) {
     CONFIG_ASSIGN_OR_RETURN(std::string text, String(*datapath));
@@ -729,6 +729,15 @@ absl::StatusOr<Config> Parser::Parse(const YAML::Node& root) {
   if (std::optional<Value> workers = top.Find("workers")) {
     CONFIG_ASSIGN_OR_RETURN(uint64_t n, Integer(*workers, kMaxWorkers));
     config.workers = static_cast<int>(n);
+  }
+  if (std::optional<Value> drain = top.Find("drain_timeout")) {
+    CONFIG_ASSIGN_OR_RETURN(config.drain_timeout, PositiveDuration(*drain));
+  }
+  if (std::optional<Value> log = top.Find("access_log")) {
+    CONFIG_ASSIGN_OR_RETURN(Fields fields, Mapping(*log, {"path"}));
+    CONFIG_ASSIGN_OR_RETURN(Value path, Required(fields, "path"));
+    CONFIG_ASSIGN_OR_RETURN(config.access_log_path, String(path));
+    if (config.access_log_path.empty()) return Error(path, "must not be empty (\"-\" is stdout)");
   }
   if (std::optional<Value> mark = top.Find("upstream_mark")) {
     CONFIG_ASSIGN_OR_RETURN(config.upstream_mark, Mark(*mark));

@@ -158,6 +158,10 @@ struct Config {
   Admin admin;
   DatapathMode datapath = DatapathMode::kAuto;
   int workers = 0;  // 0 = one per core
+  // SIGTERM/SIGINT: how long established connections may go on before what is left is reset.
+  absl::Duration drain_timeout = absl::Seconds(30);
+  // One JSON line per connection: a file, "-" for stdout, empty for none.
+  std::string access_log_path;
   // SO_MARK for skproxy's own upstream connections, so that the redirect rules of a sidecar let them pass
   // (deploy/sidecar/skproxy-redirect.sh skips this mark); 0 leaves them unmarked.
   uint32_t upstream_mark = 0;

@@ -5,7 +5,7 @@ set -euo pipefail
 
 BUILD_PACKAGES=(
   cmake g++ make pkg-config clang llvm bpftool
-  libbpf-dev libelf-dev zlib1g-dev liburing-dev libabsl-dev prometheus-cpp-dev libgtest-dev libyaml-cpp-dev libssl-dev libc-ares-dev
+  libbpf-dev libelf-dev zlib1g-dev liburing-dev libabsl-dev prometheus-cpp-dev libcivetweb-dev libgtest-dev libyaml-cpp-dev libssl-dev libc-ares-dev
   # setcap: the container image gives the binary its capabilities as file capabilities
   libcap2-bin
 )
@@ -13,6 +13,8 @@ PACKAGES=(
   "${BUILD_PACKAGES[@]}"
   # tests: the loss test drops segments with nftables inside a namespace it creates
   nftables iproute2 curl python3 procps
+  # tests: the admin status page is checked in a headless browser
+  chromium
   # bench peers and load tools
   haproxy nginx libnginx-mod-stream iperf3 wrk
   # the parser measurement of the http listener (bench/http_head_parse.cc)

@@ -7,6 +7,9 @@
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "proxy/access_log.h"
+#include "proxy/config_json.h"
 #include "proxy/inspect/local_response.h"
 #include "proxy/inspect/proxy_protocol.h"
 #include "proxy/original_destination.h"
@@ -44,17 +47,65 @@ void SetNoDelay(int fd) {
 
 }  // namespace
 
-Connection::Connection(WorkerContext& worker, ListenerContext& listener, UniqueFd client)
-    : TrackedHandler(*worker.ring), worker_(worker), listener_(listener), client_(std::move(client)) {
+Connection::Connection(WorkerContext& worker, std::shared_ptr<ListenerContext> listener, UniqueFd client)
+    : TrackedHandler(*worker.ring),
+      worker_(worker),
+      listener_owner_(std::move(listener)),
+      listener_(*listener_owner_),
+      client_(std::move(client)) {
   SetNoDelay(client_.get());
+  if (worker_.access_log != nullptr) {
+    sockaddr_storage peer{};
+    socklen_t length = sizeof(peer);
+    if (getpeername(client_.get(), reinterpret_cast<sockaddr*>(&peer), &length) == 0)
+      logged_client_ = SocketAddressFrom(reinterpret_cast<sockaddr*>(&peer), length);
+  }
 }
 
 Connection::~Connection() {
+  if (worker_.access_log != nullptr) worker_.access_log->Write(AccessLogLine());
   // path_ goes first (members are destroyed after this body): the endpoint and limits are given back here,
   // whatever state the connection ended in.
   if (holds_endpoint_) cluster_->Release(tried_.back());
   if (cluster_admitted_) cluster_->Leave();
   if (listener_admitted_) listener_.limit->Release();
+}
+
+void Connection::ResetOnClose() {
+  end_reason_ = "drain";
+  if (path_ != nullptr) {
+    path_->ResetOnClose();
+    return;
+  }
+  const linger reset{1, 0};
+  for (const UniqueFd* fd : {&client_, &upstream_})
+    if (fd->valid()) setsockopt(fd->get(), SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+}
+
+std::string Connection::AccessLogLine() const {
+  PathSwitch::Summary summary;
+  if (path_ != nullptr) summary = path_->Summarize();
+  const char* end = end_reason_;
+  if (end == nullptr && path_ != nullptr) {
+    end = summary.reset ? "reset" : summary.first_end == 0 ? "client_close" : summary.first_end == 1 ? "upstream_close" : "closed";
+  }
+  if (end == nullptr) end = "closed";
+  const uint64_t* kernel = summary.kernel_bytes;
+  const uint64_t* user = summary.user_bytes;
+  return absl::StrCat(
+      "{\"start\":", JsonString(absl::FormatTime(absl::RFC3339_full, start_, absl::UTCTimeZone())),
+      ",\"duration_s\":", absl::ToDoubleSeconds(absl::Now() - start_),
+      ",\"listener\":", JsonString(listener_.config->name),
+      ",\"cluster\":", cluster_ != nullptr ? JsonString(cluster_->config().name) : "null",
+      ",\"endpoint\":", endpoint_ != nullptr ? JsonString(endpoint_->ToString()) : "null",
+      ",\"client\":", logged_client_.length > 0 ? JsonString(logged_client_.ToString()) : "null",
+      ",\"datapath\":", JsonString(path_ != nullptr ? PathKindName(summary.kind) : "none"),
+      ",\"switches\":", summary.switches,
+      ",\"bytes_downstream_to_upstream\":", kernel[0] + user[0],
+      ",\"bytes_upstream_to_downstream\":", kernel[1] + user[1],
+      ",\"kernel_bytes\":{\"downstream_to_upstream\":", kernel[0], ",\"upstream_to_downstream\":", kernel[1], "}",
+      ",\"user_bytes\":{\"downstream_to_upstream\":", user[0], ",\"upstream_to_downstream\":", user[1], "}",
+      ",\"end\":", JsonString(end), "}");
 }
 
 bool Connection::done() const {
@@ -238,6 +289,7 @@ void Connection::CountConnectFailure() {
 void Connection::ConnectNext() {
   while (const SocketAddress* next = NextEndpoint()) {
     const SocketAddress& endpoint = *next;
+    endpoint_ = &endpoint;
     upstream_.Reset(socket(endpoint.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!upstream_.valid()) {
       const int error = errno;
@@ -247,6 +299,7 @@ void Connection::ConnectNext() {
         // than leave it waiting.
         worker_.metrics->ResourceErrors(reason).Increment();
         CloseClient();
+        end_reason_ = "resource_exhausted";
         return;
       }
       CountConnectFailure();
@@ -277,6 +330,7 @@ void Connection::ConnectNext() {
   }
   // No endpoint answered, or none was usable to begin with.
   if (cluster_ != nullptr && tried_.empty()) listener_.metrics.rejected_no_endpoint->Increment();
+  end_reason_ = "connect_failed";
   FailUpstream();
 }
 

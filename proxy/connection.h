@@ -34,7 +34,7 @@ struct ListenerContext;
 
 class Connection final : public TrackedHandler {
  public:
-  Connection(WorkerContext& worker, ListenerContext& listener, UniqueFd client);
+  Connection(WorkerContext& worker, std::shared_ptr<ListenerContext> listener, UniqueFd client);
   ~Connection();
   // Admits the connection (listener limit), then inspects or connects to the listener's cluster.
   void Start();
@@ -43,6 +43,8 @@ class Connection final : public TrackedHandler {
   // The worker's idle sweep: closes the connection (both legs, without a reset) when neither direction
   // moved a byte since `timeout` ago. True when it did.
   bool CloseIfIdle(absl::Duration timeout, absl::Time now);
+  // The connection is about to be destroyed unfinished: its sockets close with RST, never a FIN.
+  void ResetOnClose();
 
  private:
   enum class State { kInspecting, kConnecting, kForwarding, kPiping, kResponding, kClosed };
@@ -73,8 +75,11 @@ class Connection final : public TrackedHandler {
   void SetTimeout(absl::Duration d);
   void StartPipe();
   void CloseClient();
+  // The access log line of this connection, written when it is destroyed.
+  std::string AccessLogLine() const;
 
   WorkerContext& worker_;
+  std::shared_ptr<ListenerContext> listener_owner_;  // the generation this connection was accepted under
   ListenerContext& listener_;
   State state_ = State::kConnecting;
   UniqueFd client_;
@@ -104,6 +109,11 @@ class Connection final : public TrackedHandler {
   size_t response_sent_ = 0;
   size_t drained_ = 0;
   std::unique_ptr<PathSwitch> path_;  // while piping: which path the bytes take, and the pipe itself
+  // For the access log.
+  absl::Time start_ = absl::Now();
+  SocketAddress logged_client_;
+  const SocketAddress* endpoint_ = nullptr;  // the endpoint of the last connect attempt
+  const char* end_reason_ = nullptr;         // set when skproxy, not a peer, ended the connection
 };
 
 }  // namespace skproxy

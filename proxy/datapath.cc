@@ -5,6 +5,7 @@
 namespace skproxy {
 
 void Pipe::ArmResetOnClose() {
+  reset_ = true;
   const linger reset{1, 0};
   for (int fd : {downstream_.get(), upstream_.get()})
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));

@@ -17,6 +17,9 @@ class Pipe : public TrackedHandler {
   virtual PathKind kind() const = 0;
   // Starts moving bytes. May finish (or abort) before returning.
   virtual void Start() = 0;
+  // Makes the close of both legs send RST: for a stream cut short (drain timeout, a failed worker), so
+  // that neither peer takes it for complete.
+  void ResetOnClose() { ArmResetOnClose(); }
   // Both directions have ended (or the connection was reset) and the kernel holds no operation of ours:
   // the owner may destroy the pipe, which closes both legs.
   bool done() const { return finished_ && inflight() == 0; }
@@ -26,6 +29,15 @@ class Pipe : public TrackedHandler {
   virtual uint64_t activity() const = 0;
   // Closes both legs now, with a FIN rather than a reset (the idle timeout: nothing is in transit).
   virtual void CloseIdle() = 0;
+
+  // What this pipe moved, for the access log: bytes user space wrote to the destination, and bytes the
+  // kernel redirected, per direction (enum skp_direction).
+  uint64_t user_bytes(int direction) const { return user_bytes_[direction]; }
+  virtual uint64_t kernel_bytes(int direction) const { return 0; }
+  // Whether the legs were (or will be) closed with a reset.
+  bool reset() const { return reset_; }
+  // The direction whose source ended first with a FIN (0: the client's, 1: the upstream's), -1 if none.
+  int first_end() const { return first_end_; }
 
  protected:
   Pipe(Ring& ring, Metrics& metrics, UniqueFd downstream, UniqueFd upstream,
@@ -48,6 +60,14 @@ class Pipe : public TrackedHandler {
   }
   // A reset on either leg, or an error, resets the other: SO_LINGER 0 makes the close send RST.
   void ArmResetOnClose();
+  // Bytes user space wrote to the destination of direction d: the process-wide metric and this pipe's count.
+  void CountUserBytes(int d, uint64_t n) {
+    metrics_.UserBytes(d).fetch_add(n, std::memory_order_relaxed);
+    user_bytes_[d] += n;
+  }
+  void NoteEnd(int d) {
+    if (first_end_ < 0) first_end_ = d;
+  }
   // Cancels every operation still in flight on either leg.
   void CancelAll(unsigned cancel_tag);
 
@@ -58,6 +78,9 @@ class Pipe : public TrackedHandler {
  private:
   std::function<void()> on_finish_;
   bool finished_ = false;
+  bool reset_ = false;
+  int first_end_ = -1;
+  uint64_t user_bytes_[2] = {0, 0};
 };
 
 }  // namespace skproxy

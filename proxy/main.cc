@@ -1,22 +1,30 @@
 // skproxy: flags, config, the kernel path (or why not), metrics, workers, then wait for a signal.
 #include <signal.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "bpf/loader.h"
 #include "config/config.h"
+#include "proxy/access_log.h"
+#include "proxy/admin_server.h"
 #include "proxy/kernel_version.h"
 #include "proxy/metrics.h"
-#include "proxy/cluster_manager.h"
-#include "proxy/connection_limit.h"
+#include "proxy/process_state.h"
+#include "proxy/config_json.h"
+#include "proxy/reloader.h"
+#include "proxy/status_page.h"
 #include "proxy/worker.h"
 
 namespace skproxy {
@@ -39,7 +47,6 @@ constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 // c-ares tries each server twice for 1 s: a name gets its answer or its failure well within this.
-constexpr absl::Duration kFirstResolution = absl::Seconds(5);
 
 struct Options {
   std::string config_path;
@@ -85,6 +92,63 @@ int ParseOptions(int argc, char** argv, Options* options) {
   return -1;  // go on
 }
 
+void RegisterAdminEndpoints(AdminServer& admin, Metrics& metrics, ProcessState& state, Reloader& reloader) {
+  admin.Route("GET", "/", [](const AdminRequest&) {
+    return AdminResponse{200, "text/html; charset=utf-8", std::string(StatusPageHtml())};
+  });
+  admin.Route("GET", "/config", [&reloader](const AdminRequest&) {
+    return AdminResponse{200, "application/json", ConfigToJson(*reloader.current())};
+  });
+  admin.Route("POST", "/reload", [&reloader](const AdminRequest&) {
+    absl::Status s = reloader.Reload();
+    if (s.ok()) return AdminResponse{200, "text/plain", "reloaded\n"};
+    return AdminResponse{s.code() == absl::StatusCode::kInvalidArgument ? 400 : 409, "text/plain",
+                         absl::StrCat(s.message(), "\n")};
+  });
+  admin.Route("GET", "/metrics", [&metrics](const AdminRequest&) {
+    return AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics.Render()};
+  });
+  admin.Route("GET", "/healthz", [](const AdminRequest&) { return AdminResponse{200, "text/plain", "ok\n"}; });
+  admin.Route("GET", "/ready", [&state](const AdminRequest&) {
+    if (state.ready()) return AdminResponse{200, "text/plain", "ready\n"};
+    std::string why = state.draining() ? "draining\n"
+                      : state.failed_workers() > 0
+                          ? absl::StrCat(state.failed_workers(), " worker(s) failed\n")
+                          : std::string("starting\n");
+    return AdminResponse{503, "text/plain", absl::StrCat("not ready: ", why)};
+  });
+}
+
+// SIGTERM/SIGINT: every worker stops accepting at once and its connections go on for up to `timeout`;
+// then what is left is reset. A second SIGTERM/SIGINT cuts the wait short.
+void Drain(std::vector<std::unique_ptr<Worker>>& workers, ProcessState& state, absl::Duration timeout,
+           int signal_number, const sigset_t& signals) {
+  state.SetDraining();
+  std::fprintf(stderr, "skproxy: %s, draining: no new connections, established ones have up to %s\n",
+               strsignal(signal_number), absl::FormatDuration(timeout).c_str());
+  for (auto& worker : workers) worker->Drain();
+  const absl::Time deadline = absl::Now() + timeout;
+  bool cut_short = false;
+  for (auto& worker : workers) {
+    // Woken every 100 ms to notice a second signal.
+    while (!cut_short && !worker->WaitUntilExited(std::min(deadline, absl::Now() + absl::Milliseconds(100))) &&
+           absl::Now() < deadline) {
+      const timespec none{0, 0};
+      if (int again = sigtimedwait(&signals, nullptr, &none); again == SIGTERM || again == SIGINT) {
+        std::fprintf(stderr, "skproxy: %s again, not waiting any longer\n", strsignal(again));
+        cut_short = true;
+      }
+    }
+  }
+  size_t reset = 0;
+  for (auto& worker : workers) reset += worker->Stop();
+  if (reset > 0) {
+    std::fprintf(stderr, "skproxy: drain timeout: %zu connections reset\n", reset);
+  } else {
+    std::fprintf(stderr, "skproxy: drained, every connection finished\n");
+  }
+}
+
 int Main(int argc, char** argv) {
   Options options;
   if (int exit_code = ParseOptions(argc, argv, &options); exit_code >= 0) return exit_code;
@@ -96,6 +160,7 @@ int Main(int argc, char** argv) {
     return kExitUsage;
   }
   config::Config config = *std::move(loaded);
+  std::optional<config::DatapathMode> datapath_override;
   if (!options.datapath.empty()) {
     absl::StatusOr<config::DatapathMode> mode = config::ParseDatapathMode(options.datapath);
     if (!mode.ok()) {
@@ -103,6 +168,7 @@ int Main(int argc, char** argv) {
       return kExitUsage;
     }
     config.datapath = *mode;
+    datapath_override = *mode;
   }
   if (options.check_config) {
     std::printf("config ok: %s\n", config.source.c_str());
@@ -114,6 +180,8 @@ int Main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -154,43 +222,37 @@ int Main(int argc, char** argv) {
     }
   }
 
-  Metrics metrics(sockmap.get());
-  if (absl::Status s = metrics.StartAdmin(config.admin.address); !s.ok()) {
+  // The first generation; reloads make new ones, and this one lives as long as a connection uses it.
+  const auto initial = std::make_shared<const config::Config>(std::move(config));
+  ProcessState state;
+  Metrics metrics(sockmap.get(), &state);
+  Reloader reloader(options.config_path, datapath_override, initial, metrics,
+                    sockmap != nullptr ? &initial->sockmap : nullptr);
+  if (absl::Status s = reloader.Start(); !s.ok()) {
     std::fprintf(stderr, "skproxy: %s\n", s.ToString().c_str());
     return kExitFailure;
   }
-  absl::StatusOr<std::unique_ptr<ClusterManager>> clusters = ClusterManager::Create(config, metrics);
-  if (!clusters.ok()) {
-    std::fprintf(stderr, "skproxy: %s\n", clusters.status().ToString().c_str());
-    return kExitFailure;
-  }
-  // Host names resolve before the first connection is accepted (or are left out until they do).
-  if (absl::Status s = (*clusters)->Start(kFirstResolution); !s.ok()) {
+  AdminServer admin;
+  RegisterAdminEndpoints(admin, metrics, state, reloader);
+  if (absl::Status s = admin.Start(initial->admin.address); !s.ok()) {
     std::fprintf(stderr, "skproxy: %s\n", s.ToString().c_str());
     return kExitFailure;
   }
-  std::vector<std::unique_ptr<ConnectionLimit>> listener_limits;
-  std::vector<ListenerContext> listeners;
-  for (const config::Listener& listener : config.listeners) {
-    listener_limits.push_back(std::make_unique<ConnectionLimit>(listener.max_connections));
-    ListenerContext context{&listener, (*clusters)->Find(listener.cluster), listener_limits.back().get(),
-                            metrics.ForListener(listener.name)};
-    context.inspects = listener.protocol != config::ListenerProtocol::kTcp ||
-                       listener.proxy_protocol != config::ProxyProtocolVersion::kNone;
-    context.routes = std::make_unique<RouteTable>(listener);
-    for (const config::Route& route : listener.routes) {
-      context.route_clusters.push_back((*clusters)->Find(route.cluster));
-      context.route_decisions.push_back(&metrics.RouteDecision(listener.name, route.name));
+
+  std::unique_ptr<AccessLog> access_log;
+  if (!initial->access_log_path.empty()) {
+    absl::StatusOr<std::unique_ptr<AccessLog>> opened = AccessLog::Open(initial->access_log_path);
+    if (!opened.ok()) {
+      std::fprintf(stderr, "skproxy: %s\n", opened.status().ToString().c_str());
+      return kExitFailure;
     }
-    context.route_decisions.push_back(&metrics.RouteDecision(listener.name, "default"));
-    context.route_decisions.push_back(&metrics.RouteDecision(listener.name, "none"));
-    listeners.push_back(std::move(context));
+    access_log = *std::move(opened);
   }
 
   std::vector<std::unique_ptr<Worker>> workers;
   for (int i = 0; i < worker_count; ++i) {
-    workers.push_back(std::make_unique<Worker>(config, metrics, sockmap.get(), static_cast<uint32_t>(i),
-                                               fallback_reason, listeners));
+    workers.push_back(std::make_unique<Worker>(*initial, metrics, sockmap.get(), static_cast<uint32_t>(i),
+                                               fallback_reason, reloader.Listeners(), state, access_log.get()));
     if (absl::Status s = workers.back()->Bind(); !s.ok()) {
       std::fprintf(stderr, "skproxy: %s\n", s.ToString().c_str());
       return kExitFailure;
@@ -202,9 +264,12 @@ int Main(int argc, char** argv) {
       return kExitFailure;
     }
   }
+  std::vector<Worker*> worker_pointers;
+  for (auto& worker : workers) worker_pointers.push_back(worker.get());
+  reloader.SetWorkers(std::move(worker_pointers));
   std::fprintf(stderr, "skproxy ready: datapath=%s workers=%d admin=%s\n", sockmap ? "sockmap" : "userspace",
-               worker_count, config.admin.address.ToString().c_str());
-  for (const config::Listener& listener : config.listeners)
+               worker_count, initial->admin.address.ToString().c_str());
+  for (const config::Listener& listener : initial->listeners)
     std::fprintf(stderr, "skproxy: listener %s (%s, %zu routes) on %s -> %s\n", listener.name.c_str(),
                  std::string(config::ListenerProtocolName(listener.protocol)).c_str(), listener.routes.size(),
                  listener.address.ToString().c_str(),
@@ -212,11 +277,21 @@ int Main(int argc, char** argv) {
                  : listener.cluster.empty() ? "no default cluster"
                                              : ("cluster " + listener.cluster).c_str());
 
+  state.SetStarted();
+
   int received = 0;
-  sigwait(&signals, &received);
-  std::fprintf(stderr, "skproxy: %s, stopping\n", strsignal(received));
-  for (auto& worker : workers) worker->Stop();
-  (*clusters)->Stop();
+  for (;;) {
+    sigwait(&signals, &received);
+    if (received == SIGUSR1) {
+      if (access_log != nullptr) access_log->Reopen();  // logrotate moved the file
+      continue;
+    }
+    if (received != SIGHUP) break;
+    reloader.Reload().IgnoreError();  // logged, counted; the old config stays in force on failure
+  }
+  reloader.Freeze();
+  Drain(workers, state, reloader.current()->drain_timeout, received, signals);
+  access_log.reset();  // writes every line still queued
   // Every connection is closed now. The admin server (civetweb) would take up to 2 s more to stop its
   // listener thread, and the kernel frees the BPF objects and sockets with the process anyway.
   std::fflush(stderr);

@@ -2,6 +2,7 @@
 
 #include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
 
 #include <exception>
 #include <map>
@@ -20,18 +21,21 @@ const char* DirectionName(int direction) {
 // What the verdict program counted, read from its per-CPU map when /metrics is scraped.
 class Metrics::KernelCollectable : public prometheus::Collectable {
  public:
-  KernelCollectable(const bpf::SockmapProgram* program, const std::atomic<uint64_t>* user_bytes)
-      : program_(program), user_bytes_(user_bytes) {}
+  KernelCollectable(const bpf::SockmapProgram* program, const std::atomic<uint64_t>* user_bytes,
+                    const ProcessState* state)
+      : program_(program), user_bytes_(user_bytes), state_(state) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     bpf::StatsSnapshot stats{};
     uint64_t sockets = 0;
+    uint64_t capacity = 0;
     if (program_ != nullptr) {
       stats = program_->ReadStats();
-      sockets = program_->CountSockets();
+      sockets = program_->SocketsHeld();  // counted as sockets go in and out: no map walk per scrape
+      capacity = program_->max_sockets();
     }
     std::vector<prometheus::MetricFamily> out;
-    out.reserve(5);  // family() hands out references into `out`: it must not reallocate
+    out.reserve(9);  // family() hands out references into `out`: it must not reallocate
     auto family = [&](const char* name, const char* help, prometheus::MetricType type) -> auto& {
       out.push_back(prometheus::MetricFamily{name, help, type, {}});
       return out.back().metric;
@@ -87,17 +91,37 @@ class Metrics::KernelCollectable : public prometheus::Collectable {
     e.gauge.value = static_cast<double>(sockets);
     family("skproxy_sockmap_entries", "Sockets in the sockhash now.", prometheus::MetricType::Gauge)
         .push_back(e);
+    prometheus::ClientMetric c;
+    c.gauge.value = static_cast<double>(capacity);
+    family("skproxy_sockmap_capacity", "Sockets the sockhash can hold (sockmap.max_entries; 0 without the kernel path).",
+           prometheus::MetricType::Gauge)
+        .push_back(c);
+    if (state_ != nullptr) {
+      prometheus::ClientMetric d;
+      d.gauge.value = state_->draining() ? 1 : 0;
+      family("skproxy_draining", "1 while skproxy drains after SIGTERM/SIGINT, else 0.", prometheus::MetricType::Gauge)
+          .push_back(d);
+      prometheus::ClientMetric r;
+      r.gauge.value = state_->ready() ? 1 : 0;
+      family("skproxy_ready", "1 when /ready answers 200, else 0.", prometheus::MetricType::Gauge).push_back(r);
+      prometheus::ClientMetric f;
+      f.gauge.value = static_cast<double>(state_->failed_workers());
+      family("skproxy_workers_failed", "Workers whose event loop failed and whose listeners were closed.",
+             prometheus::MetricType::Gauge)
+          .push_back(f);
+    }
     return out;
   }
 
  private:
   const bpf::SockmapProgram* program_;
   const std::atomic<uint64_t>* user_bytes_;
+  const ProcessState* state_;
 };
 
-Metrics::Metrics(const bpf::SockmapProgram* program)
+Metrics::Metrics(const bpf::SockmapProgram* program, const ProcessState* state)
     : registry_(std::make_shared<prometheus::Registry>()),
-      kernel_(std::make_shared<KernelCollectable>(program, user_bytes_)),
+      kernel_(std::make_shared<KernelCollectable>(program, user_bytes_, state)),
       connections_total_(prometheus::BuildCounter()
                              .Name("skproxy_connections_total")
                              .Help("Client connections accepted, by listener and data path.")
@@ -189,7 +213,19 @@ Metrics::Metrics(const bpf::SockmapProgram* program)
       dns_(prometheus::BuildCounter()
                  .Name("skproxy_dns_resolutions_total")
                  .Help("Resolutions of host-name endpoints, by endpoint and result (ok, fail).")
-                 .Register(*registry_)) {}
+                 .Register(*registry_)),
+      reloads_(prometheus::BuildCounter()
+                   .Name("skproxy_reloads_total")
+                   .Help("Config reloads (SIGHUP, POST /reload), by result: success or failure.")
+                   .Register(*registry_)),
+      last_reload_success_(prometheus::BuildGauge()
+                               .Name("skproxy_last_reload_success")
+                               .Help("1 if the last reload was applied (or none was tried), 0 if it was refused.")
+                               .Register(*registry_)
+                               .Add({})) {
+  last_reload_success_.Set(1);
+  for (const char* result : {"success", "failure"}) reloads_.Add({{"result", result}});
+}
 
 ListenerMetrics Metrics::ForListener(const std::string& listener) {
   ListenerMetrics m;
@@ -246,17 +282,11 @@ prometheus::Counter& Metrics::ResourceErrors(const std::string& reason) {
   return resource_errors_.Add({{"reason", reason}});
 }
 
-absl::Status Metrics::StartAdmin(const SocketAddress& address) {
-  // prometheus-cpp (civetweb) reports bind failures by throwing; keep that inside this module.
-  std::string spec = address.ToString();
-  try {
-    exposer_ = std::make_unique<prometheus::Exposer>(spec, 2);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("admin listener ", spec, ": ", e.what()));
-  }
-  exposer_->RegisterCollectable(registry_);
-  exposer_->RegisterCollectable(kernel_);
-  return absl::OkStatus();
+std::string Metrics::Render() const {
+  std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  std::vector<prometheus::MetricFamily> kernel = kernel_->Collect();
+  families.insert(families.end(), std::make_move_iterator(kernel.begin()), std::make_move_iterator(kernel.end()));
+  return prometheus::TextSerializer().Serialize(families);
 }
 
 }  // namespace skproxy

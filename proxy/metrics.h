@@ -1,9 +1,8 @@
-// The process's metrics registry and the admin listener that serves it as /metrics. Kernel-path byte
-// counts are not counted here: the verdict program counts them in a per-CPU map, read at scrape time.
+// The process's metrics registry, rendered as Prometheus text for the admin server's /metrics. Kernel-path
+// byte counts are not counted here: the verdict program counts them in a per-CPU map, read at scrape time.
 #pragma once
 
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
@@ -15,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "bpf/loader.h"
 #include "config/address.h"
+#include "proxy/process_state.h"
 
 namespace skproxy {
 
@@ -57,7 +57,8 @@ struct EndpointMetrics {
 
 class Metrics {
  public:
-  explicit Metrics(const bpf::SockmapProgram* program);  // program may be null (user-space only)
+  // program may be null (user-space only); state is read at scrape time.
+  Metrics(const bpf::SockmapProgram* program, const ProcessState* state);
 
   ListenerMetrics ForListener(const std::string& listener);
   ClusterMetrics ForCluster(const std::string& cluster);
@@ -86,8 +87,14 @@ class Metrics {
   // skproxy_bytes_total{path="user"}, so one family holds both.
   std::atomic<uint64_t>& UserBytes(int direction) { return user_bytes_[direction]; }
 
-  // Serves /metrics on `address` until destroyed.
-  absl::Status StartAdmin(const SocketAddress& address);
+  // A reload (SIGHUP, POST /reload) was applied, or refused.
+  void CountReload(bool success) {
+    reloads_.Add({{"result", success ? "success" : "failure"}}).Increment();
+    last_reload_success_.Set(success ? 1 : 0);
+  }
+
+  // Every metric in the Prometheus text format (version 0.0.4), for /metrics.
+  std::string Render() const;
 
   std::shared_ptr<prometheus::Registry> registry() { return registry_; }
 
@@ -119,8 +126,9 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& ejections_;
   prometheus::Family<prometheus::Counter>& health_checks_;
   prometheus::Family<prometheus::Counter>& dns_;
+  prometheus::Family<prometheus::Counter>& reloads_;
+  prometheus::Gauge& last_reload_success_;
   std::atomic<uint64_t> user_bytes_[2] = {};
-  std::unique_ptr<prometheus::Exposer> exposer_;
 };
 
 const char* DirectionName(int direction);  // "downstream_to_upstream" | "upstream_to_downstream"

@@ -77,7 +77,10 @@ void PathSwitch::Promote(UniqueFd downstream, UniqueFd upstream) {
   // Called from inside the user-space pipe, which must outlive the call: it is retired, not destroyed.
   retired_ = std::move(pipe_);
   pipe_ = KernelPipe(std::move(downstream), std::move(upstream));
-  if (pipe_->kind() == PathKind::kSockmap) worker_.metrics->DatapathSwitch("kernel").Increment();
+  if (pipe_->kind() == PathKind::kSockmap) {
+    worker_.metrics->DatapathSwitch("kernel").Increment();
+    ++switches_;
+  }
   if (kernel_ != nullptr) {
     last_ = Seen();
     Watch(true);
@@ -118,9 +121,13 @@ void PathSwitch::Sample() {
   if (!kernel_->held()) {
     if (delta.skbs >= config.demote_after_messages && small && !WorkerQuiet() && kernel_->Hold(true))
       worker_.metrics->DatapathSwitch("user").Increment();
+      ++switches_;
   } else if ((delta.bytes >= config.promote_after_bytes && !small) ||
              (WorkerQuiet() && delta.skbs >= config.demote_after_messages)) {
-    if (kernel_->Hold(false)) worker_.metrics->DatapathSwitch("kernel").Increment();
+    if (kernel_->Hold(false)) {
+      worker_.metrics->DatapathSwitch("kernel").Increment();
+      ++switches_;
+    }
   }
   if (!pipe_->done()) Count(pipe_->kind());
 }
@@ -170,6 +177,22 @@ void PathSwitches::OnCompletion(unsigned, int res, unsigned) {
   // connections only between dispatches, so the set does not change under this loop.
   for (PathSwitch* path : switches_) path->Sample();
   if (res == -ETIME) Arm();
+}
+
+PathSwitch::Summary PathSwitch::Summarize() const {
+  Summary summary;
+  for (const Pipe* pipe : {retired_.get(), pipe_.get()}) {
+    if (pipe == nullptr) continue;
+    for (int d = 0; d < 2; ++d) {
+      summary.kernel_bytes[d] += pipe->kernel_bytes(d);
+      summary.user_bytes[d] += pipe->user_bytes(d);
+    }
+  }
+  summary.reset = pipe_->reset();
+  summary.first_end = pipe_->first_end();
+  summary.kind = pipe_->kind();
+  summary.switches = switches_;
+  return summary;
 }
 
 }  // namespace skproxy

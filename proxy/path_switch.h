@@ -56,6 +56,19 @@ class PathSwitch {
   // Called once per switch_interval while the connection is on a SockmapPipe with both legs in the map.
   void Sample();
 
+  // The connection is about to be destroyed unfinished (drain timeout, failed worker): RST, never a FIN.
+  void ResetOnClose() { pipe_->ResetOnClose(); }
+  // What the connection's pipes moved and how it ended, for the access log.
+  struct Summary {
+    uint64_t kernel_bytes[2] = {0, 0};  // by enum skp_direction
+    uint64_t user_bytes[2] = {0, 0};
+    bool reset = false;
+    int first_end = -1;  // see Pipe::first_end
+    PathKind kind = PathKind::kUserspace;
+    uint32_t switches = 0;
+  };
+  Summary Summarize() const;
+
  private:
   struct Traffic {
     uint64_t bytes = 0;
@@ -82,6 +95,7 @@ class PathSwitch {
   PathKind counted_kind_ = PathKind::kUserspace;
   bool counted_ = false;
   bool watched_ = false;
+  uint32_t switches_ = 0;  // moves between the paths, either way
 };
 
 // One worker's connections on the kernel path, and the timer that samples them.

@@ -268,6 +268,7 @@ void SockmapPipe::Pump(int d) {
         return;
       }
       dir.eof = true;
+      NoteEnd(d);
       dir.buffer.reset();
       continue;
     }
@@ -321,7 +322,7 @@ bool SockmapPipe::Flush(int d) {
     if (n > 0) {
       dir.sent += static_cast<size_t>(n);
       dir.user_copied += static_cast<uint64_t>(n);
-      metrics_.UserBytes(d).fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+      CountUserBytes(d, static_cast<uint64_t>(n));
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -375,9 +376,15 @@ void SockmapPipe::EndIfDone() {
   Finish();
 }
 
+uint64_t SockmapPipe::kernel_bytes(int d) const {
+  if (state_released_ || dirs_[d].slot == bpf::ConnectionKeys::kNoSlot) return kernel_bytes_[d];
+  return program_.Redirected(dirs_[d].slot);
+}
+
 void SockmapPipe::ReleaseKernelState() {
   if (state_released_) return;
   activity_at_release_ = activity();  // the slots may serve another connection from now on
+  for (int d = 0; d < 2; ++d) kernel_bytes_[d] = kernel_bytes(d);  // the slots go back to the pool
   state_released_ = true;
   for (const Direction& dir : dirs_) notices_.Remove(dir.slot);
   program_.RemoveState(keys_);

@@ -50,6 +50,7 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   // The verdict's per-direction byte counts in the shared mapping, and what user space copied.
   uint64_t activity() const override;
   void CloseIdle() override { Abort(/*reset=*/false); }
+  uint64_t kernel_bytes(int direction) const override;
 
   // Holds both directions in user mode (the verdict passes every byte, this pipe copies it once every
   // byte redirected before has left the backlog) or gives them back to the gate. Both are exact at any
@@ -117,6 +118,7 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   bool held_ = false;
   bool state_released_ = false;
   uint64_t activity_at_release_ = 0;
+  uint64_t kernel_bytes_[2] = {0, 0};  // the verdict's counts, kept when the slots are returned
   Direction dirs_[2];
   bool timer_armed_ = false;
   __kernel_timespec timer_delay_{0, 0};

@@ -150,6 +150,7 @@ void UserspacePipe::OnReceived(int d, int res, unsigned cqe_flags) {
   if (res == 0) {
     // The source half-closed: pass the FIN on after the bytes before it. The other direction goes on.
     dir.eof = true;
+    NoteEnd(d);
     MaybeEnd(d);
     return;
   }
@@ -173,7 +174,7 @@ void UserspacePipe::OnSent(int d, int res) {
     Abort();
     return;
   }
-  metrics_.UserBytes(d).fetch_add(static_cast<uint64_t>(res), std::memory_order_relaxed);
+  CountUserBytes(d, static_cast<uint64_t>(res));
   ++activity_;
   dir.sent += static_cast<uint32_t>(res);
   const Chunk head = dir.queue.front();

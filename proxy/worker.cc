@@ -4,9 +4,12 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "proxy/socket_options.h"
@@ -21,32 +24,60 @@ constexpr unsigned kBufferSize = 64 * 1024;
 
 }  // namespace
 
-// Multishot accept on one listening socket; a new Connection per client.
+absl::StatusOr<UniqueFd> BindListener(const config::Listener& listener, const config::Sockmap* kernel_path) {
+  const SocketAddress& address = listener.address;
+  UniqueFd fd(socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("listener ", listener.name, ": socket"));
+  const int one = 1;
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  if (address.family() == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  if (kernel_path != nullptr) {
+    // Accepted sockets inherit it, before their handshake: see Connection::ConnectNext.
+    SetReceiveBufferOrWarnOnce(fd.get(), static_cast<int>(kernel_path->receive_buffer_bytes),
+                               absl::StrCat("listener ", listener.name));
+    SetSendBufferOrWarnOnce(fd.get(), KernelPathSendBuffer(*kernel_path), absl::StrCat("listener ", listener.name));
+  }
+  if (bind(fd.get(), address.sockaddr_ptr(), address.length) != 0)
+    return absl::ErrnoToStatus(errno, absl::StrCat("listener ", listener.name, ": bind ", address.ToString()));
+  if (listen(fd.get(), SOMAXCONN) != 0)
+    return absl::ErrnoToStatus(errno, absl::StrCat("listener ", listener.name, ": listen"));
+  return fd;
+}
+
+// Multishot accept on one listening socket; a new Connection per client, under the listener's generation
+// at the time of the accept.
 class Worker::Acceptor final : public IoHandler {
  public:
-  Acceptor(Worker& worker, int fd, ListenerContext& listener) : worker_(worker), fd_(fd), listener_(listener) {}
+  Acceptor(Worker& worker, Listening& listening) : worker_(worker), listening_(listening) {}
 
   void Arm() {
-    io_uring_prep_multishot_accept(worker_.ring_->Prepare(this, kAccept), fd_, nullptr, nullptr,
+    io_uring_prep_multishot_accept(worker_.ring_->Prepare(this, kAccept), listening_.fd.get(), nullptr, nullptr,
                                    SOCK_NONBLOCK | SOCK_CLOEXEC);
   }
 
   void OnCompletion(unsigned tag, int res, unsigned cqe_flags) override {
-    if (worker_.stopping_) return;
+    if (worker_.stopping_) {
+      if (res >= 0 && tag == kAccept) close(res);
+      return;
+    }
+    if (listening_.closed) {
+      // Accepted before the listener went down: an established connection like the others, served.
+      if (res >= 0 && tag == kAccept) Serve(res);
+      // The last completion of a stopped listener: the worker may free it (and close its socket).
+      if (tag == kRetry || !(cqe_flags & IORING_CQE_F_MORE)) listening_.ended = true;
+      return;
+    }
     if (tag == kRetry) {
       Arm();
       return;
     }
-    if (res >= 0) {
-      auto connection = std::make_unique<Connection>(worker_.context_, listener_, UniqueFd(res));
-      Connection* raw = connection.get();
-      worker_.connections_.emplace(raw, std::move(connection));
-      raw->Start();
-    }
+    if (res >= 0) Serve(res);
     if (cqe_flags & IORING_CQE_F_MORE) return;
     if (res < 0) {
       // EMFILE, ENFILE, ENOMEM: back off briefly instead of spinning on the same error.
-      std::fprintf(stderr, "skproxy: accept on listener %s: %s\n", listener_.config->name.c_str(), strerror(-res));
+      std::fprintf(stderr, "skproxy: accept on listener %s: %s\n", listening_.context->config->name.c_str(),
+                   strerror(-res));
       io_uring_prep_timeout(worker_.ring_->Prepare(this, kRetry), &backoff_, 0, 0);
       return;
     }
@@ -54,19 +85,29 @@ class Worker::Acceptor final : public IoHandler {
   }
 
  private:
+  void Serve(int fd) {
+    auto connection = std::make_unique<Connection>(worker_.context_, listening_.context, UniqueFd(fd));
+    Connection* raw = connection.get();
+    worker_.connections_.emplace(raw, std::move(connection));
+    worker_.connection_count_.store(worker_.connections_.size(), std::memory_order_relaxed);
+    raw->Start();
+  }
+
   enum Tag : unsigned { kAccept = 0, kRetry = 1 };
   Worker& worker_;
-  int fd_;
-  ListenerContext& listener_;
+  Listening& listening_;
   __kernel_timespec backoff_{0, 10'000'000};
 };
 
-// Wakes the loop when Stop() writes the eventfd.
+// Wakes the loop when Reload(), Drain() or Stop() writes the eventfd; what to do is in the worker's state.
 class Worker::Waker final : public IoHandler {
  public:
   Waker(Worker& worker, int fd) : worker_(worker), fd_(fd) {}
   void Arm() { io_uring_prep_read(worker_.ring_->Prepare(this, 0), fd_, &value_, sizeof(value_), 0); }
-  void OnCompletion(unsigned, int, unsigned) override { worker_.stopping_ = true; }
+  void OnCompletion(unsigned, int, unsigned) override {
+    worker_.OnCommand();
+    if (!worker_.stopping_) Arm();
+  }
 
  private:
   Worker& worker_;
@@ -81,25 +122,27 @@ class Worker::Waker final : public IoHandler {
 // last byte.
 class Worker::IdleSweeper final : public IoHandler {
  public:
-  static std::unique_ptr<IdleSweeper> CreateIfNeeded(Worker& worker) {
-    absl::Duration shortest = absl::InfiniteDuration();
-    for (const ListenerContext& listener : worker.listeners_) {
-      if (listener.config->idle_timeout > absl::ZeroDuration())
-        shortest = std::min(shortest, listener.config->idle_timeout);
-    }
-    if (shortest == absl::InfiniteDuration()) return nullptr;
-    const absl::Duration tick = std::clamp(shortest / 4, absl::Milliseconds(50), absl::Seconds(1));
-    return std::make_unique<IdleSweeper>(worker, tick);
-  }
+  explicit IdleSweeper(Worker& worker) : worker_(worker) {}
 
-  IdleSweeper(Worker& worker, absl::Duration tick) : worker_(worker) {
+  // Arms the next tick from the listeners served now; none while no listener has an idle_timeout (a
+  // reload that brings one calls this again).
+  void Arm() {
+    if (armed_ || worker_.stopping_) return;
+    absl::Duration shortest = absl::InfiniteDuration();
+    for (const std::unique_ptr<Listening>& listening : worker_.listening_) {
+      const absl::Duration timeout = listening->context->config->idle_timeout;
+      if (timeout > absl::ZeroDuration()) shortest = std::min(shortest, timeout);
+    }
+    if (shortest == absl::InfiniteDuration()) return;
+    const absl::Duration tick = std::clamp(shortest / 4, absl::Milliseconds(50), absl::Seconds(1));
     tick_.tv_sec = absl::ToInt64Seconds(tick);
     tick_.tv_nsec = absl::ToInt64Nanoseconds(tick - absl::Seconds(tick_.tv_sec));
+    io_uring_prep_timeout(worker_.ring_->Prepare(this, 0), &tick_, 0, 0);
+    armed_ = true;
   }
 
-  void Arm() { io_uring_prep_timeout(worker_.ring_->Prepare(this, 0), &tick_, 0, 0); }
-
   void OnCompletion(unsigned, int, unsigned) override {
+    armed_ = false;
     if (worker_.stopping_) return;
     const absl::Time now = absl::Now();
     for (auto& [raw, connection] : worker_.connections_) {
@@ -113,11 +156,14 @@ class Worker::IdleSweeper final : public IoHandler {
  private:
   Worker& worker_;
   __kernel_timespec tick_{};
+  bool armed_ = false;
 };
 
 Worker::Worker(const config::Config& config, Metrics& metrics, bpf::SockmapProgram* sockmap, uint32_t index,
-               std::string fallback_reason, std::vector<ListenerContext>& listeners)
-    : config_(config), listeners_(listeners) {
+               std::string fallback_reason, std::vector<std::shared_ptr<ListenerContext>> listeners,
+               ProcessState& state, AccessLog* access_log)
+    : config_(config), initial_listeners_(std::move(listeners)), state_(state) {
+  context_.access_log = access_log;
   context_.ring = nullptr;
   context_.metrics = &metrics;
   context_.sockmap = sockmap;
@@ -134,26 +180,16 @@ Worker::Worker(const config::Config& config, Metrics& metrics, bpf::SockmapProgr
 Worker::~Worker() { Stop(); }
 
 absl::Status Worker::Bind() {
-  for (const ListenerContext& listener : listeners_) {
-    const SocketAddress& address = listener.config->address;
-    UniqueFd fd(socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd.valid()) return absl::ErrnoToStatus(errno, absl::StrCat("listener ", listener.config->name, ": socket"));
-    const int one = 1;
-    setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-    if (address.family() == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    if (context_.sockmap != nullptr) {
-      // Accepted sockets inherit it, before their handshake: see Connection::ConnectNext.
-      SetReceiveBufferOrWarnOnce(fd.get(), static_cast<int>(config_.sockmap.receive_buffer_bytes),
-                                 absl::StrCat("listener ", listener.config->name));
-      SetSendBufferOrWarnOnce(fd.get(), KernelPathSendBuffer(config_.sockmap), absl::StrCat("listener ", listener.config->name));
-    }
-    if (bind(fd.get(), address.sockaddr_ptr(), address.length) != 0)
-      return absl::ErrnoToStatus(errno, absl::StrCat("listener ", listener.config->name, ": bind ", address.ToString()));
-    if (listen(fd.get(), SOMAXCONN) != 0)
-      return absl::ErrnoToStatus(errno, absl::StrCat("listener ", listener.config->name, ": listen"));
-    listen_fds_.push_back(std::move(fd));
+  for (std::shared_ptr<ListenerContext>& listener : initial_listeners_) {
+    absl::StatusOr<UniqueFd> fd =
+        BindListener(*listener->config, context_.sockmap != nullptr ? &config_.sockmap : nullptr);
+    if (!fd.ok()) return fd.status();
+    auto listening = std::make_unique<Listening>();
+    listening->context = listener;
+    listening->fd = *std::move(fd);
+    listening_.push_back(std::move(listening));
   }
+  initial_listeners_.clear();
   stop_event_.Reset(eventfd(0, EFD_CLOEXEC));
   if (!stop_event_.valid()) return absl::ErrnoToStatus(errno, "eventfd");
   return absl::OkStatus();
@@ -165,11 +201,110 @@ absl::Status Worker::Start() {
   return start_status_;
 }
 
-void Worker::Stop() {
-  if (!thread_.joinable()) return;
+void Worker::Wake() {
   const uint64_t one = 1;
   if (write(stop_event_.get(), &one, sizeof(one)) < 0) std::perror("skproxy: waking worker");
+}
+
+void Worker::Reload(std::vector<ListenerUpdate> listeners) {
+  auto applied = std::make_shared<absl::Notification>();
+  {
+    std::lock_guard<std::mutex> lock(reload_mu_);
+    pending_reload_ = std::move(listeners);
+    reload_pending_ = true;
+    reload_applied_ = applied;
+  }
+  Wake();
+  // A worker that exited (failed, or drained) applies nothing: do not wait for it.
+  while (!applied->WaitForNotificationWithTimeout(absl::Milliseconds(50))) {
+    if (exited_.HasBeenNotified()) return;
+  }
+}
+
+void Worker::Drain() {
+  int expected = kNone;
+  command_.compare_exchange_strong(expected, kDrain);
+  Wake();
+}
+
+bool Worker::WaitUntilExited(absl::Time deadline) {
+  if (!thread_.joinable()) return true;
+  return exited_.WaitForNotificationWithDeadline(deadline);
+}
+
+size_t Worker::Stop() {
+  if (!thread_.joinable()) return 0;
+  command_.store(kStop);
+  Wake();
   thread_.join();
+  return reset_;
+}
+
+void Worker::OnCommand() {
+  const int command = command_.load();
+  if (command >= kDrain && !draining_) {
+    draining_ = true;
+    CloseListeners();
+  }
+  if (command >= kStop) stopping_ = true;
+  if (!draining_) ApplyReload();
+}
+
+void Worker::ApplyReload() {
+  std::vector<ListenerUpdate> updates;
+  std::shared_ptr<absl::Notification> applied;
+  {
+    std::lock_guard<std::mutex> lock(reload_mu_);
+    if (!reload_pending_) return;
+    reload_pending_ = false;
+    updates = std::move(pending_reload_);
+    applied = std::move(reload_applied_);
+  }
+  for (std::unique_ptr<Listening>& listening : listening_) {
+    if (listening->closed) continue;
+    ListenerUpdate* kept = nullptr;
+    for (ListenerUpdate& update : updates) {
+      if (!update.fd.valid() && update.context->config->name == listening->context->config->name) kept = &update;
+    }
+    if (kept != nullptr) {
+      listening->context = kept->context;  // same socket, the new generation for the next accept
+    } else {
+      CloseListener(*listening);
+    }
+  }
+  for (ListenerUpdate& update : updates) {
+    if (!update.fd.valid()) continue;
+    auto listening = std::make_unique<Listening>();
+    listening->context = update.context;
+    listening->fd = std::move(update.fd);
+    listening_.push_back(std::move(listening));
+    StartAccepting(*listening_.back());
+  }
+  idle_sweeper_->Arm();
+  applied->Notify();
+}
+
+void Worker::StartAccepting(Listening& listening) {
+  listening.acceptor = std::make_unique<Acceptor>(*this, listening);
+  listening.acceptor->Arm();
+}
+
+void Worker::CloseListener(Listening& listening) {
+  if (listening.closed) return;
+  listening.closed = true;
+  // shutdown() on a listening socket stops it at once: it leaves the SO_REUSEPORT group (new connections
+  // go to the other workers' sockets), the connections waiting in its queue are reset rather than left to
+  // time out, and the multishot accept ends. The descriptor closes when the loop ends.
+  shutdown(listening.fd.get(), SHUT_RDWR);
+}
+
+void Worker::CloseListeners() {
+  for (std::unique_ptr<Listening>& listening : listening_) CloseListener(*listening);
+}
+
+bool Worker::FaultInjected() const {
+  const char* fault = std::getenv("SKPROXY_FAULT_WORKER_RING");
+  return fault != nullptr && std::to_string(context_.index) == fault;
 }
 
 void Worker::Run() {
@@ -177,6 +312,7 @@ void Worker::Run() {
   if (!ring.ok()) {
     start_status_ = ring.status();
     started_.Notify();
+    exited_.Notify();
     return;
   }
   ring_ = *std::move(ring);
@@ -187,6 +323,7 @@ void Worker::Run() {
     if (!reader.ok()) {
       start_status_ = reader.status();
       started_.Notify();
+      exited_.Notify();
       return;
     }
     notice_reader_ = *std::move(reader);
@@ -195,29 +332,47 @@ void Worker::Run() {
     switches_ = std::make_unique<PathSwitches>(*ring_, config_.sockmap.switch_interval);
     context_.switches = switches_.get();
   }
-  for (size_t i = 0; i < listeners_.size(); ++i) {
-    acceptors_.push_back(std::make_unique<Acceptor>(*this, listen_fds_[i].get(), listeners_[i]));
-    acceptors_.back()->Arm();
-  }
+  for (std::unique_ptr<Listening>& listening : listening_) StartAccepting(*listening);
   waker_ = std::make_unique<Waker>(*this, stop_event_.get());
   waker_->Arm();
-  idle_sweeper_ = IdleSweeper::CreateIfNeeded(*this);
-  if (idle_sweeper_) idle_sweeper_->Arm();
+  idle_sweeper_ = std::make_unique<IdleSweeper>(*this);
+  idle_sweeper_->Arm();
   started_.Notify();
 
-  while (!stopping_) {
-    if (absl::Status s = ring_->SubmitAndDispatch(); !s.ok()) {
-      std::fprintf(stderr, "skproxy: worker stops: %s\n", s.ToString().c_str());
-      break;
-    }
-    Reap();
-  }
+  Loop();
+
+  // Whatever is left is cut short: its sockets close with RST, so neither peer mistakes it for complete.
+  reset_ = connections_.size();
+  for (auto& [raw, connection] : connections_) connection->ResetOnClose();
   // Tearing the ring down first cancels every operation, so no completion can reach a freed connection.
   ring_.reset();
   connections_.clear();
   context_.switches = nullptr;
   switches_.reset();
+  connection_count_.store(0);
   notice_reader_.reset();
+  listening_.clear();
+  exited_.Notify();
+}
+
+void Worker::Loop() {
+  const bool fault = FaultInjected();
+  while (!stopping_ && !(draining_ && connections_.empty())) {
+    absl::Status s = fault ? absl::InternalError("io_uring_submit_and_wait: injected fault (SKPROXY_FAULT_WORKER_RING)")
+                           : ring_->SubmitAndDispatch();
+    if (!s.ok()) {
+      // Without its ring this worker can move no byte and accept nobody: its listening sockets must not
+      // stay in the SO_REUSEPORT group, where the kernel would keep queueing 1/N of new connections.
+      CloseListeners();
+      state_.WorkerFailed();
+      std::fprintf(stderr,
+                   "skproxy: worker %u failed: %s; its listeners are closed (new connections go to the other "
+                   "workers), its %zu connections are reset, /ready reports not ready\n",
+                   context_.index, s.ToString().c_str(), connections_.size());
+      return;
+    }
+    Reap();
+  }
 }
 
 void Worker::Reap() {
@@ -230,6 +385,11 @@ void Worker::Reap() {
     }
   }
   finished_.resize(kept);
+  // Listeners a reload removed, once the kernel holds no operation on them.
+  listening_.erase(std::remove_if(listening_.begin(), listening_.end(),
+                                  [](const std::unique_ptr<Listening>& l) { return l->ended; }),
+                   listening_.end());
+  connection_count_.store(connections_.size(), std::memory_order_relaxed);
 }
 
 }  // namespace skproxy

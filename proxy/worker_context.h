@@ -10,26 +10,35 @@
 #include "config/config.h"
 #include "proxy/metrics.h"
 #include "proxy/notice_ring.h"
-#include "proxy/ring.h"
 #include "proxy/cluster.h"
+#include "proxy/cluster_manager.h"
 #include "proxy/connection_limit.h"
+#include "proxy/ring.h"
 #include "proxy/route_table.h"
 
 namespace skproxy {
 
+class AccessLog;
 class Connection;
 class PathSwitches;
 
+// One listener of one config generation. A connection takes a shared_ptr to it at accept and keeps the
+// config snapshot and cluster it was accepted under until it ends, whatever a reload changes meanwhile.
 struct ListenerContext {
   const config::Listener* config;
-  ClusterState* cluster;   // the default route; null when the listener has none
-  ConnectionLimit* limit;  // max_connections, shared by every worker
+  ClusterState* cluster = nullptr;  // the default route; null when the listener has none
   ListenerMetrics metrics;
   // http and tls listeners, and any listener that requires the PROXY protocol, read before connecting.
   bool inspects = false;
   std::unique_ptr<RouteTable> routes;
   std::vector<ClusterState*> route_clusters;          // by route index
   std::vector<prometheus::Counter*> route_decisions;  // by route index, then "default", then "none"
+  std::shared_ptr<const config::Config> snapshot;  // owns *config (and the clusters' config)
+  // Owns *cluster and every route cluster: all clusters of the generation, and the thread that checks
+  // their health. Declared after `snapshot`, so it stops before the config it reads goes.
+  std::shared_ptr<ClusterManager> clusters;
+  // max_connections of this listener, shared by every worker (a reload starts a new count).
+  std::shared_ptr<ConnectionLimit> limit;
 };
 
 struct WorkerContext {
@@ -49,6 +58,7 @@ struct WorkerContext {
   uint32_t kernel_connections = 0;     // and on the kernel path
   PathSwitches* switches = nullptr;    // samples kernel-path connections for demotion (datapath auto)
   std::vector<Connection*>* finished;  // connections that may be done: the worker reaps them
+  AccessLog* access_log = nullptr;     // null: no access log
 };
 
 }  // namespace skproxy

@@ -228,6 +228,41 @@ TEST_P(SockmapProgramTest, FixtureRows) {
   }
 }
 
+// The count /metrics reports is kept as sockets go in and out, without walking the map, and matches the
+// map's real content.
+TEST_P(SockmapProgramTest, SocketsHeldFollowsInsertAndRemoveWithoutWalkingTheMap) {
+  SetUpWith({.max_sockets = 256});
+  EXPECT_EQ(program_->SocketsHeld(), 0u);
+  std::vector<Legs> more;
+  std::vector<ConnectionKeys> more_keys;
+  Insert(8 << 20);
+  for (int i = 0; i < 20; ++i) {
+    more.push_back(MakeLegs(GetParam()));
+    absl::StatusOr<skp_key> down = SocketKey(more.back().downstream.get());
+    absl::StatusOr<skp_key> up = SocketKey(more.back().upstream_leg.get());
+    ASSERT_TRUE(down.ok() && up.ok());
+    more_keys.push_back({*down, *up});
+    Inserted inserted;
+    ASSERT_TRUE(program_->Insert(more_keys.back(), more.back().downstream.get(), more.back().upstream_leg.get(),
+                                 8 << 20, 0, &inserted).ok());
+  }
+  EXPECT_EQ(program_->SocketsHeld(), 42u);
+  EXPECT_EQ(program_->CountSockets(), 42u);
+  for (int i = 0; i < 10; ++i) program_->Remove(more_keys[i]);
+  EXPECT_EQ(program_->SocketsHeld(), 22u);
+  EXPECT_EQ(program_->CountSockets(), 22u);
+  // Dropping the state of legs about to be closed releases them too (closing takes them out of the map).
+  for (int i = 10; i < 20; ++i) {
+    program_->RemoveState(more_keys[i]);
+    more[i] = Legs{};
+  }
+  EXPECT_EQ(program_->SocketsHeld(), 2u);
+  program_->Remove(keys_);
+  program_->Remove(keys_);  // a second release of the same connection changes nothing
+  EXPECT_EQ(program_->SocketsHeld(), 0u);
+  EXPECT_EQ(program_->max_sockets(), 256u);
+}
+
 // Bytes that reached the downstream leg before it was inserted are redirected once the data-ready path runs
 // (SO_RCVLOWAT), in order before anything sent later.
 TEST_P(SockmapProgramTest, BytesQueuedBeforeInsertionGoFirst) {

@@ -66,6 +66,8 @@ clusters:
   EXPECT_EQ(config.admin.address, Address("127.0.0.1:9901"));
   EXPECT_EQ(config.datapath, DatapathMode::kAuto);
   EXPECT_EQ(config.workers, 0);
+  EXPECT_EQ(config.drain_timeout, absl::Seconds(30));
+  EXPECT_EQ(config.access_log_path, "");
   EXPECT_EQ(config.sockmap.max_entries, 65536u);
   EXPECT_EQ(config.sockmap.gate_limit_bytes, 8u << 20);
   EXPECT_EQ(config.sockmap.receive_buffer_bytes, 1u << 20);
@@ -86,6 +88,8 @@ TEST(ParseConfig, EveryKey) {
 admin: { address: "[::1]:9902" }
 datapath: sockmap
 workers: 3
+drain_timeout: 90s
+access_log: { path: /var/log/skproxy/access.log }
 sockmap:
   max_entries: 1024
   gate_limit: 512KiB
@@ -113,6 +117,8 @@ clusters:
   EXPECT_EQ(config.admin.address, Address("[::1]:9902"));
   EXPECT_EQ(config.datapath, DatapathMode::kSockmap);
   EXPECT_EQ(config.workers, 3);
+  EXPECT_EQ(config.drain_timeout, absl::Seconds(90));
+  EXPECT_EQ(config.access_log_path, "/var/log/skproxy/access.log");
   EXPECT_EQ(config.sockmap.max_entries, 1024u);
   EXPECT_EQ(config.sockmap.gate_limit_bytes, 512u << 10);
   EXPECT_EQ(config.sockmap.receive_buffer_bytes, 2u << 20);
@@ -258,6 +264,12 @@ INSTANTIATE_TEST_SUITE_P(
         {"AdminNotAMapping", WithDemoCluster(std::string(kWeb) + "admin: \"127.0.0.1:9901\"\n"),
          "bad.yaml:5: admin: expected a mapping"},
         {"SockmapNotAMapping", "sockmap: [1]\n", "bad.yaml:1: sockmap: expected a mapping"},
+        {"DrainTimeoutNotADuration", "workers: 1\ndrain_timeout: soon\n",
+         "bad.yaml:2: drain_timeout: expected a duration like 5s, 250ms or 1m"},
+        {"AccessLogWithoutPath", "access_log: {}\n", "bad.yaml:1: access_log.path: required key is missing"},
+        {"AccessLogEmptyPath", "access_log:\n  path: \"\"\n",
+         "bad.yaml:2: access_log.path: must not be empty (\"-\" is stdout)"},
+        {"DrainTimeoutZero", "drain_timeout: 0s\n", "bad.yaml:1: drain_timeout: must be greater than 0"},
         {"NameNotAString", "listeners:\n  - name: {a: b}\n", "bad.yaml:2: listeners[0].name: expected a string"},
         {"NameNull", "listeners:\n  - name:\n    cluster: demo\n", "bad.yaml:2: listeners[0].name: expected a string"},
         {"EndpointsNotAList", "listeners: []\nclusters:\n  - name: demo\n    endpoints: \"127.0.0.1:80\"\n",
@@ -439,6 +451,7 @@ TEST(DefaultConfig, IsValidAndWhatTheDocsSay) {
   EXPECT_EQ(config->admin.address, Address("127.0.0.1:9901"));
   EXPECT_EQ(config->datapath, DatapathMode::kAuto);
   EXPECT_EQ(config->workers, 0);
+  EXPECT_EQ(config->drain_timeout, absl::Seconds(30));
   ASSERT_EQ(config->listeners.size(), 1u);
   EXPECT_EQ(config->listeners[0].name, "web");
   EXPECT_EQ(config->listeners[0].address, Address("0.0.0.0:10000"));

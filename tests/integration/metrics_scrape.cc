@@ -50,6 +50,35 @@ absl::StatusOr<std::string> HttpGet(const SocketAddress& address, std::string_vi
   return body;
 }
 
+absl::StatusOr<HttpResponse> HttpRequest(const SocketAddress& address, std::string_view method, std::string_view path,
+                                         std::string_view body, Millis timeout) {
+  Deadline deadline = DeadlineIn(timeout);
+  auto fd = Connect(address, timeout);
+  if (!fd.ok()) return fd.status();
+  std::string req = absl::StrCat(std::string(method), " ", std::string(path), " HTTP/1.0\r\nHost: ",
+                                 address.ToString(), "\r\nContent-Length: ", body.size(), "\r\n\r\n", std::string(body));
+  IoResult w = SendAll(fd->get(), req.data(), req.size(), deadline);
+  if (w.bytes != req.size()) return absl::UnavailableError(absl::StrCat("HTTP request: ", w.Describe()));
+  std::string resp;
+  char buf[16 * 1024];
+  for (;;) {
+    IoResult r = RecvExact(fd->get(), buf, sizeof buf, deadline);
+    resp.append(buf, r.bytes);
+    if (r.eof) break;
+    if (r.error || r.timed_out) return absl::UnavailableError(absl::StrCat("HTTP response: ", r.Describe()));
+  }
+  size_t hdr_end = resp.find("\r\n\r\n");
+  if (hdr_end == std::string::npos || resp.compare(0, 5, "HTTP/") != 0)
+    return absl::UnavailableError(absl::StrCat("not an HTTP response: ", resp.substr(0, 200)));
+  HttpResponse out;
+  size_t sp = resp.find(' ');
+  out.status = atoi(resp.c_str() + sp + 1);
+  out.headers = resp.substr(0, hdr_end);
+  std::transform(out.headers.begin(), out.headers.end(), out.headers.begin(), ::tolower);
+  out.body = resp.substr(hdr_end + 4);
+  return out;
+}
+
 absl::StatusOr<MetricSamples> ScrapeMetrics(const SocketAddress& admin) {
   auto body = HttpGet(admin, "/metrics", 5s);
   if (!body.ok()) return body.status();

@@ -31,6 +31,8 @@ namespace skproxy::itest {
 std::string ProxyConfig::ToYaml() const {
   std::string y = absl::StrCat("admin: { address: \"", admin.ToString(), "\" }\n", "datapath: ", datapath, "\n",
                                "workers: ", workers, "\n");
+  if (!drain_timeout.empty()) absl::StrAppend(&y, "drain_timeout: ", drain_timeout, "\n");
+  if (!access_log.empty()) absl::StrAppend(&y, "access_log: { path: \"", access_log, "\" }\n");
   if (!upstream_mark.empty()) absl::StrAppend(&y, "upstream_mark: ", upstream_mark, "\n");
   if (!gate_limit.empty() || !receive_buffer.empty() || !quiet_worker_connections.empty() ||
       !promote_after.empty() || !demote_below.empty() || !demote_after_messages.empty() ||
@@ -129,6 +131,12 @@ absl::StatusOr<std::unique_ptr<ProxyProcess>> ProxyProcess::Start(ProxyConfig co
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) env_strings.push_back(*e);
+  for (const std::string& e : config.env) env_strings.push_back(e);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
   const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) return absl::ErrnoToStatus(errno, "fork");
@@ -140,7 +148,7 @@ absl::StatusOr<std::unique_ptr<ProxyProcess>> ProxyProcess::Start(ProxyConfig co
     if (devnull >= 0) dup2(devnull, 0);
     dup2(pipefd[1], 1);
     dup2(pipefd[1], 2);
-    execv(argv[0], argv.data());
+    execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
   close(pipefd[1]);
@@ -263,6 +271,28 @@ bool ProxyProcess::Running() {
   if (r == pid_) exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   else exit_status_ = -1;
   return false;
+}
+
+absl::Status ProxyProcess::WriteConfigFile(const std::string& yaml) const {
+  // Written aside and renamed, so a reload never reads half a file.
+  const std::string temporary = config_path_ + ".new";
+  {
+    std::ofstream out(temporary);
+    out << yaml;
+    if (!out) return absl::InternalError("cannot write " + temporary);
+  }
+  if (rename(temporary.c_str(), config_path_.c_str()) != 0) return absl::ErrnoToStatus(errno, "rename");
+  return absl::OkStatus();
+}
+
+void ProxyProcess::Signal(int signal_number) const {
+  if (pid_ > 0 && !exit_status_) kill(pid_, signal_number);
+}
+
+absl::StatusOr<int> ProxyProcess::WaitForExit(Millis timeout) {
+  if (!WaitFor([&] { return !Running(); }, timeout, 5ms))
+    return absl::DeadlineExceededError(absl::StrCat("proxy still running after ", timeout.count(), " ms"));
+  return exit_status_.value_or(-1);
 }
 
 absl::StatusOr<int> ProxyProcess::Stop(Millis timeout) {

@@ -46,6 +46,10 @@ struct ProxyConfig {
   std::string gate_limit;      // e.g. "1MiB"; empty: not written
   std::string receive_buffer;  // e.g. "512KiB"; empty: not written
   std::string quiet_worker_connections;  // e.g. "0"; empty: not written
+  std::string drain_timeout;   // e.g. "2s"; empty: not written (the default, 30s)
+  std::string access_log;      // access_log.path; empty: not written (no access log)
+  // Extra environment variables of the proxy, "NAME=value" (e.g. fault injection).
+  std::vector<std::string> env;
   std::string promote_after;             // e.g. "256KiB"; empty: not written
   std::string demote_below;              // e.g. "4KiB"; empty: not written
   std::string demote_after_messages;     // e.g. "32"; empty: not written
@@ -87,6 +91,9 @@ class ProxyProcess {
   std::string Stderr() const;            // everything the proxy wrote to stderr so far
   std::string StderrTail(size_t max_bytes = 4000) const;
   const std::string& stderr_path() const { return stderr_path_; }
+  const std::string& config_path() const { return config_path_; }
+  // Replaces the config file the proxy was started with (for a reload to read).
+  absl::Status WriteConfigFile(const std::string& yaml) const;
   std::string ReadyLine() const;         // "skproxy ready: datapath=..."
   absl::StatusOr<int> FdCount() const;   // entries in /proc/PID/fd
   absl::StatusOr<MetricSamples> Metrics() const { return ScrapeMetrics(config_.admin); }
@@ -95,6 +102,10 @@ class ProxyProcess {
   bool Running();
   // SIGTERM, then waits up to `timeout` (SIGKILL after it). Returns the exit status (or 128+signal).
   absl::StatusOr<int> Stop(Millis timeout = 10s);
+  // Sends `signal_number` to the proxy.
+  void Signal(int signal_number) const;
+  // Waits up to `timeout` for the proxy to exit on its own; its exit status (or 128+signal).
+  absl::StatusOr<int> WaitForExit(Millis timeout);
 
   static bool IsBpfUnavailable(const absl::Status& status);
 

@@ -126,7 +126,7 @@ class PipeRig {
       ASSERT_TRUE(reader.ok()) << reader.status();
       notice_reader_ = *std::move(reader);
     }
-    metrics_ = std::make_unique<Metrics>(program_.get());
+    metrics_ = std::make_unique<Metrics>(program_.get(), nullptr);
     std::tie(client_, downstream_) = Pair();
     std::tie(upstream_, server_) = Pair();
     // The proxy's legs are non-blocking, the test's client and server block.
@@ -379,7 +379,7 @@ class SharedPoolTest : public ::testing::TestWithParam<bool> {
     auto ring = Ring::Create(256, buffers, kBufferSize, /*single_shot_recv=*/!GetParam());
     ASSERT_TRUE(ring.ok()) << ring.status();
     ring_ = *std::move(ring);
-    metrics_ = std::make_unique<Metrics>(nullptr);
+    metrics_ = std::make_unique<Metrics>(nullptr, nullptr);
   }
 
   // upstream_sndbuf > 0: the upstream leg's send buffer, so that few bytes fill the path to a stalled reader.
