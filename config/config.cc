@@ -379,7 +379,21 @@ absl::StatusOr<Endpoint> Parser::EndpointAddress(const Value& v) const {
       absl::c_any_of(host, absl::ascii_isalpha) &&
       absl::c_all_of(host, [](char c) { return absl::ascii_isalnum(c) || c == '-' || c == '.'; }) &&
       host.find("..") == std::string::npos;
-  if (!name_like || colon == std::string::npos) return Error(v, literal.status().message());
+  if (!name_like || colon == std::string::npos) {
+    // The address parser says host names are not resolved and asks for IP:PORT, which is true of listen
+    // addresses only. Its other errors (IPv6 without brackets, a bad port after a valid IPv4) stand.
+    in_addr v4;
+    const bool address_error = !host.empty() && host.find_first_of(":[]") == std::string::npos &&
+                               inet_pton(AF_INET, host.c_str(), &v4) != 1;
+    if (colon == std::string::npos) {
+      return Error(v, absl::StrFormat("missing port in '%s' (expected IP:PORT or NAME:PORT)", text));
+    }
+    if (address_error) {
+      return Error(v, absl::StrFormat("'%s' is neither an IP address nor a host name (letters, digits, '-', '.')",
+                                      host));
+    }
+    return Error(v, literal.status().message());
+  }
   uint32_t port = 0;
   const std::string port_text = text.substr(colon + 1);
   if (port_text.empty() || !absl::c_all_of(port_text, absl::ascii_isdigit) || !absl::SimpleAtoi(port_text, &port) ||

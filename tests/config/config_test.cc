@@ -328,7 +328,7 @@ INSTANTIATE_TEST_SUITE_P(
         {"BadEndpoint",
          std::string(kWeb) +
              "clusters:\n  - name: demo\n    endpoints:\n      - \"127.0.0.1:80\"\n      - \"127.0.0.1\"\n",
-         "bad.yaml:9: clusters[0].endpoints[1]: missing port in '127.0.0.1' (expected IP:PORT)"},
+         "bad.yaml:9: clusters[0].endpoints[1]: missing port in '127.0.0.1' (expected IP:PORT or NAME:PORT)"},
         {"WildcardEndpoint", std::string(kWeb) + "clusters:\n  - name: demo\n    endpoints: [\"0.0.0.0:8080\"]\n",
          "bad.yaml:7: clusters[0].endpoints[0]: 0.0.0.0:8080 is a wildcard address, not one to connect to"},
         {"BadAdminAddress", "admin:\n  address: \"[::1]:99999\"\n",
@@ -790,7 +790,15 @@ TEST(ParseClusterOptions, ErrorsNameFileLineAndKey) {
       {head + "    endpoints: [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n",
        "bad.yaml:7: clusters[0].endpoints[1]: duplicate endpoint 127.0.0.1:1 (first at line 7)"},
       {head + "    endpoints: [\"db_1.internal:80\"]\n",
-       "bad.yaml:7: clusters[0].endpoints[0]: 'db_1.internal' is not an IP address (hostnames are not resolved)"},
+       "bad.yaml:7: clusters[0].endpoints[0]: 'db_1.internal' is neither an IP address nor a host name (letters, "
+       "digits, '-', '.')"},
+      {head + "    endpoints: [\"1.2.3:80\"]\n",
+       "bad.yaml:7: clusters[0].endpoints[0]: '1.2.3' is neither an IP address nor a host name (letters, digits, "
+       "'-', '.')"},
+      {head + "    endpoints: [\"10.0.0.1:99999\"]\n",
+       "bad.yaml:7: clusters[0].endpoints[0]: port 99999 out of range"},
+      {head + "    endpoints: [\"db.internal\"]\n",
+       "bad.yaml:7: clusters[0].endpoints[0]: missing port in 'db.internal' (expected IP:PORT or NAME:PORT)"},
       {head + "    endpoints: [\"db.internal:0\"]\n",
        "bad.yaml:7: clusters[0].endpoints[0]: 'db.internal:0': port must be 1..65535"},
       {head + "    endpoints: [\"db.internal:http\"]\n",
