@@ -33,12 +33,13 @@ namespace {
 constexpr char kUsage[] = R"(usage: skproxy [--config FILE] [--datapath auto|sockmap|userspace] [--check-config]
        skproxy --help | --version
 
-TCP proxy whose bytes move inside the kernel (sockmap) where it can, with an io_uring user-space copy
-where it cannot.
+Proxy (tcp, http and tls listeners, clusters) whose bytes move inside the kernel (sockmap) or through an
+io_uring copy in user space.
 
   --config FILE      YAML config (default: the built-in config, see config/skproxy.yaml)
-  --datapath MODE    override the config's datapath: auto (kernel path where possible),
-                     sockmap (refuse to start without it), userspace (always copy in user space)
+  --datapath MODE    override the config's datapath: auto (each connection on the path its traffic
+                     suits, moved as it changes), sockmap (every connection in the kernel; refuse to
+                     start without it), userspace (always copy in user space)
   --check-config     validate the config and exit: 0 if valid, 2 if not
   --help, --version
 )";
@@ -46,7 +47,6 @@ where it cannot.
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
-// c-ares tries each server twice for 1 s: a name gets its answer or its failure well within this.
 
 struct Options {
   std::string config_path;
