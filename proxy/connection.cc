@@ -327,6 +327,7 @@ void Connection::ConnectNext() {
     const absl::Duration timeout = ConnectTimeout();
     connect_timeout_.tv_sec = absl::ToInt64Seconds(timeout);
     connect_timeout_.tv_nsec = absl::ToInt64Nanoseconds(timeout - absl::Seconds(connect_timeout_.tv_sec));
+    connect_started_ = absl::Now();
     io_uring_sqe* sqe = Submit(kConnect);
     io_uring_prep_connect(sqe, upstream_.get(), endpoint.sockaddr_ptr(), endpoint.length);
     sqe->flags |= IOSQE_IO_LINK;
@@ -383,7 +384,12 @@ void Connection::OnConnected(int res) {
     ConnectNext();
     return;
   }
-  if (cluster_ != nullptr) cluster_->OnConnected(tried_.back());
+  const absl::Duration connect_time = absl::Now() - connect_started_;
+  if (cluster_ != nullptr) {
+    cluster_->OnConnected(tried_.back(), connect_time);
+  } else {
+    worker_.metrics->ConnectDuration("original_destination").Observe(absl::ToDoubleSeconds(connect_time));
+  }
   upstream_connected_ = upstream_address_;
   if (!forward_.empty()) {
     state_ = State::kForwarding;
