@@ -113,6 +113,9 @@ class Connection final : public TrackedHandler {
   absl::Time start_ = absl::Now();
   SocketAddress logged_client_;
   const SocketAddress* endpoint_ = nullptr;  // the endpoint of the last connect attempt
+  std::optional<SocketAddress> upstream_connected_;  // the address the upstream leg connected to
+  const std::string* route_ = nullptr;       // the route an http/tls listener chose (a name, or "default")
+  absl::Time connect_started_;               // when the connect in flight was submitted
   const char* end_reason_ = nullptr;         // set when skproxy, not a peer, ended the connection
 };
 
