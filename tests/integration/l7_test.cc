@@ -287,8 +287,27 @@ TEST_F(L7Test, Status504WhenTheConnectTimesOut) {
   EXPECT_PROXY_IDLE(proxy, baseline);
 }
 
-// The 503 (no healthy endpoint) needs health checking, which the cluster work brings; until then
-// every configured endpoint counts as healthy (ClusterState::HasHealthyEndpoint) and no config reaches 503.
+TEST_F(L7Test, Status503WhenTheClusterHasNoHealthyEndpoint) {
+  // The web cluster's one endpoint refuses, and its health check takes it out after one failure.
+  ProxyConfig config = HttpConfig();
+  const std::string refused = RefusedEndpoint().ToString();
+  config.listeners_and_clusters_yaml = absl::StrReplaceAll(
+      config.listeners_and_clusters_yaml,
+      {{absl::StrCat("{ name: web, endpoints: [\"", web_->endpoint().ToString(), "\"] }"),
+        absl::StrCat("{ name: web, endpoints: [\"", refused, "\"], health_check: { type: tcp, interval: 100ms, ",
+                     "timeout: 1s, unhealthy_threshold: 1, healthy_threshold: 1 } }")}});
+  SKPROXY_START(proxy, baseline, config);
+  ASSERT_TRUE(WaitFor([&] { return proxy->Metric("skproxy_cluster_healthy_endpoints", {{"cluster", "web"}}) == 0; },
+                      10s));
+  ExpectLocalResponse(*proxy, Ask(proxy->listener(0), "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 503);
+  EXPECT_EQ(proxy->Metric("skproxy_inspection_failures_total", {{"listener", "web"}, {"reason", "no_healthy_endpoint"}}),
+            1);
+  // The api cluster is healthy: its route still answers from its upstream.
+  const Answer api =
+      Ask(proxy->listener(0), "GET /v1/x HTTP/1.1\r\nHost: api.example.com\r\n\r\n", /*shut_write=*/true);
+  EXPECT_TRUE(absl::EndsWith(api.bytes, "\r\n\r\napi\n")) << api.bytes;
+  EXPECT_PROXY_IDLE(proxy, baseline);
+}
 
 TEST_F(L7Test, BulkAfterRoutingStillReachesTheKernelPath) {
   SKPROXY_SKIP_IF_KERNEL_TOO_OLD();
