@@ -296,6 +296,8 @@ int Main(int argc, char** argv) {
   for (auto& worker : workers) worker_pointers.push_back(worker.get());
   connections.SetWorkers(worker_pointers);
   reloader.SetWorkers(std::move(worker_pointers));
+  // Before the ready line: whoever waits for that line may ask /ready at once.
+  state.SetStarted();
   std::fprintf(stderr, "skproxy ready: datapath=%s workers=%d admin=%s\n", sockmap ? "sockmap" : "userspace",
                worker_count, initial->admin.address.ToString().c_str());
   for (const config::Listener& listener : initial->listeners)
@@ -305,8 +307,6 @@ int Main(int argc, char** argv) {
                  listener.transparent        ? "original destination"
                  : listener.cluster.empty() ? "no default cluster"
                                              : ("cluster " + listener.cluster).c_str());
-
-  state.SetStarted();
 
   int received = 0;
   for (;;) {
