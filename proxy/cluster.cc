@@ -78,7 +78,8 @@ std::optional<ClusterState::Choice> ClusterState::Pick(const SocketAddress* clie
   return Choice{*index, *address};
 }
 
-void ClusterState::OnConnected(uint32_t index) {
+void ClusterState::OnConnected(uint32_t index, absl::Duration connect_time) {
+  metrics_.connect_duration->Observe(absl::ToDoubleSeconds(connect_time));
   EndpointState& endpoint = *endpoints_[index];
   endpoint.consecutive_failures_.store(0, std::memory_order_relaxed);
   endpoint.metrics_.connections_total->Increment();

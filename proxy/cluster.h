@@ -93,7 +93,8 @@ class ClusterState {
   // connection already failed to reach). `client` may be null unless needs_client_address(). The chosen
   // endpoint counts the connection from here until Release(index).
   std::optional<Choice> Pick(const SocketAddress* client, const std::vector<uint32_t>& tried);
-  void OnConnected(uint32_t index);
+  // A connect that succeeded after `connect_time` (observed in the connect latency histogram).
+  void OnConnected(uint32_t index, absl::Duration connect_time);
   // A refused, unreachable or timed-out connect: counted, and with outlier_detection it may eject.
   void OnConnectFailed(uint32_t index);
   void Release(uint32_t index);

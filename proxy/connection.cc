@@ -97,8 +97,10 @@ std::string Connection::AccessLogLine() const {
       "{\"start\":", JsonString(absl::FormatTime(absl::RFC3339_full, start_, absl::UTCTimeZone())),
       ",\"duration_s\":", absl::ToDoubleSeconds(absl::Now() - start_),
       ",\"listener\":", JsonString(listener_.config->name),
+      ",\"route\":", route_ != nullptr ? JsonString(*route_) : "null",
       ",\"cluster\":", cluster_ != nullptr ? JsonString(cluster_->config().name) : "null",
       ",\"endpoint\":", endpoint_ != nullptr ? JsonString(endpoint_->ToString()) : "null",
+      ",\"upstream\":", upstream_connected_ ? JsonString(upstream_connected_->ToString()) : "null",
       ",\"client\":", logged_client_.length > 0 ? JsonString(logged_client_.ToString()) : "null",
       ",\"datapath\":", JsonString(path_ != nullptr ? PathKindName(summary.kind) : "none"),
       ",\"switches\":", summary.switches,
@@ -226,14 +228,14 @@ void Connection::Decide(const Inspection::Outcome& outcome) {
   }
   ClusterState* cluster = nullptr;
   size_t decision = listener_.route_decisions.size() - 1;  // "none"
-  static const std::string kDefaultRoute = "default";
   if (outcome.route >= 0) {
     cluster = listener_.route_clusters[static_cast<size_t>(outcome.route)];
     decision = static_cast<size_t>(outcome.route);
-    route_ = &listener_.config->routes[static_cast<size_t>(outcome.route)].name;
+    route_ = &listener_.config->routes[decision].name;
   } else if (outcome.route == RouteTable::kDefault) {
     cluster = listener_.cluster;
     decision = listener_.route_decisions.size() - 2;
+    static const std::string kDefaultRoute = "default";
     route_ = &kDefaultRoute;
   }
   listener_.route_decisions[decision]->Increment();
@@ -357,6 +359,7 @@ void Connection::ConnectNext() {
     const absl::Duration timeout = ConnectTimeout();
     connect_timeout_.tv_sec = absl::ToInt64Seconds(timeout);
     connect_timeout_.tv_nsec = absl::ToInt64Nanoseconds(timeout - absl::Seconds(connect_timeout_.tv_sec));
+    connect_started_ = absl::Now();
     io_uring_sqe* sqe = Submit(kConnect);
     io_uring_prep_connect(sqe, upstream_.get(), endpoint.sockaddr_ptr(), endpoint.length);
     sqe->flags |= IOSQE_IO_LINK;
@@ -413,7 +416,13 @@ void Connection::OnConnected(int res) {
     ConnectNext();
     return;
   }
-  if (cluster_ != nullptr) cluster_->OnConnected(tried_.back());
+  const absl::Duration connect_time = absl::Now() - connect_started_;
+  if (cluster_ != nullptr) {
+    cluster_->OnConnected(tried_.back(), connect_time);
+  } else {
+    worker_.metrics->ConnectDuration("original_destination").Observe(absl::ToDoubleSeconds(connect_time));
+  }
+  upstream_connected_ = upstream_address_;
   if (!forward_.empty()) {
     state_ = State::kForwarding;
     OnForwardSent(0);
@@ -494,6 +503,7 @@ bool Connection::CloseIfIdle(absl::Duration timeout, absl::Time now) {
     return false;
   }
   if (now - last_active_ < timeout) return false;
+  end_reason_ = "timeout";
   path_->CloseIdle();
   return true;
 }

@@ -119,8 +119,10 @@ class Connection final : public TrackedHandler {
   // For the access log.
   absl::Time start_ = absl::Now();
   SocketAddress logged_client_;  // the client socket's peer, read at accept
-  const std::string* route_ = nullptr;  // the route's name in the generation's config; null: no route decided
   const SocketAddress* endpoint_ = nullptr;  // the endpoint of the last connect attempt
+  std::optional<SocketAddress> upstream_connected_;  // the address the upstream leg connected to
+  const std::string* route_ = nullptr;       // the route an http/tls listener chose (a name, or "default")
+  absl::Time connect_started_;               // when the connect in flight was submitted
   const char* end_reason_ = nullptr;         // set when skproxy, not a peer, ended the connection
 };
 

@@ -138,6 +138,10 @@ Metrics::Metrics(const bpf::SockmapProgram* program, const ProcessState* state)
                             .Name("skproxy_upstream_connect_failures_total")
                             .Help("Upstream connection attempts that failed or timed out, by cluster.")
                             .Register(*registry_)),
+      connect_duration_(prometheus::BuildHistogram()
+                            .Name("skproxy_upstream_connect_duration_seconds")
+                            .Help("Time from submitting an upstream connect to its success, by cluster.")
+                            .Register(*registry_)),
       pipe_errors_(prometheus::BuildCounter()
                        .Name("skproxy_pipe_errors_total")
                        .Help("Connections reset because a data-path operation failed, by operation.")
@@ -244,6 +248,7 @@ ListenerMetrics Metrics::ForListener(const std::string& listener) {
 ClusterMetrics Metrics::ForCluster(const std::string& cluster) {
   ClusterMetrics m;
   m.connect_failures = &ConnectFailures(cluster);
+  m.connect_duration = &ConnectDuration(cluster);
   m.connections_active = &cluster_active_.Add({{"cluster", cluster}});
   m.healthy_endpoints = &cluster_healthy_.Add({{"cluster", cluster}});
   m.overflow = &cluster_rejections_.Add({{"cluster", cluster}, {"reason", "max_connections"}});
@@ -274,6 +279,13 @@ EndpointMetrics Metrics::ForEndpoint(const std::string& cluster, const std::stri
 
 prometheus::Counter& Metrics::ConnectFailures(const std::string& cluster) {
   return connect_failures_.Add({{"cluster", cluster}});
+}
+
+prometheus::Histogram& Metrics::ConnectDuration(const std::string& cluster) {
+  // 100 us (a loopback or same-host connect) to 10 s (past any sane connect_timeout), 1-2.5-5 per decade.
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  return connect_duration_.Add({{"cluster", cluster}}, kBuckets);
 }
 
 prometheus::Counter& Metrics::Fallback(const std::string& reason) { return fallbacks_.Add({{"reason", reason}}); }

@@ -5,6 +5,7 @@
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <atomic>
@@ -35,6 +36,7 @@ struct ListenerMetrics {
 // One cluster (label cluster=NAME).
 struct ClusterMetrics {
   prometheus::Counter* connect_failures;     // skproxy_upstream_connect_failures_total
+  prometheus::Histogram* connect_duration;   // skproxy_upstream_connect_duration_seconds (successful connects)
   prometheus::Gauge* connections_active;     // skproxy_cluster_connections_active
   prometheus::Gauge* healthy_endpoints;      // skproxy_cluster_healthy_endpoints
   prometheus::Counter* overflow;             // skproxy_cluster_rejections_total{reason="max_connections"}
@@ -64,6 +66,8 @@ class Metrics {
   ClusterMetrics ForCluster(const std::string& cluster);
   EndpointMetrics ForEndpoint(const std::string& cluster, const std::string& endpoint);
   prometheus::Counter& ConnectFailures(const std::string& cluster);
+  // From the connect's submission to its completion, successful connects only, by cluster.
+  prometheus::Histogram& ConnectDuration(const std::string& cluster);
   prometheus::Counter& Fallback(const std::string& reason);
   // A socket call on the data path that failed where it must not (op: "shutdown", "rcvlowat", ...), or a
   // connection reset by the kernel path ("trim_short"): each resets the connection, counted here.
@@ -107,6 +111,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& connections_active_;
   prometheus::Family<prometheus::Counter>& fallbacks_;
   prometheus::Family<prometheus::Counter>& connect_failures_;
+  prometheus::Family<prometheus::Histogram>& connect_duration_;
   prometheus::Family<prometheus::Counter>& pipe_errors_;
   prometheus::Family<prometheus::Counter>& datapath_switches_;
   prometheus::Family<prometheus::Counter>& resource_errors_;

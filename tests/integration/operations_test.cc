@@ -16,6 +16,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
@@ -132,6 +133,11 @@ TEST_P(OperationsTest, AccessLogHasALinePerConnectionAndReopensOnSigusr1) {
   unlink(path.c_str());
   unlink((path + ".1").c_str());
   config.access_log = path;
+  // "web" (tcp) also closes idle connections; "edge" (http) routes /api/ to route "api", the rest to its default.
+  config.listeners[0].extra = "idle_timeout: 1s\n";
+  config.listeners.push_back(ListenerSpec{"edge", Loopback4(0), "backend", false,
+                                          "protocol: http\nroutes:\n  - name: api\n"
+                                          "    match: { path_prefix: \"/api/\" }\n    cluster: backend\n"});
   SKPROXY_START(proxy, baseline_fds, config);
   for (int i = 0; i < 3; ++i) {
     auto fd = Connect(proxy->listener(), 2s);
@@ -146,6 +152,7 @@ TEST_P(OperationsTest, AccessLogHasALinePerConnectionAndReopensOnSigusr1) {
     for (const std::string& field :
          {std::string("\"listener\":\"web\""), std::string("\"cluster\":\"backend\""),
           absl::StrCat("\"endpoint\":\"", echo->endpoint().ToString(), "\""),
+          absl::StrCat("\"upstream\":\"", echo->endpoint().ToString(), "\""), std::string("\"route\":null"),
           absl::StrCat("\"bytes_downstream_to_upstream\":", kBytes),
           absl::StrCat("\"bytes_upstream_to_downstream\":", kBytes), std::string("\"end\":\"client_close\""),
           std::string("\"client\":\"127.0.0.1:"), std::string("\"start\":\"20")}) {
@@ -164,6 +171,38 @@ TEST_P(OperationsTest, AccessLogHasALinePerConnectionAndReopensOnSigusr1) {
       10s, 100ms));
   EXPECT_GE(ReadLines(path + ".1").size(), 3u);
   EXPECT_NE(ReadLines(path)[0].find("\"bytes_downstream_to_upstream\":1000"), std::string::npos) << ReadLines(path)[0];
+
+  // The route an http listener chose: by name, or "default".
+  auto line_with = [&](const std::string& a, const std::string& b) -> std::string {
+    for (const std::string& line : ReadLines(path))
+      if (line.find(a) != std::string::npos && line.find(b) != std::string::npos) return line;
+    return "";
+  };
+  for (const std::string& target : {std::string("/api/users"), std::string("/")}) {
+    auto fd = Connect(proxy->listener(1), 2s);
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    const std::string request = absl::StrCat("GET ", target, " HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    ASSERT_EQ(SendAll(fd->get(), request.data(), request.size(), DeadlineIn(5s)).bytes, request.size());
+    std::string echoed(request.size(), '\0');
+    ASSERT_EQ(RecvExact(fd->get(), echoed.data(), echoed.size(), DeadlineIn(5s)).bytes, request.size());
+    EXPECT_EQ(echoed, request);
+  }
+  for (const char* route : {"\"route\":\"api\"", "\"route\":\"default\""}) {
+    EXPECT_TRUE(WaitFor([&] { return !line_with("\"listener\":\"edge\"", route).empty(); }, 10s))
+        << route << " missing; log:\n" << absl::StrJoin(ReadLines(path), "\n");
+    EXPECT_NE(line_with(route, "\"upstream\":\"" + echo->endpoint().ToString() + "\"").find("\"cluster\":\"backend\""),
+              std::string::npos);
+  }
+
+  // A connection the idle timeout closed ends with "timeout".
+  auto idle = Connect(proxy->listener(0), 2s);
+  ASSERT_TRUE(idle.ok()) << idle.status();
+  char byte = 'x';
+  ASSERT_EQ(send(idle->get(), &byte, 1, 0), 1);
+  ASSERT_EQ(RecvExact(idle->get(), &byte, 1, DeadlineIn(5s)).bytes, 1u);
+  EXPECT_TRUE(WaitForPeerClose(idle->get(), DeadlineIn(5s)).closed) << "idle_timeout did not close the connection";
+  EXPECT_TRUE(WaitFor([&] { return !line_with("\"end\":\"timeout\"", "\"bytes_downstream_to_upstream\":1,").empty(); }, 10s))
+      << absl::StrJoin(ReadLines(path), "\n");
 }
 
 // The status page in a real browser: headless Chromium loads "/" from a proxy carrying traffic, runs the
