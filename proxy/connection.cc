@@ -47,19 +47,20 @@ void SetNoDelay(int fd) {
 
 }  // namespace
 
-Connection::Connection(WorkerContext& worker, std::shared_ptr<ListenerContext> listener, UniqueFd client)
+Connection::Connection(WorkerContext& worker, std::shared_ptr<ListenerContext> listener, UniqueFd client,
+                       uint64_t id)
     : TrackedHandler(*worker.ring),
       worker_(worker),
+      id_(id),
       listener_owner_(std::move(listener)),
       listener_(*listener_owner_),
       client_(std::move(client)) {
   SetNoDelay(client_.get());
-  if (worker_.access_log != nullptr) {
-    sockaddr_storage peer{};
-    socklen_t length = sizeof(peer);
-    if (getpeername(client_.get(), reinterpret_cast<sockaddr*>(&peer), &length) == 0)
-      logged_client_ = SocketAddressFrom(reinterpret_cast<sockaddr*>(&peer), length);
-  }
+  // For the access log and /connections: one syscall per accepted connection, none per byte.
+  sockaddr_storage peer{};
+  socklen_t length = sizeof(peer);
+  if (getpeername(client_.get(), reinterpret_cast<sockaddr*>(&peer), &length) == 0)
+    logged_client_ = SocketAddressFrom(reinterpret_cast<sockaddr*>(&peer), length);
 }
 
 Connection::~Connection() {
@@ -108,6 +109,37 @@ std::string Connection::AccessLogLine() const {
       ",\"kernel_bytes\":{\"downstream_to_upstream\":", kernel[0], ",\"upstream_to_downstream\":", kernel[1], "}",
       ",\"user_bytes\":{\"downstream_to_upstream\":", user[0], ",\"upstream_to_downstream\":", user[1], "}",
       ",\"end\":", JsonString(end), "}");
+}
+
+ConnectionInfo Connection::Describe(absl::Time now) const {
+  ConnectionInfo info;
+  info.id = id_;
+  info.worker = worker_.index;
+  info.listener = listener_.config->name;
+  if (route_ != nullptr) info.route = *route_;
+  if (cluster_ != nullptr) info.cluster = cluster_->config().name;
+  info.client = logged_client_;
+  if (endpoint_ != nullptr) info.upstream = *endpoint_;
+  switch (state_) {
+    case State::kInspecting: info.state = "inspecting"; break;
+    case State::kConnecting: info.state = "connecting"; break;
+    case State::kForwarding: info.state = "forwarding"; break;
+    case State::kPiping: info.state = path_->finished() ? "closing" : "piping"; break;
+    case State::kResponding: info.state = "responding"; break;
+    case State::kClosed: info.state = "closing"; break;
+  }
+  info.datapath = "none";
+  if (path_ != nullptr) {
+    const PathSwitch::Summary summary = path_->Summarize();
+    info.datapath = PathKindName(summary.kind);
+    info.switches = summary.switches;
+    for (int d = 0; d < 2; ++d) {
+      info.kernel_bytes[d] = summary.kernel_bytes[d];
+      info.user_bytes[d] = summary.user_bytes[d];
+    }
+  }
+  info.age = now - start_;
+  return info;
 }
 
 bool Connection::done() const {

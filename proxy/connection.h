@@ -21,6 +21,7 @@
 
 #include "absl/time/time.h"
 #include "config/address.h"
+#include "proxy/connection_info.h"
 #include "proxy/inspect/inspection.h"
 #include "proxy/path_switch.h"
 #include "proxy/tracked_handler.h"
@@ -34,7 +35,8 @@ struct ListenerContext;
 
 class Connection final : public TrackedHandler {
  public:
-  Connection(WorkerContext& worker, std::shared_ptr<ListenerContext> listener, UniqueFd client);
+  // id: process-wide, in accept order (see ConnectionInfo::id).
+  Connection(WorkerContext& worker, std::shared_ptr<ListenerContext> listener, UniqueFd client, uint64_t id);
   ~Connection();
   // Admits the connection (listener limit), then inspects or connects to the listener's cluster.
   void Start();
@@ -45,6 +47,10 @@ class Connection final : public TrackedHandler {
   bool CloseIfIdle(absl::Duration timeout, absl::Time now);
   // The connection is about to be destroyed unfinished: its sockets close with RST, never a FIN.
   void ResetOnClose();
+  uint64_t id() const { return id_; }
+  // For GET /connections; on the worker's thread. Costs no syscall (the kernel path's byte counts are in
+  // the verdict's shared mapping).
+  ConnectionInfo Describe(absl::Time now) const;
 
  private:
   enum class State { kInspecting, kConnecting, kForwarding, kPiping, kResponding, kClosed };
@@ -79,6 +85,7 @@ class Connection final : public TrackedHandler {
   std::string AccessLogLine() const;
 
   WorkerContext& worker_;
+  const uint64_t id_;
   std::shared_ptr<ListenerContext> listener_owner_;  // the generation this connection was accepted under
   ListenerContext& listener_;
   State state_ = State::kConnecting;
@@ -111,7 +118,7 @@ class Connection final : public TrackedHandler {
   std::unique_ptr<PathSwitch> path_;  // while piping: which path the bytes take, and the pipe itself
   // For the access log.
   absl::Time start_ = absl::Now();
-  SocketAddress logged_client_;
+  SocketAddress logged_client_;  // the client socket's peer, read at accept
   const SocketAddress* endpoint_ = nullptr;  // the endpoint of the last connect attempt
   std::optional<SocketAddress> upstream_connected_;  // the address the upstream leg connected to
   const std::string* route_ = nullptr;       // the route an http/tls listener chose (a name, or "default")

@@ -23,6 +23,8 @@
 #include "proxy/metrics.h"
 #include "proxy/process_state.h"
 #include "proxy/config_json.h"
+#include "proxy/connections_endpoint.h"
+#include "proxy/privileges.h"
 #include "proxy/reloader.h"
 #include "proxy/status_page.h"
 #include "proxy/worker.h"
@@ -92,7 +94,10 @@ int ParseOptions(int argc, char** argv, Options* options) {
   return -1;  // go on
 }
 
-void RegisterAdminEndpoints(AdminServer& admin, Metrics& metrics, ProcessState& state, Reloader& reloader) {
+void RegisterAdminEndpoints(AdminServer& admin, Metrics& metrics, ProcessState& state, Reloader& reloader,
+                            ConnectionsEndpoint& connections) {
+  admin.Route("GET", "/connections",
+              [&connections](const AdminRequest& request) { return connections.Handle(request); });
   admin.Route("GET", "/", [](const AdminRequest&) {
     return AdminResponse{200, "text/html; charset=utf-8", std::string(StatusPageHtml())};
   });
@@ -224,6 +229,28 @@ int Main(int argc, char** argv) {
 
   // The first generation; reloads make new ones, and this one lives as long as a connection uses it.
   const auto initial = std::make_shared<const config::Config>(std::move(config));
+
+  // Every worker's listening sockets, bound now: the last step that may need privilege beyond what the
+  // process keeps (a port below 1024, the kernel path's forced buffer sizes).
+  std::vector<std::vector<UniqueFd>> listening_sockets(static_cast<size_t>(worker_count));
+  for (std::vector<UniqueFd>& sockets : listening_sockets) {
+    for (const config::Listener& listener : initial->listeners) {
+      absl::StatusOr<UniqueFd> fd = BindListener(listener, sockmap != nullptr ? &initial->sockmap : nullptr);
+      if (!fd.ok()) {
+        std::fprintf(stderr, "skproxy: %s\n", fd.status().ToString().c_str());
+        return kExitFailure;
+      }
+      sockets.push_back(*std::move(fd));
+    }
+  }
+  // Before any other thread exists: a thread inherits its creator's capabilities.
+  absl::StatusOr<std::string> kept = DropPrivileges(NeedsOf(*initial, sockmap != nullptr));
+  if (!kept.ok()) {
+    std::fprintf(stderr, "skproxy: dropping capabilities: %s\n", kept.status().ToString().c_str());
+    return kExitFailure;
+  }
+  std::fprintf(stderr, "skproxy: capabilities kept: %s\n", kept->c_str());
+
   ProcessState state;
   Metrics metrics(sockmap.get(), &state);
   Reloader reloader(options.config_path, datapath_override, initial, metrics,
@@ -233,7 +260,8 @@ int Main(int argc, char** argv) {
     return kExitFailure;
   }
   AdminServer admin;
-  RegisterAdminEndpoints(admin, metrics, state, reloader);
+  ConnectionsEndpoint connections;
+  RegisterAdminEndpoints(admin, metrics, state, reloader, connections);
   if (absl::Status s = admin.Start(initial->admin.address); !s.ok()) {
     std::fprintf(stderr, "skproxy: %s\n", s.ToString().c_str());
     return kExitFailure;
@@ -253,7 +281,7 @@ int Main(int argc, char** argv) {
   for (int i = 0; i < worker_count; ++i) {
     workers.push_back(std::make_unique<Worker>(*initial, metrics, sockmap.get(), static_cast<uint32_t>(i),
                                                fallback_reason, reloader.Listeners(), state, access_log.get()));
-    if (absl::Status s = workers.back()->Bind(); !s.ok()) {
+    if (absl::Status s = workers.back()->Bind(std::move(listening_sockets[static_cast<size_t>(i)])); !s.ok()) {
       std::fprintf(stderr, "skproxy: %s\n", s.ToString().c_str());
       return kExitFailure;
     }
@@ -266,7 +294,10 @@ int Main(int argc, char** argv) {
   }
   std::vector<Worker*> worker_pointers;
   for (auto& worker : workers) worker_pointers.push_back(worker.get());
+  connections.SetWorkers(worker_pointers);
   reloader.SetWorkers(std::move(worker_pointers));
+  // Before the ready line: whoever waits for that line may ask /ready at once.
+  state.SetStarted();
   std::fprintf(stderr, "skproxy ready: datapath=%s workers=%d admin=%s\n", sockmap ? "sockmap" : "userspace",
                worker_count, initial->admin.address.ToString().c_str());
   for (const config::Listener& listener : initial->listeners)
@@ -276,8 +307,6 @@ int Main(int argc, char** argv) {
                  listener.transparent        ? "original destination"
                  : listener.cluster.empty() ? "no default cluster"
                                              : ("cluster " + listener.cluster).c_str());
-
-  state.SetStarted();
 
   int received = 0;
   for (;;) {

@@ -17,6 +17,9 @@ class ProcessState {
 
   bool draining() const { return draining_.load(); }
   uint32_t failed_workers() const { return failed_workers_.load(); }
+  // A connection's id: process-wide and in accept order, so /connections pages through every worker's
+  // connections with one cursor. One atomic add per accepted connection.
+  uint64_t NextConnectionId() { return next_connection_id_.fetch_add(1, std::memory_order_relaxed) + 1; }
   // Whether a load balancer should send new connections here.
   bool ready() const { return started_.load() && !draining() && failed_workers() == 0; }
 
@@ -24,6 +27,7 @@ class ProcessState {
   std::atomic<bool> started_{false};
   std::atomic<bool> draining_{false};
   std::atomic<uint32_t> failed_workers_{0};
+  std::atomic<uint64_t> next_connection_id_{0};
 };
 
 }  // namespace skproxy

@@ -86,7 +86,8 @@ class Worker::Acceptor final : public IoHandler {
 
  private:
   void Serve(int fd) {
-    auto connection = std::make_unique<Connection>(worker_.context_, listening_.context, UniqueFd(fd));
+    auto connection = std::make_unique<Connection>(worker_.context_, listening_.context, UniqueFd(fd),
+                                                   worker_.state_.NextConnectionId());
     Connection* raw = connection.get();
     worker_.connections_.emplace(raw, std::move(connection));
     worker_.connection_count_.store(worker_.connections_.size(), std::memory_order_relaxed);
@@ -179,14 +180,14 @@ Worker::Worker(const config::Config& config, Metrics& metrics, bpf::SockmapProgr
 
 Worker::~Worker() { Stop(); }
 
-absl::Status Worker::Bind() {
-  for (std::shared_ptr<ListenerContext>& listener : initial_listeners_) {
-    absl::StatusOr<UniqueFd> fd =
-        BindListener(*listener->config, context_.sockmap != nullptr ? &config_.sockmap : nullptr);
-    if (!fd.ok()) return fd.status();
+absl::Status Worker::Bind(std::vector<UniqueFd> sockets) {
+  if (sockets.size() != initial_listeners_.size())
+    return absl::InternalError(absl::StrCat("worker ", context_.index, ": ", sockets.size(), " sockets for ",
+                                            initial_listeners_.size(), " listeners"));
+  for (size_t i = 0; i < sockets.size(); ++i) {
     auto listening = std::make_unique<Listening>();
-    listening->context = listener;
-    listening->fd = *std::move(fd);
+    listening->context = initial_listeners_[i];
+    listening->fd = std::move(sockets[i]);
     listening_.push_back(std::move(listening));
   }
   initial_listeners_.clear();
@@ -221,6 +222,52 @@ void Worker::Reload(std::vector<ListenerUpdate> listeners) {
   }
 }
 
+std::vector<ConnectionInfo> Worker::Snapshot(uint64_t after, size_t limit, absl::Time deadline, size_t* total) {
+  *total = 0;
+  if (exited_.HasBeenNotified()) return {};
+  auto request = std::make_shared<SnapshotRequest>();
+  request->after = after;
+  request->limit = limit;
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    snapshot_requests_.push_back(request);
+  }
+  Wake();
+  // A worker that exits meanwhile answers nothing; the request is shared, so leaving it unanswered is safe.
+  while (!request->answered.WaitForNotificationWithDeadline(
+      std::min(deadline, absl::Now() + absl::Milliseconds(50)))) {
+    if (exited_.HasBeenNotified() || absl::Now() >= deadline) return {};
+  }
+  *total = request->total;
+  return std::move(request->connections);
+}
+
+void Worker::AnswerSnapshots() {
+  std::vector<std::shared_ptr<SnapshotRequest>> requests;
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    requests.swap(snapshot_requests_);
+  }
+  if (requests.empty()) return;
+  const absl::Time now = absl::Now();
+  for (const std::shared_ptr<SnapshotRequest>& request : requests) {
+    // Only the page is described: a pass over the pointers, then the `limit` lowest ids.
+    std::vector<const Connection*> page;
+    for (const auto& [raw, connection] : connections_)
+      if (raw->id() > request->after) page.push_back(raw);
+    auto by_id = [](const Connection* a, const Connection* b) { return a->id() < b->id(); };
+    if (page.size() > request->limit) {
+      std::nth_element(page.begin(), page.begin() + static_cast<ptrdiff_t>(request->limit), page.end(), by_id);
+      page.resize(request->limit);
+    }
+    std::sort(page.begin(), page.end(), by_id);
+    request->connections.reserve(page.size());
+    for (const Connection* connection : page) request->connections.push_back(connection->Describe(now));
+    request->total = connections_.size();
+    request->answered.Notify();
+  }
+}
+
 void Worker::Drain() {
   int expected = kNone;
   command_.compare_exchange_strong(expected, kDrain);
@@ -247,6 +294,7 @@ void Worker::OnCommand() {
     CloseListeners();
   }
   if (command >= kStop) stopping_ = true;
+  if (!stopping_) AnswerSnapshots();
   if (!draining_) ApplyReload();
 }
 

@@ -41,8 +41,10 @@ class Worker {
          ProcessState& state, AccessLog* access_log);
   ~Worker();
 
-  // In the main thread, before Start: binds this worker's listening sockets (errors name the listener).
-  absl::Status Bind();
+  // In the main thread, before Start: takes this worker's listening sockets, one per listener of the
+  // constructor's `listeners` in that order (from BindListener: bound while the process still held the
+  // capabilities binding may need).
+  absl::Status Bind(std::vector<UniqueFd> sockets);
   // Starts the thread and waits until its ring exists and it accepts.
   absl::Status Start();
   // From any thread: the worker accepts on `listeners` from now on. Established connections are not
@@ -58,6 +60,10 @@ class Worker {
   // From any thread: stops accepting, resets every connection left (RST, never a FIN on a cut stream),
   // joins. Returns how many connections were reset.
   size_t Stop();
+  // From any thread, after Start: up to `limit` of this worker's connections whose id is above `after`,
+  // lowest ids first, described on the worker's thread; `total` gets how many connections the worker
+  // holds. Returns what the worker answered by `deadline` (nothing from a worker that exited).
+  std::vector<ConnectionInfo> Snapshot(uint64_t after, size_t limit, absl::Time deadline, size_t* total);
   // Connections this worker holds now (from any thread; approximate while it runs).
   size_t connection_count() const { return connection_count_.load(std::memory_order_relaxed); }
 
@@ -79,6 +85,7 @@ class Worker {
   void Reap();
   void OnCommand();
   void ApplyReload();
+  void AnswerSnapshots();
   void StartAccepting(Listening& listening);
   // Takes a listening socket out of the kernel's accept path (shutdown on a listening socket stops it).
   void CloseListener(Listening& listening);
@@ -108,6 +115,17 @@ class Worker {
   std::vector<ListenerUpdate> pending_reload_;  // guarded by reload_mu_
   bool reload_pending_ = false;                 // guarded by reload_mu_
   std::shared_ptr<absl::Notification> reload_applied_;  // guarded by reload_mu_
+
+  // GET /connections: requests an admin thread left for the worker's thread to answer.
+  struct SnapshotRequest {
+    uint64_t after = 0;
+    size_t limit = 0;
+    std::vector<ConnectionInfo> connections;
+    size_t total = 0;
+    absl::Notification answered;
+  };
+  std::mutex snapshot_mu_;
+  std::vector<std::shared_ptr<SnapshotRequest>> snapshot_requests_;  // guarded by snapshot_mu_
 
   // Before connections_: they leave it when they are destroyed.
   std::unique_ptr<PathSwitches> switches_;

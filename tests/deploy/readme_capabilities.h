@@ -13,14 +13,17 @@
 
 namespace skproxy::itest {
 
-// Names without "CAP_", e.g. {"BPF", "NET_ADMIN", ...}; empty when the README has no such line.
-inline std::set<std::string> ReadmeCapabilities(const std::string& readme_path) {
+// Names without "CAP_", e.g. {"BPF", "NET_ADMIN", ...}, on the README line that starts with `line_start`
+// (by default the capabilities needed to start; "The capabilities skproxy keeps" lists those it keeps once
+// started); empty when the README has no such line.
+inline std::set<std::string> ReadmeCapabilities(const std::string& readme_path,
+                                                absl::string_view line_start = "The capabilities skproxy needs:") {
   std::ifstream in(readme_path);
   std::stringstream text;
   text << in.rdbuf();
   std::set<std::string> caps;
   for (absl::string_view line : absl::StrSplit(text.str(), '\n')) {
-    if (!absl::StartsWith(line, "The capabilities skproxy needs:")) continue;
+    if (!absl::StartsWith(line, line_start)) continue;
     for (absl::string_view word : absl::StrSplit(line, absl::ByAnyChar(" ,.`*()"), absl::SkipEmpty()))
       if (absl::ConsumePrefix(&word, "CAP_")) caps.insert(std::string(word));
   }

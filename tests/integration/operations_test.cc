@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <future>
@@ -13,8 +14,11 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/test_helpers.h"
@@ -267,6 +271,177 @@ TEST(StatusPageTest, RendersLiveGraphsAndTablesInHeadlessChromium) {
             std::string::npos)
       << "cluster table missing the endpoint, its weight or its health:\n" << dom.substr(0, 4000);
   EXPECT_NE(dom.find("<td>web</td><td>" + proxy->listener().ToString() + "</td>"), std::string::npos);
+}
+
+// A field of one connection object of /connections (the endpoint writes one object per line): a string
+// without its quotes, or the raw number / null.
+std::string JsonField(const std::string& object, const std::string& key) {
+  const std::string needle = "\"" + key + "\":";
+  size_t at = object.find(needle);
+  if (at == std::string::npos) return "<no " + key + ">";
+  at += needle.size();
+  if (object[at] == '"') return object.substr(at + 1, object.find('"', at + 1) - at - 1);
+  return object.substr(at, object.find_first_of(",}", at) - at);
+}
+
+struct ConnectionsPage {
+  int status = -1;
+  std::string body;
+  std::string total, next_after;
+  std::vector<std::string> connections;  // one JSON object each
+};
+
+ConnectionsPage GetConnections(const ProxyProcess& proxy, const std::string& query = "") {
+  ConnectionsPage page;
+  auto r = HttpRequest(proxy.admin(), "GET", "/connections" + query, "", 5s);
+  if (!r.ok()) {
+    page.body = r.status().ToString();
+    return page;
+  }
+  page.status = r->status;
+  page.body = r->body;
+  if (page.status != 200) return page;
+  page.total = JsonField(r->body, "total");
+  page.next_after = JsonField(r->body, "next_after");
+  for (absl::string_view line : absl::StrSplit(r->body, '\n')) {
+    if (!absl::StartsWith(line, "{\"id\":")) continue;
+    absl::ConsumeSuffix(&line, ",");
+    page.connections.emplace_back(line);
+  }
+  return page;
+}
+
+// Sends `n` bytes in 64 KiB round trips through an echo upstream and reads each back; the connection stays open.
+::testing::AssertionResult EchoRoundTrips(int fd, uint64_t n) {
+  std::string chunk(64 * KiB, 'c'), back(64 * KiB, '\0');
+  for (uint64_t done = 0; done < n; done += chunk.size()) {
+    IoResult sent = SendAll(fd, chunk.data(), chunk.size(), DeadlineIn(10s));
+    if (sent.bytes != chunk.size()) return ::testing::AssertionFailure() << "send: " << sent.Describe();
+    IoResult got = RecvExact(fd, back.data(), back.size(), DeadlineIn(10s));
+    if (got.bytes != back.size()) return ::testing::AssertionFailure() << "echo: " << got.Describe();
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// GET /connections lists every open connection, on either worker, with its listener, cluster, client,
+// upstream endpoint, data path and exact bytes each way; bytes and age grow; a cursor pages through all of
+// them in accept order within the limit; a bad query is a 400.
+TEST_P(OperationsTest, ConnectionsListsOpenConnectionsPaged) {
+  constexpr uint64_t kFirst = 64 * KiB;
+  auto web_echo = StartServer(EchoHandler());
+  auto api_echo = StartServer(EchoHandler());
+  ASSERT_TRUE(web_echo && api_echo);
+  ProxyConfig config = SimpleProxyConfig(datapath(), {web_echo->endpoint()});
+  config.workers = 2;
+  config.listeners.push_back(ListenerSpec{"api", Loopback4(0), "apis"});
+  config.clusters.push_back(ClusterSpec{"apis", "2s", {api_echo->endpoint()}});
+  SKPROXY_START(proxy, baseline_fds, config);
+
+  struct Client {
+    UniqueFd fd;
+    std::string listener, cluster, endpoint, local;
+  };
+  std::vector<Client> clients;
+  for (int i = 0; i < 5; ++i) {
+    const bool web = i < 3;
+    auto fd = Connect(proxy->listener(web ? 0 : 1), 2s);
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    ASSERT_TRUE(EchoRoundTrips(fd->get(), kFirst));
+    sockaddr_storage local{};
+    socklen_t length = sizeof(local);
+    ASSERT_EQ(getsockname(fd->get(), reinterpret_cast<sockaddr*>(&local), &length), 0);
+    clients.push_back({std::move(*fd), web ? "web" : "api", web ? "backend" : "apis",
+                       (web ? web_echo : api_echo)->endpoint().ToString(),
+                       SocketAddressFrom(reinterpret_cast<sockaddr*>(&local), length).ToString()});
+  }
+
+  auto find = [](const ConnectionsPage& page, const std::string& client) -> std::string {
+    for (const std::string& c : page.connections)
+      if (JsonField(c, "client") == client) return c;
+    return "";
+  };
+  const std::string path = datapath() == "sockmap" ? "kernel_bytes" : "user_bytes";
+  auto bytes_are = [&](const std::string& c, uint64_t n) {
+    return JsonField(c, "bytes_downstream_to_upstream") == absl::StrCat(n) &&
+           JsonField(c, "bytes_upstream_to_downstream") == absl::StrCat(n) &&
+           c.find(absl::StrCat("\"", path, "\":{\"downstream_to_upstream\":", n, ",\"upstream_to_downstream\":", n,
+                               "}")) != std::string::npos;
+  };
+  ConnectionsPage all;
+  // The kernel's counts are read as the verdict left them: wait until every echo is counted.
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        all = GetConnections(*proxy);
+        if (all.connections.size() != clients.size()) return false;
+        for (const Client& client : clients)
+          if (!bytes_are(find(all, client.local), kFirst)) return false;
+        return true;
+      },
+      5s))
+      << all.body;
+  ASSERT_EQ(all.status, 200) << all.body;
+  EXPECT_EQ(all.total, "5") << all.body;
+  EXPECT_EQ(all.next_after, "null") << all.body;
+  for (const Client& client : clients) {
+    const std::string c = find(all, client.local);
+    ASSERT_FALSE(c.empty()) << client.local << " not listed:\n" << all.body;
+    EXPECT_EQ(JsonField(c, "listener"), client.listener) << c;
+    EXPECT_EQ(JsonField(c, "cluster"), client.cluster) << c;
+    EXPECT_EQ(JsonField(c, "upstream"), client.endpoint) << c;
+    EXPECT_EQ(JsonField(c, "datapath"), datapath()) << c;
+    EXPECT_EQ(JsonField(c, "state"), "piping") << c;
+    EXPECT_TRUE(bytes_are(c, kFirst)) << c;
+    EXPECT_TRUE(JsonField(c, "worker") == "0" || JsonField(c, "worker") == "1") << c;
+  }
+
+  // More bytes on one connection: its counts and its age grow, the others' counts stay.
+  const std::string before = find(all, clients[0].local);
+  ASSERT_TRUE(EchoRoundTrips(clients[0].fd.get(), 1 * MiB));
+  ConnectionsPage later;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        later = GetConnections(*proxy);
+        return bytes_are(find(later, clients[0].local), kFirst + 1 * MiB);
+      },
+      5s))
+      << later.body;
+  EXPECT_GT(std::atof(JsonField(find(later, clients[0].local), "age_s").c_str()),
+            std::atof(JsonField(before, "age_s").c_str()));
+  EXPECT_TRUE(bytes_are(find(later, clients[1].local), kFirst)) << later.body;
+
+  // Pages of two, by cursor: every connection once, in id order, none longer than the limit.
+  std::vector<uint64_t> ids_all;
+  for (const std::string& c : all.connections) ids_all.push_back(std::stoull(JsonField(c, "id")));
+  ASSERT_EQ(ids_all.size(), 5u);
+  ASSERT_TRUE(std::is_sorted(ids_all.begin(), ids_all.end()));
+  std::vector<uint64_t> ids_paged;
+  std::string query = "?limit=2";
+  for (int pages = 0; pages < 10; ++pages) {
+    ConnectionsPage page = GetConnections(*proxy, query);
+    ASSERT_EQ(page.status, 200) << page.body;
+    EXPECT_EQ(page.total, "5");
+    EXPECT_LE(page.connections.size(), 2u) << page.body;
+    for (const std::string& c : page.connections) ids_paged.push_back(std::stoull(JsonField(c, "id")));
+    if (page.next_after == "null") break;
+    EXPECT_EQ(page.next_after, JsonField(page.connections.back(), "id"));
+    query = "?limit=2&after=" + page.next_after;
+  }
+  EXPECT_EQ(ids_paged, ids_all);
+  EXPECT_EQ(GetConnections(*proxy, "?limit=1000").connections.size(), 5u);
+  EXPECT_EQ(GetConnections(*proxy, absl::StrCat("?after=", ids_all[2])).connections.size(), 2u);
+
+  for (const std::string& bad : {"?limit=0", "?limit=1001", "?limit=ten", "?limit=", "?after=-1", "?after=x",
+                                 "?offset=3", "?limit=5&bogus"}) {
+    ConnectionsPage page = GetConnections(*proxy, bad);
+    EXPECT_EQ(page.status, 400) << bad << ": " << page.body;
+  }
+  auto post = HttpRequest(proxy->admin(), "POST", "/connections", "", 2s);
+  ASSERT_TRUE(post.ok()) << post.status();
+  EXPECT_EQ(post->status, 405);
+
+  clients.clear();
+  EXPECT_TRUE(WaitFor([&] { return GetConnections(*proxy).total == "0"; }, 10s)) << GetConnections(*proxy).body;
+  EXPECT_PROXY_IDLE(proxy, baseline_fds);
 }
 
 INSTANTIATE_TEST_SUITE_P(Datapaths, OperationsTest, ::testing::Values("sockmap", "userspace"), DatapathParamName);
