@@ -10,11 +10,13 @@
 
 namespace skproxy::itest {
 
-absl::StatusOr<std::string> HttpGet(const SocketAddress& address, std::string_view path, Millis timeout) {
+namespace {
+
+// Sends one HTTP/1.0 request and reads the whole response, up to the server's close.
+absl::StatusOr<std::string> Exchange(const SocketAddress& address, const std::string& req, Millis timeout) {
   Deadline deadline = DeadlineIn(timeout);
   auto fd = Connect(address, timeout);
   if (!fd.ok()) return fd.status();
-  std::string req = absl::StrCat("GET ", std::string(path), " HTTP/1.0\r\nHost: ", address.ToString(), "\r\n\r\n");
   IoResult w = SendAll(fd->get(), req.data(), req.size(), deadline);
   if (w.bytes != req.size()) return absl::UnavailableError(absl::StrCat("HTTP request: ", w.Describe()));
   std::string resp;
@@ -25,6 +27,17 @@ absl::StatusOr<std::string> HttpGet(const SocketAddress& address, std::string_vi
     if (r.eof) break;
     if (r.error || r.timed_out) return absl::UnavailableError(absl::StrCat("HTTP response: ", r.Describe()));
   }
+  return resp;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> HttpGet(const SocketAddress& address, std::string_view path, Millis timeout) {
+  absl::StatusOr<std::string> exchanged = Exchange(
+      address, absl::StrCat("GET ", std::string(path), " HTTP/1.0\r\nHost: ", address.ToString(), "\r\n\r\n"),
+      timeout);
+  if (!exchanged.ok()) return exchanged.status();
+  const std::string& resp = *exchanged;
   size_t hdr_end = resp.find("\r\n\r\n");
   if (hdr_end == std::string::npos) return absl::UnavailableError("HTTP response without header end");
   std::string_view head(resp.data(), hdr_end);
@@ -52,21 +65,13 @@ absl::StatusOr<std::string> HttpGet(const SocketAddress& address, std::string_vi
 
 absl::StatusOr<HttpResponse> HttpRequest(const SocketAddress& address, std::string_view method, std::string_view path,
                                          std::string_view body, Millis timeout) {
-  Deadline deadline = DeadlineIn(timeout);
-  auto fd = Connect(address, timeout);
-  if (!fd.ok()) return fd.status();
-  std::string req = absl::StrCat(std::string(method), " ", std::string(path), " HTTP/1.0\r\nHost: ",
-                                 address.ToString(), "\r\nContent-Length: ", body.size(), "\r\n\r\n", std::string(body));
-  IoResult w = SendAll(fd->get(), req.data(), req.size(), deadline);
-  if (w.bytes != req.size()) return absl::UnavailableError(absl::StrCat("HTTP request: ", w.Describe()));
-  std::string resp;
-  char buf[16 * 1024];
-  for (;;) {
-    IoResult r = RecvExact(fd->get(), buf, sizeof buf, deadline);
-    resp.append(buf, r.bytes);
-    if (r.eof) break;
-    if (r.error || r.timed_out) return absl::UnavailableError(absl::StrCat("HTTP response: ", r.Describe()));
-  }
+  absl::StatusOr<std::string> exchanged =
+      Exchange(address,
+               absl::StrCat(std::string(method), " ", std::string(path), " HTTP/1.0\r\nHost: ", address.ToString(),
+                            "\r\nContent-Length: ", body.size(), "\r\n\r\n", std::string(body)),
+               timeout);
+  if (!exchanged.ok()) return exchanged.status();
+  const std::string& resp = *exchanged;
   size_t hdr_end = resp.find("\r\n\r\n");
   if (hdr_end == std::string::npos || resp.compare(0, 5, "HTTP/") != 0)
     return absl::UnavailableError(absl::StrCat("not an HTTP response: ", resp.substr(0, 200)));

@@ -25,16 +25,6 @@
 namespace skproxy::itest {
 namespace {
 
-// SKPROXY_START without its check of the ready line, which names the path `auto` resolved to.
-#define START_AUTO(proxy, baseline_fds, cfg)    \
-  SKPROXY_START_OR_SKIP(proxy, cfg);            \
-  int baseline_fds = 0;                         \
-  {                                             \
-    auto fds_ = proxy->FdCount();               \
-    ASSERT_TRUE(fds_.ok()) << fds_.status();    \
-    baseline_fds = *fds_;                       \
-  }
-
 // How a flow sends: writes of `chunk` bytes, at most `window` bytes sent and not yet echoed.
 struct Shape {
   size_t chunk;
@@ -206,7 +196,7 @@ TEST(SwitchSoakTest, HundredsOfConnectionsAlternatingBulkAndRequestResponse) {
   auto echo4 = StartServer(EchoHandler(), AF_INET);
   auto echo6 = StartServer(EchoHandler(), AF_INET6);
   ASSERT_TRUE(echo4 && echo6);
-  START_AUTO(proxy, baseline_fds, SwitchingConfig({echo4->endpoint(), echo6->endpoint()}));
+  SKPROXY_START_ANY_PATH(proxy, baseline_fds, SwitchingConfig({echo4->endpoint(), echo6->endpoint()}));
   RunSoak(*proxy, {100, 4, 2 * MiB, 200}, 200s, "switch soak");
   EXPECT_PROXY_IDLE(proxy, baseline_fds);
 }
@@ -223,7 +213,7 @@ TEST(SwitchSoakTest, AlternatingUnderOnePercentLoss) {
     auto echo4 = StartServer(EchoHandler(), AF_INET);
     auto echo6 = StartServer(EchoHandler(), AF_INET6);
     ASSERT_TRUE(echo4 && echo6);
-    START_AUTO(proxy, baseline_fds, SwitchingConfig({echo4->endpoint(), echo6->endpoint()}));
+    SKPROXY_START_ANY_PATH(proxy, baseline_fds, SwitchingConfig({echo4->endpoint(), echo6->endpoint()}));
     absl::Status loss = InstallTcpLoss({absl::StrCat("dport ", proxy->listener(0).port()),
                                         absl::StrCat("dport ", proxy->listener(1).port()),
                                         absl::StrCat("sport ", echo4->endpoint().port()),
@@ -252,7 +242,7 @@ TEST_P(SwitchTest, DemotionAndPromotionWithBytesInFlightBothWays) {
   config.promote_after = "256KiB";
   config.switch_interval = "20ms";
   config.demote_after_messages = "16";
-  START_AUTO(proxy, baseline_fds, config);
+  SKPROXY_START_ANY_PATH(proxy, baseline_fds, config);
   auto switches = [&](const char* to) { return proxy->Metric("skproxy_datapath_switches_total", {{"to", to}}); };
 
   auto fd = Connect(proxy->listener(), 10s);
@@ -320,7 +310,7 @@ TEST_P(SwitchTest, QuietWorkerKeepsAChattyConnectionOnTheKernelPath) {
   config.promote_after = "256KiB";
   config.switch_interval = "20ms";
   config.demote_after_messages = "16";
-  START_AUTO(proxy, baseline_fds, config);
+  SKPROXY_START_ANY_PATH(proxy, baseline_fds, config);
   auto fd = Connect(proxy->listener(), 10s);
   ASSERT_TRUE(fd.ok()) << fd.status();
   EchoFlow flow(std::move(*fd));

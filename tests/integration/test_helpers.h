@@ -15,16 +15,21 @@ namespace skproxy::itest {
 
 inline std::string DatapathParamName(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
 
-// Starts `config` into `proxy` (skipping when BPF cannot be loaded) and records its fd count right after
-// "ready" as `baseline_fds`, before any connection or scrape.
-#define SKPROXY_START(proxy, baseline_fds, cfg)                       \
+// SKPROXY_START without its check that the ready line names the configured data path (for `auto`, which
+// names the path it resolved to).
+#define SKPROXY_START_ANY_PATH(proxy, baseline_fds, cfg)              \
   SKPROXY_START_OR_SKIP(proxy, cfg);                                  \
   int baseline_fds = 0;                                               \
   {                                                                   \
     auto fds_ = proxy->FdCount();                                     \
     ASSERT_TRUE(fds_.ok()) << fds_.status();                          \
     baseline_fds = *fds_;                                             \
-  }                                                                   \
+  }
+
+// Starts `config` into `proxy` (skipping when BPF cannot be loaded) and records its fd count right after
+// "ready" as `baseline_fds`, before any connection or scrape.
+#define SKPROXY_START(proxy, baseline_fds, cfg)                       \
+  SKPROXY_START_ANY_PATH(proxy, baseline_fds, cfg);                   \
   EXPECT_NE(proxy->ReadyLine().find("datapath=" + proxy->config().datapath), std::string::npos) \
       << "ready line: " << proxy->ReadyLine();
 
