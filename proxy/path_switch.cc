@@ -119,9 +119,10 @@ void PathSwitch::Sample() {
   // Mean bytes per skb, without a division: small when bytes < demote_below * skbs.
   const bool small = delta.bytes < config.demote_below_bytes * delta.skbs;
   if (!kernel_->held()) {
-    if (delta.skbs >= config.demote_after_messages && small && !WorkerQuiet() && kernel_->Hold(true))
+    if (delta.skbs >= config.demote_after_messages && small && !WorkerQuiet() && kernel_->Hold(true)) {
       worker_.metrics->DatapathSwitch("user").Increment();
       ++switches_;
+    }
   } else if ((delta.bytes >= config.promote_after_bytes && !small) ||
              (WorkerQuiet() && delta.skbs >= config.demote_after_messages)) {
     if (kernel_->Hold(false)) {
