@@ -495,6 +495,8 @@ class Skproxy(Proxy):
                 f'bytes kernel={kern / 1e9:.2f} GB user={user / 1e9:.2f} GB (kernel share {share}); '
                 f'fallbacks={total("skproxy_fallbacks_total"):.0f}; '
                 f'gate switches={total("skproxy_gate_switches_total"):.0f}; '
+                f'path switches to kernel={total("skproxy_datapath_switches_total", to="kernel"):.0f} '
+                f'to user={total("skproxy_datapath_switches_total", to="user"):.0f}; '
                 f'upstream connect failures={total("skproxy_upstream_connect_failures_total"):.0f}']
 
 
