@@ -27,6 +27,8 @@ absl::Status CheckRestartOnlyKeys(const config::Config& now, const config::Confi
   if (now.workers != next.workers) return refuse("workers");
   if (now.access_log_path != next.access_log_path) return refuse("access_log.path");
   if (now.upstream_mark != next.upstream_mark) return refuse("upstream_mark");
+  if (now.run_as.user != next.run_as.user) return refuse("user");
+  if (now.run_as.group != next.run_as.group) return refuse("group");
   const config::Sockmap &a = now.sockmap, &b = next.sockmap;
   if (a.max_entries != b.max_entries) return refuse("sockmap.max_entries");
   if (a.gate_limit_bytes != b.gate_limit_bytes) return refuse("sockmap.gate_limit");
