@@ -1,5 +1,7 @@
 #include "proxy/reloader.h"
 
+#include <utility>
+
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
@@ -160,7 +162,12 @@ absl::Status Reloader::ApplyLocked(std::shared_ptr<const config::Config> config)
     }
   }
   for (size_t i = 0; i < workers_.size(); ++i) workers_[i]->Reload(std::move(updates[i]));
-  current_ = std::move(next);
+  Generation retired = std::exchange(current_, std::move(next));
+  // New connections take the new generation's clusters. The old ones live on while a connection of theirs
+  // does, but their health checks and DNS stop now: they would go on writing the endpoint gauges the new
+  // generation shares (same labels) with what the old config says.
+  if (!retired.listeners.empty() && retired.listeners.front()->clusters != nullptr)
+    retired.listeners.front()->clusters->Stop();
   return absl::OkStatus();
 }
 
