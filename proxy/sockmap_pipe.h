@@ -7,6 +7,8 @@
 //    shutting the peer down while its backlog holds bytes drops them silently;
 //  - reset or error, or a trim that fell short: take both legs off the map and reset the other one.
 // When both directions have ended, both legs leave the map and are closed.
+// Held (a demoted connection, see path_switch.h), every byte is passed, and the copy goes through the ring
+// instead: a recv into the worker's provided buffers, then a send, no synchronous syscall per message.
 #pragma once
 
 #include <linux/time_types.h>
