@@ -500,7 +500,8 @@ absl::Status Parser::ParseOutlierDetection(const Value& v, OutlierDetection& out
 absl::StatusOr<Cluster> Parser::ParseCluster(const Value& v, const Config& config) const {
   CONFIG_ASSIGN_OR_RETURN(Fields fields,
                           Mapping(v, {"name", "connect_timeout", "lb_policy", "endpoints", "health_check",
-                                      "outlier_detection", "dns_refresh", "dns_resolvers", "max_connections",
+                                      "outlier_detection", "dns_refresh", "respect_dns_ttl", "dns_min_refresh",
+                                      "dns_max_refresh", "dns_family", "dns_resolvers", "max_connections",
                                       "proxy_protocol"}));
   Cluster cluster;
   cluster.line = v.line;
@@ -539,6 +540,34 @@ absl::StatusOr<Cluster> Parser::ParseCluster(const Value& v, const Config& confi
   }
   if (std::optional<Value> refresh = fields.Find("dns_refresh")) {
     CONFIG_ASSIGN_OR_RETURN(cluster.dns_refresh, PositiveDuration(*refresh));
+  }
+  if (std::optional<Value> respect = fields.Find("respect_dns_ttl")) {
+    CONFIG_ASSIGN_OR_RETURN(cluster.respect_dns_ttl, Bool(*respect));
+  }
+  if (std::optional<Value> min = fields.Find("dns_min_refresh")) {
+    CONFIG_ASSIGN_OR_RETURN(cluster.dns_min_refresh, PositiveDuration(*min));
+  }
+  if (std::optional<Value> max = fields.Find("dns_max_refresh")) {
+    CONFIG_ASSIGN_OR_RETURN(cluster.dns_max_refresh, PositiveDuration(*max));
+    if (cluster.dns_max_refresh < cluster.dns_min_refresh) {
+      return Error(*max, absl::StrFormat("must be at least dns_min_refresh (%s)",
+                                         absl::FormatDuration(cluster.dns_min_refresh)));
+    }
+  } else if (cluster.dns_max_refresh < cluster.dns_min_refresh) {
+    return Error(*fields.Find("dns_min_refresh"),
+                 absl::StrFormat("must be at most dns_max_refresh (%s)", absl::FormatDuration(cluster.dns_max_refresh)));
+  }
+  if (std::optional<Value> family = fields.Find("dns_family")) {
+    CONFIG_ASSIGN_OR_RETURN(std::string text, String(*family));
+    if (text == "all") {
+      cluster.dns_family = Cluster::DnsFamily::kAll;
+    } else if (text == "v4") {
+      cluster.dns_family = Cluster::DnsFamily::kV4;
+    } else if (text == "v6") {
+      cluster.dns_family = Cluster::DnsFamily::kV6;
+    } else {
+      return Error(*family, absl::StrFormat("expected all, v4 or v6, got '%s'", text));
+    }
   }
   if (std::optional<Value> resolvers = fields.Find("dns_resolvers")) {
     CONFIG_ASSIGN_OR_RETURN(std::vector<Value> servers, Sequence(*resolvers));

@@ -102,8 +102,9 @@ enum class LbPolicy { kRoundRobin, kLeastConnections, kMaglev, kRingHash };
 std::string_view LbPolicyName(LbPolicy policy);  // "round_robin" | "least_connections" | "maglev" | "ring_hash"
 absl::StatusOr<LbPolicy> ParseLbPolicy(std::string_view text);
 
-// One upstream server: an IP literal, or a host name that the cluster resolves at start and every
-// dns_refresh (to its first address, as Envoy's LOGICAL_DNS does).
+// One upstream server: an IP literal, or a host name that the cluster resolves at start and again when
+// its answer's TTL runs out; each address of the answer is an endpoint of its own with this weight (as
+// Envoy's STRICT_DNS does).
 struct Endpoint {
   std::string host;  // as written: "10.0.0.1", "::1" (no brackets) or "db.internal"
   uint16_t port = 0;
@@ -141,9 +142,17 @@ struct Cluster {
   ProxyProtocolVersion proxy_protocol = ProxyProtocolVersion::kNone;  // sent to endpoints when set
   HealthCheck health_check;
   OutlierDetection outlier_detection;
-  // Host-name endpoints: how often they are resolved again, and by which servers (empty: the system's,
-  // from /etc/resolv.conf; /etc/hosts is consulted first either way).
+  // Host-name endpoints. A name is resolved again when its answer's TTL (the smallest of its records)
+  // runs out, bounded to [dns_min_refresh, dns_max_refresh]; every dns_refresh instead when
+  // respect_dns_ttl is false, when the answer's TTL is 0 (/etc/hosts answers carry none), and after a
+  // failed resolution. dns_family: which address families a name expands to. dns_resolvers: the servers
+  // (empty: the system's, from /etc/resolv.conf; /etc/hosts is consulted first either way).
   absl::Duration dns_refresh = absl::Seconds(5);
+  bool respect_dns_ttl = true;
+  absl::Duration dns_min_refresh = absl::Seconds(5);
+  absl::Duration dns_max_refresh = absl::Minutes(5);
+  enum class DnsFamily { kAll, kV4, kV6 };
+  DnsFamily dns_family = DnsFamily::kAll;
   std::vector<SocketAddress> dns_resolvers;
   // Connections open at once to this cluster (connecting or established); past it a new one is closed
   // (reason="cluster_max_connections"). 0: no limit.

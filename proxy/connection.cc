@@ -67,14 +67,14 @@ Connection::~Connection() {
   if (worker_.access_log != nullptr) worker_.access_log->Write(AccessLogLine());
   // path_ goes first (members are destroyed after this body): the endpoint and limits are given back here,
   // whatever state the connection ended in.
-  if (holds_endpoint_) cluster_->Release(tried_.back());
+  if (held_ != nullptr) cluster_->Release(*held_);
   if (cluster_admitted_) cluster_->Leave();
   if (listener_admitted_) listener_.limit->Release();
 }
 
 void Connection::ResetOnClose() {
   end_reason_ = "drain";
-  if (path_ != nullptr) {
+  if (state_ == State::kPiping) {
     path_->ResetOnClose();
     return;
   }
@@ -298,16 +298,15 @@ const SocketAddress* Connection::NextEndpoint() {
     upstream_address_ = original_destination_;
     return &upstream_address_;
   }
-  if (holds_endpoint_) {
-    cluster_->Release(tried_.back());
-    holds_endpoint_ = false;
+  if (held_ != nullptr) {
+    cluster_->Release(*held_);
+    held_ = nullptr;
   }
-  std::optional<ClusterState::Choice> choice = cluster_->Pick(client_address_ ? &*client_address_ : nullptr, tried_);
-  if (!choice) return nullptr;
-  tried_.push_back(choice->index);
-  holds_endpoint_ = true;
+  held_ = cluster_->Pick(client_address_ ? &*client_address_ : nullptr, tried_);
+  if (held_ == nullptr) return nullptr;
+  tried_.push_back(held_.get());
   // The kernel reads the address when the ring submits the connect, after ConnectNext returns: keep it here.
-  upstream_address_ = choice->address;
+  upstream_address_ = held_->address();
   return &upstream_address_;
 }
 
@@ -317,7 +316,7 @@ absl::Duration Connection::ConnectTimeout() const {
 
 void Connection::CountConnectFailure() {
   if (cluster_ != nullptr) {
-    cluster_->OnConnectFailed(tried_.back());
+    cluster_->OnConnectFailed(*held_);
   } else {
     worker_.metrics->ConnectFailures("original_destination").Increment();
   }
@@ -423,7 +422,7 @@ void Connection::OnConnected(int res) {
   }
   const absl::Duration connect_time = absl::Now() - connect_started_;
   if (cluster_ != nullptr) {
-    cluster_->OnConnected(tried_.back(), connect_time);
+    cluster_->OnConnected(*held_, connect_time);
   } else {
     worker_.metrics->ConnectDuration("original_destination").Observe(absl::ToDoubleSeconds(connect_time));
   }
@@ -492,10 +491,23 @@ void Connection::Drain() {
 
 void Connection::StartPipe() {
   state_ = State::kPiping;
+  std::function<void(UniqueFd)> no_response;
+  if (listener_.config->protocol == config::ListenerProtocol::kHttp) {
+    no_response = [this](UniqueFd client) { OnNoResponse(std::move(client)); };
+  }
   path_ = std::make_unique<PathSwitch>(worker_, listener_.metrics, std::move(client_), std::move(upstream_),
-                                       [this] { worker_.finished->push_back(this); });
+                                       [this] { worker_.finished->push_back(this); }, std::move(no_response));
   last_active_ = absl::Now();
   path_->Start();
+}
+
+void Connection::OnNoResponse(UniqueFd client) {
+  // HAProxy's answer when the server closes or resets without a byte of response ("SH" termination):
+  // the request head was written, so the client is owed a status, and no byte of a response reached it.
+  // The pipe that called this is spent; it stays in path_ until the connection goes.
+  client_ = std::move(client);
+  end_reason_ = "upstream_no_response";
+  Respond(502);
 }
 
 bool Connection::CloseIfIdle(absl::Duration timeout, absl::Time now) {

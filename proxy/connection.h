@@ -6,7 +6,8 @@
 //      one it picks among those not tried yet, each with the cluster's connect timeout; on a transparent
 //      listener, the connection's original destination alone)
 //   -> forwarding (the PROXY header for the cluster, then the bytes inspected, written to the upstream)
-//   -> piping (a PathSwitch: the connection's pipe, and its moves between the two data paths)
+//   -> piping (a PathSwitch: the connection's pipe, and its moves between the two data paths; on an http
+//      listener, an upstream that ends before its first byte gives the client back for a 502)
 //   -> done (the pipe closed both legs, or no endpoint answered and the client was closed or answered).
 //   An http listener answers errors itself (responding: the response, then the client's rest read off
 //   so that the close does not reset the response away).
@@ -30,6 +31,7 @@
 namespace skproxy {
 
 class ClusterState;
+class EndpointState;
 struct WorkerContext;
 struct ListenerContext;
 
@@ -80,6 +82,9 @@ class Connection final : public TrackedHandler {
   void Reject(const char* reason, int status);
   void SetTimeout(absl::Duration d);
   void StartPipe();
+  // An http listener's upstream ended (FIN or reset) after the request was written and before it sent a
+  // byte: the pipe gives the client's leg back, and the client gets a 502.
+  void OnNoResponse(UniqueFd client);
   void CloseClient();
   // The access log line of this connection, written when it is destroyed.
   std::string AccessLogLine() const;
@@ -97,8 +102,8 @@ class Connection final : public TrackedHandler {
   bool listener_admitted_ = false;
   bool cluster_admitted_ = false;
   std::optional<SocketAddress> client_address_;  // for the consistent hashes only
-  std::vector<uint32_t> tried_;                  // endpoints picked so far, in order
-  bool holds_endpoint_ = false;                  // tried_.back() counts this connection
+  std::vector<const EndpointState*> tried_;      // endpoints picked so far, in order (compared only)
+  std::shared_ptr<EndpointState> held_;          // the endpoint that counts this connection now, if any
   SocketAddress upstream_address_;               // of the connect in flight
   uint64_t last_activity_ = 0;                   // the pipe's activity() at the last sweep that saw it move
   absl::Time last_active_;

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -38,8 +39,8 @@ absl::StatusOr<std::unique_ptr<DnsResolver>> DnsResolver::Create(ClusterState& c
     }
   }
   const absl::Time now = absl::Now();
-  for (size_t i = 0; i < cluster.size(); ++i) {
-    if (!cluster.endpoint(i).config().is_name) continue;
+  for (size_t i = 0; i < cluster.config().endpoints.size(); ++i) {
+    if (!cluster.config().endpoints[i].is_name) continue;
     resolver->queries_.push_back(std::make_unique<Query>(Query{resolver.get(), i, now}));
     ++resolver->pending_first_;
   }
@@ -54,9 +55,13 @@ void DnsResolver::Prepare(absl::Time now, PollSet& set, absl::Time& wake) {
   for (auto& query : queries_) {
     if (!query->in_flight && query->next <= now) {
       query->in_flight = true;
-      const config::Endpoint& endpoint = cluster_.endpoint(query->endpoint).config();
+      const config::Endpoint& endpoint = cluster_.config().endpoints[query->endpoint];
       ares_addrinfo_hints hints{};
-      hints.ai_family = AF_UNSPEC;
+      switch (cluster_.config().dns_family) {
+        case config::Cluster::DnsFamily::kAll: hints.ai_family = AF_UNSPEC; break;
+        case config::Cluster::DnsFamily::kV4: hints.ai_family = AF_INET; break;
+        case config::Cluster::DnsFamily::kV6: hints.ai_family = AF_INET6; break;
+      }
       hints.ai_socktype = SOCK_STREAM;
       ares_getaddrinfo(channel_, endpoint.host.c_str(), nullptr, &hints, &DnsResolver::OnAnswer, query.get());
     }
@@ -90,44 +95,54 @@ void DnsResolver::Dispatch(absl::Time now, const PollSet& set) {
   ares_process_fd(channel_, ARES_SOCKET_BAD, ARES_SOCKET_BAD);  // timeouts and retries
 }
 
+absl::Duration DnsResolver::RefreshAfter(int64_t ttl_seconds) const {
+  const config::Cluster& config = cluster_.config();
+  if (!config.respect_dns_ttl || ttl_seconds <= 0) return config.dns_refresh;
+  return std::clamp(absl::Seconds(ttl_seconds), config.dns_min_refresh, config.dns_max_refresh);
+}
+
 void DnsResolver::OnAnswer(void* arg, int status, int, ares_addrinfo* result) {
   Query& query = *static_cast<Query*>(arg);
   DnsResolver& self = *query.resolver;
   if (status == ARES_EDESTRUCTION) return;
   query.in_flight = false;
-  query.next = absl::Now() + self.cluster_.config().dns_refresh;
   if (!query.answered) {
     query.answered = true;
     --self.pending_first_;
   }
-  EndpointState& endpoint = self.cluster_.endpoint(query.endpoint);
-  const ares_addrinfo_node* chosen = nullptr;
+  ClusterState& cluster = self.cluster_;
+  const config::Endpoint& endpoint = cluster.config().endpoints[query.endpoint];
+  std::vector<SocketAddress> addresses;
+  int64_t ttl = -1;  // the smallest of the records used
   if (status == ARES_SUCCESS && result != nullptr) {
     for (const ares_addrinfo_node* node = result->nodes; node != nullptr; node = node->ai_next) {
-      if (node->ai_family == AF_INET) {
-        chosen = node;
-        break;
-      }
-      if (node->ai_family == AF_INET6 && chosen == nullptr) chosen = node;
+      if (node->ai_family != AF_INET && node->ai_family != AF_INET6) continue;
+      SocketAddress address = SocketAddressFrom(node->ai_addr, node->ai_addrlen);
+      address.set_port(endpoint.port);
+      if (std::find(addresses.begin(), addresses.end(), address) != addresses.end()) continue;
+      addresses.push_back(address);
+      ttl = ttl < 0 ? node->ai_ttl : std::min<int64_t>(ttl, node->ai_ttl);
     }
-  }
-  if (chosen == nullptr) {
-    self.cluster_.CountResolution(query.endpoint, false);
-    std::fprintf(stderr, "skproxy: cluster %s: cannot resolve %s: %s%s\n", self.cluster_.name().c_str(),
-                 endpoint.label().c_str(), status == ARES_SUCCESS ? "no address" : ares_strerror(status),
-                 endpoint.address() ? " (keeping the last address)" : "");
-  } else {
-    SocketAddress address = SocketAddressFrom(chosen->ai_addr, chosen->ai_addrlen);
-    address.set_port(endpoint.config().port);
-    std::optional<SocketAddress> previous = endpoint.address();
-    if (!previous || !(*previous == address)) {
-      std::fprintf(stderr, "skproxy: cluster %s: %s resolves to %s\n", self.cluster_.name().c_str(),
-                   endpoint.label().c_str(), address.ToString().c_str());
-    }
-    endpoint.SetAddress(address);
-    self.cluster_.CountResolution(query.endpoint, true);
   }
   if (result != nullptr) ares_freeaddrinfo(result);
+  if (addresses.empty()) {
+    cluster.CountResolution(query.endpoint, false);
+    query.next = absl::Now() + cluster.config().dns_refresh;
+    const size_t kept = cluster.address_count(query.endpoint);
+    std::fprintf(stderr, "skproxy: cluster %s: cannot resolve %s: %s%s\n", cluster.name().c_str(),
+                 endpoint.ToString().c_str(), status == ARES_SUCCESS ? "no address" : ares_strerror(status),
+                 kept > 0 ? absl::StrCat(" (keeping the last ", kept, kept == 1 ? " address)" : " addresses)").c_str()
+                          : "");
+    return;
+  }
+  query.next = absl::Now() + self.RefreshAfter(ttl);
+  cluster.CountResolution(query.endpoint, true);
+  if (cluster.SetAddresses(query.endpoint, addresses)) {
+    std::vector<std::string> texts;
+    for (const SocketAddress& address : addresses) texts.push_back(address.ToString());
+    std::fprintf(stderr, "skproxy: cluster %s: %s resolves to %s (ttl %llds)\n", cluster.name().c_str(),
+                 endpoint.ToString().c_str(), absl::StrJoin(texts, ", ").c_str(), static_cast<long long>(ttl));
+  }
 }
 
 }  // namespace skproxy

@@ -1,8 +1,11 @@
-// Resolves the host-name endpoints of one cluster with c-ares, on the cluster thread: at start, then every
-// dns_refresh. An endpoint takes the first address of the answer (IPv4 before IPv6: the loopback and most
-// internal names have both, and IPv4 is what an upstream listening on 0.0.0.0 accepts); a failed
-// resolution keeps the last good address, as Envoy does, and a name that never resolved takes no
-// connection. /etc/hosts is read before DNS, and `dns_resolvers` replaces /etc/resolv.conf's servers.
+// Resolves the host-name endpoints of one cluster with c-ares, on the cluster thread (never a worker):
+// at start, then again when the answer's TTL runs out (the smallest TTL of its records, bounded by
+// dns_min_refresh and dns_max_refresh), or every dns_refresh when TTLs are not respected or the answer
+// carries none (/etc/hosts). A name expands to every address of its answer (A and AAAA, or the family
+// dns_family asks for): each an endpoint of the cluster (ClusterState::SetAddresses). A failed
+// resolution (timeout, SERVFAIL, NXDOMAIN, no address) keeps the last good answer, as Envoy and HAProxy
+// do, is counted, and is tried again after dns_refresh; a name that never resolved takes no connection.
+// /etc/hosts is read before DNS, and `dns_resolvers` replaces /etc/resolv.conf's servers.
 #pragma once
 
 #include <ares.h>
@@ -29,7 +32,7 @@ class DnsResolver final : public LoopTask {
  private:
   struct Query {
     DnsResolver* resolver;
-    size_t endpoint;
+    size_t endpoint;  // index in the cluster's config
     absl::Time next;
     bool in_flight = false;
     bool answered = false;
@@ -37,6 +40,8 @@ class DnsResolver final : public LoopTask {
 
   explicit DnsResolver(ClusterState& cluster) : cluster_(cluster) {}
   static void OnAnswer(void* arg, int status, int timeouts, ares_addrinfo* result);
+  // When a name answered with `ttl_seconds` (the smallest of its records) is to be resolved again.
+  absl::Duration RefreshAfter(int64_t ttl_seconds) const;
 
   ClusterState& cluster_;
   ares_channel channel_ = nullptr;

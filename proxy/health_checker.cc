@@ -34,13 +34,30 @@ int ParseHttpStatus(std::string_view response) {
   return status;
 }
 
-HealthChecker::HealthChecker(ClusterState& cluster)
-    : cluster_(cluster), config_(cluster.config().health_check), probes_(cluster.size()) {
-  const absl::Time now = absl::Now();
-  for (Probe& probe : probes_) probe.next = now;
+HealthChecker::HealthChecker(ClusterState& cluster) : cluster_(cluster), config_(cluster.config().health_check) {
+  Follow(absl::Now());
+}
+
+void HealthChecker::Follow(absl::Time now) {
+  std::shared_ptr<const HostSet> hosts = cluster_.hosts();
+  if (hosts == followed_) return;
+  std::vector<Probe> probes;
+  for (const std::shared_ptr<EndpointState>& endpoint : hosts->endpoints) {
+    auto it = std::find_if(probes_.begin(), probes_.end(), [&](const Probe& p) { return p.endpoint == endpoint; });
+    if (it != probes_.end()) {
+      probes.push_back(std::move(*it));
+      continue;
+    }
+    Probe& probe = probes.emplace_back();
+    probe.endpoint = endpoint;
+    probe.next = now;
+  }
+  probes_ = std::move(probes);  // the probes of removed endpoints go, their sockets closed
+  followed_ = std::move(hosts);
 }
 
 void HealthChecker::Prepare(absl::Time now, PollSet& set, absl::Time& wake) {
+  Follow(now);
   for (size_t i = 0; i < probes_.size(); ++i) {
     Probe& probe = probes_[i];
     if (probe.phase == Phase::kWaiting && probe.next <= now) Begin(i, now);
@@ -68,16 +85,12 @@ void HealthChecker::Dispatch(absl::Time now, const PollSet& set) {
 
 void HealthChecker::Begin(size_t i, absl::Time now) {
   Probe& probe = probes_[i];
-  std::optional<SocketAddress> address = cluster_.endpoint(i).address();
-  if (!address) {  // a name not resolved yet: nothing to check, and the endpoint takes no connection anyway
-    probe.next = now + config_.interval;
-    return;
-  }
+  const SocketAddress* address = &probe.endpoint->address();
   probe.deadline = now + config_.timeout;
   probe.response.clear();
   probe.fd.Reset(socket(address->family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!probe.fd.valid()) {
-    std::fprintf(stderr, "skproxy: health check %s: socket: %s\n", cluster_.endpoint(i).label().c_str(),
+    std::fprintf(stderr, "skproxy: health check %s: socket: %s\n", probe.endpoint->label().c_str(),
                  strerror(errno));
     probe.phase = Phase::kConnecting;  // fails at the deadline: a process out of descriptors is not healthy
     Finish(i, false, now);
@@ -91,7 +104,7 @@ void HealthChecker::Begin(size_t i, absl::Time now) {
     return;
   }
   if (config_.type == config::HealthCheck::Type::kHttp) {
-    const config::Endpoint& endpoint = cluster_.endpoint(i).config();
+    const config::Endpoint& endpoint = probe.endpoint->config();
     const std::string host = config_.host.empty() ? endpoint.ToString() : config_.host;
     probe.request = absl::StrCat("GET ", config_.path, " HTTP/1.1\r\nHost: ", host,
                                  "\r\nUser-Agent: skproxy-health-check\r\nConnection: close\r\n\r\n");
@@ -142,7 +155,7 @@ void HealthChecker::Finish(size_t i, bool passed, absl::Time now) {
   probe.fd.Reset();
   probe.phase = Phase::kWaiting;
   probe.next = now + config_.interval;
-  EndpointState& endpoint = cluster_.endpoint(i);
+  EndpointState& endpoint = *probe.endpoint;
   const bool was_healthy = endpoint.healthy();
   if (passed) {
     ++probe.passes;
@@ -151,7 +164,7 @@ void HealthChecker::Finish(size_t i, bool passed, absl::Time now) {
     ++probe.failures;
     probe.passes = 0;
   }
-  cluster_.CountCheck(i, passed);
+  endpoint.CountCheck(passed);
   bool healthy = was_healthy;
   if (probe.first) {
     healthy = passed;

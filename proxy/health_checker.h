@@ -2,9 +2,12 @@
 // connect (type tcp) or a GET whose status line must carry `expected_status` (type http), each bounded by
 // `timeout`. `unhealthy_threshold` failures in a row take a healthy endpoint out of rotation,
 // `healthy_threshold` passes in a row bring it back. Endpoints start healthy and the first check's
-// result counts at once, so a dead endpoint is out within one timeout of start.
+// result counts at once, so a dead endpoint is out within one timeout of start. Every address of a host
+// name is checked on its own; the probes follow the cluster's current set (an address DNS adds is checked
+// at once, one it removes is no longer checked).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,6 +32,7 @@ class HealthChecker final : public LoopTask {
  private:
   enum class Phase { kWaiting, kConnecting, kSending, kReading };
   struct Probe {
+    std::shared_ptr<EndpointState> endpoint;
     Phase phase = Phase::kWaiting;
     absl::Time next;      // kWaiting: when to start
     absl::Time deadline;  // otherwise: when the check has failed
@@ -41,6 +45,8 @@ class HealthChecker final : public LoopTask {
     uint32_t passes = 0, failures = 0;
   };
 
+  // Probes for the cluster's current endpoints: kept for those that stay, new ones for new endpoints.
+  void Follow(absl::Time now);
   void Begin(size_t i, absl::Time now);
   void Advance(size_t i, short revents, absl::Time now);
   void Finish(size_t i, bool passed, absl::Time now);
@@ -48,6 +54,7 @@ class HealthChecker final : public LoopTask {
   ClusterState& cluster_;
   const config::HealthCheck& config_;
   std::vector<Probe> probes_;
+  std::shared_ptr<const HostSet> followed_;  // the set probes_ was built for
 };
 
 }  // namespace skproxy

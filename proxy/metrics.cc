@@ -218,6 +218,10 @@ Metrics::Metrics(const bpf::SockmapProgram* program, const ProcessState* state)
                  .Name("skproxy_dns_resolutions_total")
                  .Help("Resolutions of host-name endpoints, by endpoint and result (ok, fail).")
                  .Register(*registry_)),
+      dns_addresses_(prometheus::BuildGauge()
+                 .Name("skproxy_dns_addresses")
+                 .Help("Addresses a host-name endpoint expands to now (each an endpoint of its cluster).")
+                 .Register(*registry_)),
       reloads_(prometheus::BuildCounter()
                    .Name("skproxy_reloads_total")
                    .Help("Config reloads (SIGHUP, POST /reload), by result: success or failure.")
@@ -256,14 +260,16 @@ ClusterMetrics Metrics::ForCluster(const std::string& cluster) {
   return m;
 }
 
-EndpointMetrics Metrics::ForEndpoint(const std::string& cluster, const std::string& endpoint) {
+EndpointMetrics Metrics::AcquireEndpoint(const std::string& cluster, const std::string& endpoint) {
+  absl::MutexLock lock(&endpoints_mu_);
+  auto& [count, m] = endpoints_[{cluster, endpoint}];
+  if (count++ > 0) return m;
   const std::map<std::string, std::string> labels{{"cluster", cluster}, {"endpoint", endpoint}};
   auto with = [&](const char* key, const char* value) {
     auto l = labels;
     l[key] = value;
     return l;
   };
-  EndpointMetrics m;
   m.healthy = &endpoint_healthy_.Add(labels);
   m.ejected = &endpoint_ejected_.Add(labels);
   m.connections_active = &endpoint_active_.Add(labels);
@@ -272,8 +278,30 @@ EndpointMetrics Metrics::ForEndpoint(const std::string& cluster, const std::stri
   m.ejections = &ejections_.Add(labels);
   m.checks_passed = &health_checks_.Add(with("result", "pass"));
   m.checks_failed = &health_checks_.Add(with("result", "fail"));
-  m.resolved = &dns_.Add(with("result", "ok"));
-  m.resolve_failed = &dns_.Add(with("result", "fail"));
+  return m;
+}
+
+void Metrics::ReleaseEndpoint(const std::string& cluster, const std::string& endpoint) {
+  absl::MutexLock lock(&endpoints_mu_);
+  auto it = endpoints_.find(std::make_pair(cluster, endpoint));
+  if (it == endpoints_.end() || --it->second.first > 0) return;
+  const EndpointMetrics& m = it->second.second;
+  endpoint_healthy_.Remove(m.healthy);
+  endpoint_ejected_.Remove(m.ejected);
+  endpoint_active_.Remove(m.connections_active);
+  endpoint_total_.Remove(m.connections_total);
+  endpoint_failures_.Remove(m.connect_failures);
+  ejections_.Remove(m.ejections);
+  health_checks_.Remove(m.checks_passed);
+  health_checks_.Remove(m.checks_failed);
+  endpoints_.erase(it);
+}
+
+NameMetrics Metrics::ForName(const std::string& cluster, const std::string& endpoint) {
+  NameMetrics m;
+  m.resolved = &dns_.Add({{"cluster", cluster}, {"endpoint", endpoint}, {"result", "ok"}});
+  m.resolve_failed = &dns_.Add({{"cluster", cluster}, {"endpoint", endpoint}, {"result", "fail"}});
+  m.addresses = &dns_addresses_.Add({{"cluster", cluster}, {"endpoint", endpoint}});
   return m;
 }
 

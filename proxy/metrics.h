@@ -12,7 +12,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "bpf/loader.h"
 #include "config/address.h"
 #include "proxy/process_state.h"
@@ -53,8 +55,13 @@ struct EndpointMetrics {
   prometheus::Counter* ejections;          // skproxy_endpoint_ejections_total
   prometheus::Counter* checks_passed;      // skproxy_health_checks_total{result="pass"}
   prometheus::Counter* checks_failed;      // skproxy_health_checks_total{result="fail"}
-  prometheus::Counter* resolved;           // skproxy_dns_resolutions_total{result="ok"}
-  prometheus::Counter* resolve_failed;     // skproxy_dns_resolutions_total{result="fail"}
+};
+
+// One host-name endpoint as configured (labels cluster=NAME, endpoint="name:port").
+struct NameMetrics {
+  prometheus::Counter* resolved;        // skproxy_dns_resolutions_total{result="ok"}
+  prometheus::Counter* resolve_failed;  // skproxy_dns_resolutions_total{result="fail"}: the last answer is kept
+  prometheus::Gauge* addresses;         // skproxy_dns_addresses: the endpoints the name expands to now
 };
 
 class Metrics {
@@ -64,7 +71,12 @@ class Metrics {
 
   ListenerMetrics ForListener(const std::string& listener);
   ClusterMetrics ForCluster(const std::string& cluster);
-  EndpointMetrics ForEndpoint(const std::string& cluster, const std::string& endpoint);
+  // One endpoint's series (an address as configured, or one address of a name), shared by every config
+  // generation that has it: created by the first Acquire, removed by the last Release, so that addresses
+  // DNS no longer gives do not pile up series once their last connection is gone.
+  EndpointMetrics AcquireEndpoint(const std::string& cluster, const std::string& endpoint);
+  void ReleaseEndpoint(const std::string& cluster, const std::string& endpoint);
+  NameMetrics ForName(const std::string& cluster, const std::string& endpoint);
   prometheus::Counter& ConnectFailures(const std::string& cluster);
   // From the connect's submission to its completion, successful connects only, by cluster.
   prometheus::Histogram& ConnectDuration(const std::string& cluster);
@@ -131,6 +143,10 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& ejections_;
   prometheus::Family<prometheus::Counter>& health_checks_;
   prometheus::Family<prometheus::Counter>& dns_;
+  prometheus::Family<prometheus::Gauge>& dns_addresses_;
+  absl::Mutex endpoints_mu_;
+  absl::flat_hash_map<std::pair<std::string, std::string>, std::pair<int, EndpointMetrics>> endpoints_
+      ABSL_GUARDED_BY(endpoints_mu_);
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Gauge& last_reload_success_;
   std::atomic<uint64_t> user_bytes_[2] = {};

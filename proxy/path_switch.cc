@@ -15,15 +15,16 @@ constexpr uint32_t kQuietReads = 64;
 }  // namespace
 
 PathSwitch::PathSwitch(WorkerContext& worker, ListenerMetrics& listener_metrics, UniqueFd downstream,
-                       UniqueFd upstream, std::function<void()> on_finish)
+                       UniqueFd upstream, std::function<void()> on_finish,
+                       std::function<void(UniqueFd)> no_response)
     : worker_(worker), listener_metrics_(listener_metrics), on_finish_(std::move(on_finish)) {
-  if (worker_.sockmap != nullptr && !worker_.promote) {
+  if (worker_.sockmap != nullptr && !worker_.promote && !no_response) {
     pipe_ = KernelPipe(std::move(downstream), std::move(upstream));
     return;
   }
   if (worker_.sockmap == nullptr && !worker_.fallback_reason.empty())
     worker_.metrics->Fallback(worker_.fallback_reason).Increment();
-  pipe_ = UserPipe(std::move(downstream), std::move(upstream));
+  pipe_ = UserPipe(std::move(downstream), std::move(upstream), std::move(no_response));
 }
 
 PathSwitch::~PathSwitch() {
@@ -37,10 +38,19 @@ void PathSwitch::Start() {
   pipe_->Start();
 }
 
-std::unique_ptr<Pipe> PathSwitch::UserPipe(UniqueFd downstream, UniqueFd upstream) {
+std::unique_ptr<Pipe> PathSwitch::UserPipe(UniqueFd downstream, UniqueFd upstream,
+                                           std::function<void(UniqueFd)> no_response) {
   auto pipe = std::make_unique<UserspacePipe>(*worker_.ring, *worker_.metrics, std::move(downstream),
                                               std::move(upstream), on_finish_);
-  if (worker_.promote) {
+  if (no_response) pipe->AwaitResponse(std::move(no_response));
+  if (worker_.sockmap != nullptr && !worker_.promote) {
+    // datapath sockmap: only the wait for the upstream's first byte is spent here.
+    UserspacePipe::Promotion promotion;
+    promotion.on_response = true;
+    pipe->HandOverWhen(std::move(promotion), [this](UniqueFd downstream, UniqueFd upstream) {
+      Promote(std::move(downstream), std::move(upstream));
+    });
+  } else if (worker_.promote) {
     const config::Sockmap& sockmap = *worker_.sockmap_config;
     UserspacePipe::Promotion promotion{sockmap.promote_after_bytes, 0, nullptr};
     if (sockmap.quiet_worker_connections > 0) {

@@ -40,8 +40,12 @@ class SockmapPipe;
 
 class PathSwitch {
  public:
+  // `no_response` (an http listener's): the connection starts on the user-space pipe whatever the
+  // datapath, and stays there until the upstream's first byte; if the upstream ends before that, the
+  // client's leg is handed to it (UserspacePipe::AwaitResponse). With datapath sockmap the connection
+  // moves into the kernel path at that first byte.
   PathSwitch(WorkerContext& worker, ListenerMetrics& listener_metrics, UniqueFd downstream, UniqueFd upstream,
-             std::function<void()> on_finish);
+             std::function<void()> on_finish, std::function<void(UniqueFd)> no_response = nullptr);
   ~PathSwitch();
   PathSwitch(const PathSwitch&) = delete;
   PathSwitch& operator=(const PathSwitch&) = delete;
@@ -76,7 +80,7 @@ class PathSwitch {
   };
   // The pipe for the kernel path, or a UserspacePipe when the legs cannot be inserted.
   std::unique_ptr<Pipe> KernelPipe(UniqueFd downstream, UniqueFd upstream);
-  std::unique_ptr<Pipe> UserPipe(UniqueFd downstream, UniqueFd upstream);
+  std::unique_ptr<Pipe> UserPipe(UniqueFd downstream, UniqueFd upstream, std::function<void(UniqueFd)> no_response);
   void Promote(UniqueFd downstream, UniqueFd upstream);
   // What the verdict has seen of this connection so far, both directions.
   Traffic Seen() const;

@@ -76,12 +76,22 @@ void UserspacePipe::Handle(unsigned tag, int res, unsigned cqe_flags) {
     // Only now: a buffer must not go back to the pool while a send may still read it.
     ReleaseAll(0);
     ReleaseAll(1);
+    if (failed_before_response_) {
+      // The owner answers the client: the pipe never finishes and is only destroyed.
+      failed_before_response_ = false;
+      NoResponse no_response = std::move(no_response_);
+      upstream_.Reset();
+      no_response(std::move(downstream_));
+      return;
+    }
     Finish();
   }
   if (stopping_ && !aborting_ && inflight() == 0) FinishHandover();
 }
 
 bool UserspacePipe::WantsHandover(const Direction& dir) {
+  if (no_response_) return false;  // the upstream has not answered yet
+  if (promotion_.on_response) return true;
   if (promotion_.bulk_bytes > 0 && dir.full_run >= promotion_.bulk_bytes) return true;
   return promotion_.quiet_reads > 0 && reads_ % promotion_.quiet_reads == 0 && promotion_.quiet();
 }
@@ -129,6 +139,7 @@ void UserspacePipe::OnReceived(int d, int res, unsigned cqe_flags) {
     // that left more waiting in the socket (SOCK_NONEMPTY) is as much a sign of bulk as a full one.
     const bool full = static_cast<uint32_t>(res) == dir.recv_cap || (cqe_flags & IORING_CQE_F_SOCK_NONEMPTY);
     dir.full_run = full ? dir.full_run + static_cast<uint32_t>(res) : 0;
+    if (d == 1) no_response_ = nullptr;  // the upstream answered: from now on its end is the client's to see
     ++reads_;
     ++activity_;
     if (!stopping_ && handover_ && WantsHandover(dir)) StopForHandover();
@@ -147,6 +158,11 @@ void UserspacePipe::OnReceived(int d, int res, unsigned cqe_flags) {
     MaybeReceive(d);
     return;
   }
+  if (res == 0 && d == 1 && no_response_) {
+    NoteEnd(d);
+    FailBeforeResponse();
+    return;
+  }
   if (res == 0) {
     // The source half-closed: pass the FIN on after the bytes before it. The other direction goes on.
     dir.eof = true;
@@ -163,6 +179,10 @@ void UserspacePipe::OnReceived(int d, int res, unsigned cqe_flags) {
     io_uring_prep_timeout(Submit(kRetry + d), &retry_delay_, 0, 0);
     return;
   }
+  if (d == 1 && no_response_) {
+    FailBeforeResponse();
+    return;
+  }
   Abort();  // ECONNRESET and friends: reset the other leg
 }
 
@@ -171,6 +191,10 @@ void UserspacePipe::OnSent(int d, int res) {
   dir.sending = false;
   if (aborting_) return;
   if (res <= 0) {
+    if (d == 0 && no_response_) {  // the upstream refused the request's bytes before answering
+      FailBeforeResponse();
+      return;
+    }
     Abort();
     return;
   }
@@ -209,6 +233,12 @@ void UserspacePipe::ReleaseAll(int d) {
   dir.queue.clear();
   dir.queued_bytes = 0;
   dir.sent = 0;
+}
+
+void UserspacePipe::FailBeforeResponse() {
+  if (aborting_) return;
+  failed_before_response_ = true;
+  Abort(/*reset=*/false);
 }
 
 void UserspacePipe::Abort(bool reset) {

@@ -35,11 +35,20 @@ class UserspacePipe final : public Pipe {
     uint64_t bulk_bytes = 0;  // 0: never on bulk
     uint32_t quiet_reads = 0; // 0: never on quiet
     std::function<bool()> quiet;
+    bool on_response = false;  // as soon as the upstream has sent its first byte (datapath: sockmap)
   };
   void HandOverWhen(Promotion promotion, Handover handover) {
     promotion_ = std::move(promotion);
     handover_ = std::move(handover);
   }
+
+  // An http listener's pipe, until the upstream's first byte: when the upstream ends (FIN or reset) or
+  // fails a write before it sent any byte, nothing is passed on to the client; the pipe stops, closes the
+  // upstream leg and gives the client's leg to `no_response` (which answers 502). Once the upstream has
+  // sent a byte, its end or reset passes through as on any connection. No hand-over to the kernel path
+  // happens before that first byte: the kernel path could not tell these cases apart.
+  using NoResponse = std::function<void(UniqueFd downstream)>;
+  void AwaitResponse(NoResponse no_response) { no_response_ = std::move(no_response); }
 
   // Bytes one direction may hold read but not yet written, in provided buffers: two buffers, so the next
   // recv overlaps the send of the previous one.
@@ -82,6 +91,8 @@ class UserspacePipe final : public Pipe {
   void MaybeEnd(int d);
   void ReleaseAll(int d);
   void Abort(bool reset = true);
+  // The upstream went away before its first byte while no_response_ is armed: stop, then call it.
+  void FailBeforeResponse();
   void StopForHandover();
   // With nothing in flight: hands the legs over, or, when a direction ended meanwhile, goes on reading.
   void FinishHandover();
@@ -91,6 +102,8 @@ class UserspacePipe final : public Pipe {
   uint64_t reads_ = 0;       // successful reads, both directions
   uint64_t activity_ = 0;    // successful reads and sends, both directions
   Handover handover_;
+  NoResponse no_response_;        // armed until the upstream's first byte
+  bool failed_before_response_ = false;
   bool stopping_ = false;    // reading stopped for the hand-over
   __kernel_timespec retry_delay_{0, 1000000};  // when the worker is out of provided buffers
   bool aborting_ = false;

@@ -59,6 +59,8 @@ void CheckConfig(const skproxy::config::Config& config) {
       Fail("accepted a health check that cannot run", cluster.name);
     }
     if (cluster.dns_refresh <= absl::ZeroDuration()) Fail("accepted a non-positive dns_refresh", cluster.name);
+    if (cluster.dns_min_refresh <= absl::ZeroDuration() || cluster.dns_max_refresh < cluster.dns_min_refresh)
+      Fail("accepted DNS refresh bounds that cannot hold", cluster.name);
   }
 }
 

@@ -729,6 +729,10 @@ clusters:
       unhealthy_threshold: 4
     outlier_detection: { consecutive_failures: 7, ejection_time: 1m }
     dns_refresh: 10s
+    respect_dns_ttl: false
+    dns_min_refresh: 1s
+    dns_max_refresh: 1m
+    dns_family: v6
     dns_resolvers: ["127.0.0.53:53"]
 )");
   ASSERT_EQ(config.listeners.size(), 1u);
@@ -762,6 +766,10 @@ clusters:
   EXPECT_EQ(c.outlier_detection.consecutive_failures, 7u);
   EXPECT_EQ(c.outlier_detection.ejection_time, absl::Minutes(1));
   EXPECT_EQ(c.dns_refresh, absl::Seconds(10));
+  EXPECT_FALSE(c.respect_dns_ttl);
+  EXPECT_EQ(c.dns_min_refresh, absl::Seconds(1));
+  EXPECT_EQ(c.dns_max_refresh, absl::Minutes(1));
+  EXPECT_EQ(c.dns_family, Cluster::DnsFamily::kV6);
   ASSERT_EQ(c.dns_resolvers.size(), 1u);
   EXPECT_EQ(c.dns_resolvers[0], Address("127.0.0.53:53"));
 }
@@ -773,6 +781,11 @@ TEST(ParseClusterOptions, DefaultsAreEnvoyLike) {
   EXPECT_EQ(c.health_check.type, HealthCheck::Type::kNone);
   EXPECT_EQ(c.outlier_detection.consecutive_failures, 0u);  // off unless the section is there
   EXPECT_EQ(c.max_connections, 0u);
+  EXPECT_TRUE(c.respect_dns_ttl);
+  EXPECT_EQ(c.dns_refresh, absl::Seconds(5));
+  EXPECT_EQ(c.dns_min_refresh, absl::Seconds(5));
+  EXPECT_EQ(c.dns_max_refresh, absl::Minutes(5));
+  EXPECT_EQ(c.dns_family, Cluster::DnsFamily::kAll);
   EXPECT_EQ(config.listeners[0].max_connections, 0u);
   EXPECT_EQ(config.listeners[0].idle_timeout, absl::ZeroDuration());
   // The section alone turns outlier detection on with its defaults.
@@ -839,6 +852,16 @@ TEST(ParseClusterOptions, ErrorsNameFileLineAndKey) {
        "bad.yaml:8: clusters[0].outlier_detection.consecutive_5xx: unknown key"},
       {head + endpoints + "    dns_refresh: never\n",
        "bad.yaml:8: clusters[0].dns_refresh: expected a duration like 5s, 250ms or 1m"},
+      {head + endpoints + "    respect_dns_ttl: maybe\n",
+       "bad.yaml:8: clusters[0].respect_dns_ttl: expected true or false"},
+      {head + endpoints + "    dns_min_refresh: 0s\n",
+       "bad.yaml:8: clusters[0].dns_min_refresh: must be greater than 0"},
+      {head + endpoints + "    dns_min_refresh: 1s\n    dns_max_refresh: 500ms\n",
+       "bad.yaml:9: clusters[0].dns_max_refresh: must be at least dns_min_refresh (1s)"},
+      {head + endpoints + "    dns_min_refresh: 10m\n",
+       "bad.yaml:8: clusters[0].dns_min_refresh: must be at most dns_max_refresh (5m)"},
+      {head + endpoints + "    dns_family: ipv4\n",
+       "bad.yaml:8: clusters[0].dns_family: expected all, v4 or v6, got 'ipv4'"},
       {head + endpoints + "    dns_resolvers: [\"8.8.8.8\"]\n",
        "bad.yaml:8: clusters[0].dns_resolvers[0]: missing port in '8.8.8.8' (expected IP:PORT)"},
       {head + endpoints + "    max_connections: -1\n",

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
@@ -439,8 +440,8 @@ TEST(ClusterTest, LocalhostResolvesThroughEtcHosts) {
             1);
 }
 
-// A DNS server on loopback UDP that answers A queries for one name with the address the test sets, AAAA
-// with no records, anything else with NXDOMAIN.
+// A DNS server on loopback UDP for one name: A and AAAA queries get the addresses the test sets (of that
+// family) with the TTL it sets; with set_failing, every query gets SERVFAIL; other names get NXDOMAIN.
 class TestDnsServer {
  public:
   explicit TestDnsServer(std::string name) : name_(std::move(name)) {
@@ -458,10 +459,14 @@ class TestDnsServer {
     thread_.join();
   }
   const SocketAddress& address() const { return address_; }
-  void set_answer(const std::string& ip) {
+  // IPv4 and IPv6 literals, in the order the answers list them.
+  void set_answer(const std::vector<std::string>& ips, uint32_t ttl = 1) {
     std::lock_guard<std::mutex> lock(mu_);
-    inet_pton(AF_INET, ip.c_str(), &answer_);
+    answers_ = ips;
+    ttl_ = ttl;
   }
+  void set_answer(const std::string& ip) { set_answer(std::vector<std::string>{ip}); }
+  void set_failing(bool failing) { failing_ = failing; }
   int queries() const { return queries_; }
 
  private:
@@ -490,19 +495,31 @@ class TestDnsServer {
       std::vector<uint8_t> r(q, q + question_end);
       r[2] = 0x81;  // QR, RD
       const bool known = absl::AsciiStrToLower(name) == name_;
-      r[3] = known ? 0x80 : 0x83;  // RA; NOERROR or NXDOMAIN
+      r[3] = failing_ ? 0x82 : known ? 0x80 : 0x83;  // RA; SERVFAIL, NOERROR or NXDOMAIN
       r[6] = r[7] = r[8] = r[9] = r[10] = r[11] = 0;  // ANCOUNT, NSCOUNT, ARCOUNT
-      if (known && type == 1) {
-        r[7] = 1;
-        in_addr ip{};
+      if (known && !failing_ && (type == 1 || type == 28)) {
+        std::vector<std::string> answers;
+        uint32_t ttl = 0;
         {
           std::lock_guard<std::mutex> lock(mu_);
-          ip = answer_;
+          answers = answers_;
+          ttl = ttl_;
         }
-        const uint8_t record[] = {0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 1, 0, 4};  // name ptr, A, IN, TTL 1, 4 bytes
-        r.insert(r.end(), record, record + sizeof(record));
-        const auto* bytes = reinterpret_cast<const uint8_t*>(&ip);
-        r.insert(r.end(), bytes, bytes + 4);
+        uint8_t count = 0;
+        for (const std::string& ip : answers) {
+          uint8_t bytes[16];
+          const int family = type == 1 ? AF_INET : AF_INET6;
+          if (inet_pton(family, ip.c_str(), bytes) != 1) continue;
+          const uint8_t size = type == 1 ? 4 : 16;
+          // name pointer, type, class IN, TTL, length, address
+          const uint8_t record[] = {0xc0, 0x0c, 0, static_cast<uint8_t>(type), 0, 1,
+                                    static_cast<uint8_t>(ttl >> 24), static_cast<uint8_t>(ttl >> 16),
+                                    static_cast<uint8_t>(ttl >> 8), static_cast<uint8_t>(ttl), 0, size};
+          r.insert(r.end(), record, record + sizeof(record));
+          r.insert(r.end(), bytes, bytes + size);
+          ++count;
+        }
+        r[7] = count;
       }
       sendto(fd_.get(), r.data(), r.size(), 0, reinterpret_cast<sockaddr*>(&from), from_length);
     }
@@ -512,26 +529,144 @@ class TestDnsServer {
   UniqueFd fd_;
   SocketAddress address_;
   std::mutex mu_;
-  in_addr answer_{};
+  std::vector<std::string> answers_;
+  uint32_t ttl_ = 1;
+  std::atomic<bool> failing_{false};
   std::atomic<int> queries_{0};
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
 
-TEST(ClusterTest, HostNameIsResolvedAgainAndFollowsItsAddress) {
+// Whether the scrape has a sample of `metric` for endpoint label `endpoint`.
+bool HasEndpointSeries(const ProxyProcess& proxy, const std::string& metric, const std::string& endpoint) {
+  auto samples = proxy.Metrics();
+  if (!samples.ok()) return true;  // unknown: not "gone"
+  const std::string needle = absl::StrCat("endpoint=\"", endpoint, "\"");
+  for (const auto& [key, value] : *samples) {
+    if (absl::StartsWith(key, metric + "{") && absl::StrContains(key, needle)) return true;
+  }
+  return false;
+}
+
+// An upstream on `address` that says who it is (IdHandler).
+std::unique_ptr<TcpServer> IdServerOn(const SocketAddress& address, char id) {
+  TcpServer::Options options;
+  options.family = address.family();
+  options.address = address;
+  auto server = TcpServer::Start(options, IdHandler(id));
+  return server.ok() ? std::move(*server) : nullptr;
+}
+
+// A name with several A and AAAA records is as many endpoints, each with the name's weight: beside a
+// literal endpoint of weight 3, three addresses of a name of weight 2 take 2/9 of the connections each.
+TEST(ClusterTest, HostNameExpandsToEveryAddressEachWithItsWeight) {
   const uint16_t port = PickFreePort();
-  SteeredServer first(Ip4("127.0.0.2", port), '2'), second(Ip4("127.0.0.3", port), '3');
-  ASSERT_TRUE(first.listening() && second.listening());
+  auto one = IdServerOn(Ip4("127.0.0.1", port), '1');
+  auto two = IdServerOn(Ip4("127.0.0.2", port), '2');
+  auto three = IdServerOn(Ip4("127.0.0.3", port), '3');
+  auto six = IdServerOn(*ParseSocketAddress(absl::StrCat("[::1]:", port)), '6');
+  ASSERT_TRUE(one && two && three && six);
   TestDnsServer dns("backend.skproxy.test");
-  dns.set_answer("127.0.0.2");
-  SKPROXY_START_OR_SKIP(proxy, ClusterConfig(absl::StrCat("endpoints: [\"backend.skproxy.test:", port, "\"]\n",
-                                                          "dns_resolvers: [\"", dns.address().ToString(), "\"]\n",
-                                                          "dns_refresh: 200ms\n")));
-  // Resolved before the first connection was accepted.
-  EXPECT_EQ(HttpWho(proxy->listener()), '2');
-  dns.set_answer("127.0.0.3");
-  EXPECT_TRUE(WaitFor([&] { return HttpWho(proxy->listener()) == '3'; }, 5s)) << proxy->StderrTail();
-  EXPECT_NE(proxy->Stderr().find("resolves to 127.0.0.3:"), std::string::npos);
+  dns.set_answer({"127.0.0.2", "127.0.0.3", "::1"}, 300);
+  const std::string name = absl::StrCat("backend.skproxy.test:", port);
+  SKPROXY_START_OR_SKIP(proxy, ClusterConfig(absl::StrCat("endpoints:\n  - { address: \"", name, "\", weight: 2 }\n",
+                                                          "  - { address: \"127.0.0.1:", port, "\", weight: 3 }\n",
+                                                          "dns_resolvers: [\"", dns.address().ToString(), "\"]\n")));
+  EXPECT_EQ(proxy->Metric("skproxy_dns_addresses", {{"endpoint", name}}), 3);
+  EXPECT_EQ(proxy->Metric("skproxy_cluster_healthy_endpoints", {{"cluster", "backend"}}), 4);
+  std::map<char, int> seen;
+  for (int i = 0; i < 45; ++i) ++seen[WhoAnswers(proxy->listener())];
+  EXPECT_EQ(seen['1'], 15);
+  EXPECT_EQ(seen['2'], 10);
+  EXPECT_EQ(seen['3'], 10);
+  EXPECT_EQ(seen['6'], 10);
+  EXPECT_EQ(proxy->Metric("skproxy_endpoint_connections_total", {{"endpoint", name + "/127.0.0.2"}}), 10);
+  EXPECT_EQ(proxy->Metric("skproxy_endpoint_connections_total", {{"endpoint", name + "/::1"}}), 10);
+}
+
+// Each address of a name is health-checked on its own: the one nobody listens on is taken out, and no
+// client connection tries it.
+TEST(ClusterTest, EachAddressOfANameIsCheckedOnItsOwn) {
+  const uint16_t port = PickFreePort();
+  auto two = IdServerOn(Ip4("127.0.0.2", port), '2');
+  ASSERT_TRUE(two);
+  TestDnsServer dns("backend.skproxy.test");
+  dns.set_answer({"127.0.0.2", "127.0.0.4"}, 300);  // 127.0.0.4: nobody listens
+  const std::string name = absl::StrCat("backend.skproxy.test:", port);
+  SKPROXY_START_OR_SKIP(proxy, ClusterConfig(absl::StrCat(
+                                   "endpoints: [\"", name, "\"]\n", "dns_resolvers: [\"", dns.address().ToString(),
+                                   "\"]\n", "health_check: { type: tcp, interval: 100ms, timeout: 1s, ",
+                                   "unhealthy_threshold: 1, healthy_threshold: 1 }\n")));
+  const std::string dead = name + "/127.0.0.4";
+  ASSERT_TRUE(WaitFor([&] { return proxy->Metric("skproxy_endpoint_healthy", {{"endpoint", dead}}) == 0 &&
+                                   proxy->Metric("skproxy_cluster_healthy_endpoints", {{"cluster", "backend"}}) == 1; },
+                      10s));
+  EXPECT_EQ(proxy->Metric("skproxy_endpoint_healthy", {{"endpoint", name + "/127.0.0.2"}}), 1);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(WhoAnswers(proxy->listener()), '2');
+  EXPECT_EQ(proxy->Metric("skproxy_endpoint_connect_failures_total", {{"endpoint", dead}}), 0);
+  EXPECT_GT(proxy->Metric("skproxy_health_checks_total", {{"endpoint", dead}, {"result", "fail"}}), 0);
+}
+
+// The answer's TTL decides when a name is resolved again (dns_refresh is an hour here, so only the TTL
+// can): an address that leaves the answer takes no new connection, while the connection it holds goes on
+// until its client closes, and then its series go; a failure keeps the last answer, counted.
+TEST(ClusterTest, TtlDrivesReResolutionRemovedAddressesDrainFailuresKeepTheLastAnswer) {
+  const uint16_t port = PickFreePort();
+  auto two = IdServerOn(Ip4("127.0.0.2", port), '2');
+  auto three = IdServerOn(Ip4("127.0.0.3", port), '3');
+  ASSERT_TRUE(two && three);
+  TestDnsServer dns("backend.skproxy.test");
+  dns.set_answer({"127.0.0.2"}, /*ttl=*/1);
+  const std::string name = absl::StrCat("backend.skproxy.test:", port);
+  SKPROXY_START_OR_SKIP(proxy, ClusterConfig(absl::StrCat("endpoints: [\"", name, "\"]\n", "dns_resolvers: [\"",
+                                                          dns.address().ToString(), "\"]\n",
+                                                          "dns_refresh: 1h\ndns_min_refresh: 200ms\n")));
+  UniqueFd held;
+  ASSERT_EQ(WhoAnswers(proxy->listener(), std::nullopt, &held), '2');
+  const int queries_before = dns.queries();
+  dns.set_answer({"127.0.0.3"}, /*ttl=*/1);
+  ASSERT_TRUE(WaitFor([&] { return WhoAnswers(proxy->listener()) == '3'; }, 10s)) << proxy->StderrTail();
+  EXPECT_GT(dns.queries(), queries_before);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(WhoAnswers(proxy->listener()), '3');
+  // The removed address drains: its connection is still open and counted, and it is not usable.
+  const std::string removed = name + "/127.0.0.2";
+  EXPECT_EQ(proxy->Metric("skproxy_endpoint_connections_active", {{"endpoint", removed}}), 1);
+  EXPECT_EQ(proxy->Metric("skproxy_endpoint_healthy", {{"endpoint", removed}}), 0);
+  EXPECT_EQ(two->accepted(), two->finished() + 1);  // the held one, still open upstream
+  char more = 'x';
+  EXPECT_EQ(send(held.get(), &more, 1, MSG_NOSIGNAL), 1);  // and it still takes bytes
+  held.Reset();
+  EXPECT_TRUE(two->WaitForFinished(two->accepted(), 5s));
+  EXPECT_TRUE(WaitFor([&] { return !HasEndpointSeries(*proxy, "skproxy_endpoint_connections_active", removed); }, 5s));
+  // DNS fails from now on (the next query is due at the TTL): the last answer stays, and the failure is
+  // counted.
+  dns.set_failing(true);
+  ASSERT_TRUE(WaitFor([&] {
+    return proxy->Metric("skproxy_dns_resolutions_total", {{"endpoint", name}, {"result", "fail"}}) >= 1;
+  }, 15s)) << proxy->StderrTail();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(WhoAnswers(proxy->listener()), '3');
+  EXPECT_EQ(proxy->Metric("skproxy_dns_addresses", {{"endpoint", name}}), 1);
+  EXPECT_NE(proxy->Stderr().find("keeping the last 1 address"), std::string::npos) << proxy->StderrTail();
+}
+
+// A long TTL is cut to dns_max_refresh; with respect_dns_ttl false, dns_refresh alone decides.
+TEST(ClusterTest, DnsRefreshBoundsAndIgnoringTheTtl) {
+  for (const std::string bounds : {"dns_refresh: 1h\ndns_min_refresh: 100ms\ndns_max_refresh: 300ms\n",
+                                   "respect_dns_ttl: false\ndns_refresh: 300ms\n"}) {
+    SCOPED_TRACE(bounds);
+    const uint16_t port = PickFreePort();
+    auto two = IdServerOn(Ip4("127.0.0.2", port), '2');
+    auto three = IdServerOn(Ip4("127.0.0.3", port), '3');
+    ASSERT_TRUE(two && three);
+    TestDnsServer dns("backend.skproxy.test");
+    dns.set_answer({"127.0.0.2"}, /*ttl=*/3600);
+    SKPROXY_START_OR_SKIP(proxy, ClusterConfig(absl::StrCat("endpoints: [\"backend.skproxy.test:", port, "\"]\n",
+                                                            "dns_resolvers: [\"", dns.address().ToString(), "\"]\n",
+                                                            bounds)));
+    EXPECT_EQ(WhoAnswers(proxy->listener()), '2');
+    dns.set_answer({"127.0.0.3"}, /*ttl=*/3600);
+    EXPECT_TRUE(WaitFor([&] { return WhoAnswers(proxy->listener()) == '3'; }, 10s)) << proxy->StderrTail();
+  }
 }
 
 TEST(ClusterTest, UnresolvableNameTakesNoConnectionAndIsCounted) {
@@ -544,7 +679,8 @@ TEST(ClusterTest, UnresolvableNameTakesNoConnectionAndIsCounted) {
   EXPECT_GE(proxy->Metric("skproxy_dns_resolutions_total",
                           {{"endpoint", "nothing.skproxy.test:80"}, {"result", "fail"}}),
             1);
-  EXPECT_EQ(proxy->Metric("skproxy_endpoint_healthy", {{"endpoint", "nothing.skproxy.test:80"}}), 0);
+  EXPECT_EQ(proxy->Metric("skproxy_dns_addresses", {{"endpoint", "nothing.skproxy.test:80"}}), 0);
+  EXPECT_EQ(proxy->Metric("skproxy_cluster_healthy_endpoints", {{"cluster", "backend"}}), 1);
 }
 
 // ---- idle timeout ----------------------------------------------------------------------------------

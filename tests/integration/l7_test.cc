@@ -187,18 +187,20 @@ TEST_F(L7Test, CurlIsRoutedOnHostAndPathAndKeepsItsUpstream) {
   EXPECT_PROXY_IDLE(proxy, baseline);
 }
 
-// With the kernel path forced, the routed connection goes into the sockhash once the inspected bytes are
-// written: requests and their answers still arrive whole.
+// With the kernel path forced, the routed connection goes into the sockhash once the upstream answered:
+// requests and their answers still arrive whole.
 TEST_F(L7Test, RoutedConnectionsOnTheForcedKernelPath) {
   SKPROXY_SKIP_IF_KERNEL_TOO_OLD();
   ProxyConfig config = HttpConfig();
   config.datapath = "sockmap";
   SKPROXY_START(proxy, baseline, config);
   const std::string answer = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\napi\n";
+  std::vector<UniqueFd> open;
   for (int i = 0; i < 3; ++i) {
     auto fd = Connect(proxy->listener(0), 5s);
     ASSERT_TRUE(fd.ok());
     // Two requests: the first is read by the inspector, the second after the insert, by the kernel path.
+    // The connections stay open until the end (their count on the kernel path is checked).
     for (const char* path : {"/v1/x", "/v1/y"}) {
       const std::string request = absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: api.example.com\r\n\r\n");
       ASSERT_EQ(SendAll(fd->get(), request.data(), request.size(), DeadlineIn(5s)).bytes, request.size());
@@ -206,10 +208,15 @@ TEST_F(L7Test, RoutedConnectionsOnTheForcedKernelPath) {
       ASSERT_EQ(RecvExact(fd->get(), got.data(), got.size(), DeadlineIn(5s)).bytes, answer.size());
       EXPECT_EQ(got, answer);
     }
+    open.push_back(std::move(*fd));
   }
   ASSERT_EQ(api_seen_.Get().size(), 3u);
   EXPECT_TRUE(absl::EndsWith(api_seen_.Get()[0], "\r\nX-Forwarded-For: 127.0.0.1\r\n\r\n")) << api_seen_.Get()[0];
-  EXPECT_EQ(proxy->Metric("skproxy_connections_total", {{"listener", "web"}, {"datapath", "sockmap"}}), 3);
+  // Each starts on the io_uring path (an upstream that ends before answering gets a 502 there) and moves
+  // into the kernel path at the upstream's first byte.
+  EXPECT_EQ(proxy->Metric("skproxy_datapath_switches_total", {{"to", "kernel"}}), 3);
+  EXPECT_EQ(proxy->Metric("skproxy_connections_active", {{"listener", "web"}, {"datapath", "sockmap"}}), 3);
+  open.clear();
   EXPECT_PROXY_IDLE(proxy, baseline);
 }
 
@@ -264,6 +271,85 @@ TEST_F(L7Test, Status502WhenTheUpstreamRefuses) {
   ExpectLocalResponse(*proxy, Ask(proxy->listener(0), "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 502);
   EXPECT_PROXY_IDLE(proxy, baseline);
 }
+
+// An upstream that reads the request head (to its blank line) and then does `then` with the socket.
+TcpServer::Handler ReadHeadThen(std::function<void(int fd)> then) {
+  return [then](int fd, ConnStats& stats, TcpServer& server) {
+    std::string head;
+    char c;
+    while (!absl::EndsWith(head, "\r\n\r\n")) {
+      if (RecvExact(fd, &c, 1, server.handler_deadline()).bytes != 1) return;
+      head.push_back(c);
+    }
+    stats.bytes_in = head.size();
+    then(fd);
+  };
+}
+
+void ResetOnClose(int fd) {
+  const linger reset{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+}
+
+// The request was written, then the upstream went away without a byte of response: the client gets a 502
+// (HAProxy's "server closed the connection without sending a response"), whether the upstream reset or
+// closed cleanly, on every data path.
+class NoResponseTest : public L7Test, public ::testing::WithParamInterface<std::tuple<std::string, bool>> {};
+
+TEST_P(NoResponseTest, Status502WhenTheUpstreamEndsBeforeAnswering) {
+  const auto& [datapath, reset] = GetParam();
+  if (datapath != "userspace") {
+    SKPROXY_SKIP_IF_KERNEL_TOO_OLD();
+  }
+  auto silent = StartServer(ReadHeadThen([reset = reset](int fd) {
+    if (reset) ResetOnClose(fd);
+  }));
+  ASSERT_TRUE(silent);
+  ProxyConfig config = HttpConfig();
+  config.datapath = datapath;
+  config.listeners_and_clusters_yaml = absl::StrReplaceAll(config.listeners_and_clusters_yaml,
+                                                           {{web_->endpoint().ToString(), silent->endpoint().ToString()}});
+  SKPROXY_START_ANY_PATH(proxy, baseline, config);
+  ExpectLocalResponse(*proxy, Ask(proxy->listener(0), "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 502);
+  ASSERT_TRUE(silent->WaitForFinished(1, 5s));
+  EXPECT_GT(silent->Finished()[0].bytes_in, 0u);  // the head did reach it
+  // Not a connect failure: the endpoint answered the connect.
+  EXPECT_EQ(proxy->Metric("skproxy_upstream_connect_failures_total", {{"cluster", "web"}}), 0);
+  EXPECT_PROXY_IDLE(proxy, baseline);
+}
+
+// Once the upstream has sent a byte, its end is the client's: the bytes it sent, then a reset (or a clean
+// close), and no status made up by skproxy.
+TEST_P(NoResponseTest, EndAfterPartOfAResponseIsPassedOn) {
+  const auto& [datapath, reset] = GetParam();
+  if (datapath != "userspace") {
+    SKPROXY_SKIP_IF_KERNEL_TOO_OLD();
+  }
+  const std::string partial = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart";
+  auto halfway = StartServer(ReadHeadThen([&partial, reset = reset](int fd) {
+    SendAll(fd, partial.data(), partial.size(), DeadlineIn(5s));
+    if (reset) ResetOnClose(fd);
+  }));
+  ASSERT_TRUE(halfway);
+  ProxyConfig config = HttpConfig();
+  config.datapath = datapath;
+  config.listeners_and_clusters_yaml = absl::StrReplaceAll(config.listeners_and_clusters_yaml,
+                                                           {{web_->endpoint().ToString(), halfway->endpoint().ToString()}});
+  SKPROXY_START_ANY_PATH(proxy, baseline, config);
+  const Answer a = Ask(proxy->listener(0), "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_EQ(a.bytes, partial);
+  EXPECT_TRUE(a.closed);
+  EXPECT_EQ(a.reset, reset) << (reset ? "the upstream's reset was not passed on" : "a clean close became a reset");
+  EXPECT_EQ(proxy->Metric("skproxy_local_responses_total", {{"listener", "web"}, {"status", "502"}}), 0);
+  EXPECT_PROXY_IDLE(proxy, baseline);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    DatapathsAndEnds, NoResponseTest,
+    ::testing::Combine(::testing::Values("userspace", "auto", "sockmap"), ::testing::Bool()),
+    [](const ::testing::TestParamInfo<std::tuple<std::string, bool>>& info) {
+      return absl::StrCat(std::get<0>(info.param), std::get<1>(info.param) ? "Reset" : "Close");
+    });
 
 TEST_F(L7Test, Status504WhenTheConnectTimesOut) {
   // A listener whose accept queue is full drops further SYNs: connecting to it times out.

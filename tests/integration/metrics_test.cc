@@ -87,6 +87,9 @@ TEST(MetricsTest, ReadmeAndMetricsListTheSameNames) {
   ProxyConfig config = SimpleProxyConfig("auto", {echo->endpoint()});
   config.promote_after = "64KiB";
   config.listeners.push_back(ListenerSpec{"edge", Loopback4(0), "backend", false, "protocol: http\n"});
+  // A host-name endpoint (through /etc/hosts), for the DNS families.
+  config.clusters.push_back(
+      ClusterSpec{"named", "2s", {}, absl::StrCat("endpoints: [\"localhost:", echo->endpoint().port(), "\"]\n")});
   SKPROXY_START_OR_SKIP(proxy, config);
   {
     auto fd = Connect(proxy->listener(0), 2s);
