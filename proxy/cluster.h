@@ -67,6 +67,7 @@ class ClusterState {
 
   const config::Cluster& config() const { return config_; }
   const std::string& name() const { return config_.name; }
+  const ClusterMetrics& metrics() const { return metrics_; }
   size_t size() const { return endpoints_.size(); }
   EndpointState& endpoint(size_t i) { return *endpoints_[i]; }
   const EndpointState& endpoint(size_t i) const { return *endpoints_[i]; }
