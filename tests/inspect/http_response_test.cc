@@ -20,7 +20,7 @@ TEST(HttpResponseParserTest, ReadsStatusAndFraming) {
   HttpResponseHead h;
   ASSERT_EQ(ParseWhole("HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nbody", &h), HttpResponseParser::Result::kDone);
   EXPECT_EQ(h.status, 200);
-  EXPECT_EQ(h.length, 38u);
+  EXPECT_EQ(h.length, 39u);
   EXPECT_TRUE(h.has_content_length);
   EXPECT_EQ(h.content_length, 12u);
   EXPECT_FALSE(h.close);
@@ -60,9 +60,10 @@ TEST(HttpBodyReaderTest, LengthChunkedNoneAndClose) {
   for (size_t step = 1; step <= chunked.size(); ++step) {
     HttpBodyReader r(HttpBodyReader::Mode::kChunked);
     size_t used = 0;
-    for (size_t at = 0; at < chunked.size() && !r.done(); at += step) used += r.Consume(std::string(chunked.substr(at, step)) + "GET");
+    for (size_t at = 0; at < chunked.size(); at += step) used += r.Consume(chunked.substr(at, step));
     EXPECT_TRUE(r.done()) << step;
     EXPECT_EQ(used, chunked.size()) << step;
+    EXPECT_EQ(r.Consume("GET / HTTP/1.1"), 0u) << "bytes after the body are not the body's";
   }
   HttpBodyReader bad(HttpBodyReader::Mode::kChunked);
   bad.Consume("zz\r\n");
