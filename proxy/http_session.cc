@@ -30,6 +30,13 @@ bool Idempotent(std::string_view method) {
          method == "TRACE";
 }
 
+// A reused connection the upstream may have closed while it sat idle (its FIN not yet seen by the pool's
+// watch): a peek costs one syscall, paid only where a failure could not be retried.
+bool StillOpen(int fd) {
+  char c;
+  return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 }  // namespace
 
 HttpSession::HttpSession(WorkerContext& worker, ListenerContext& listener, UniqueFd client, std::string buffer,
@@ -44,7 +51,11 @@ HttpSession::HttpSession(WorkerContext& worker, ListenerContext& listener, Uniqu
       on_handover_(std::move(on_handover)),
       in_(std::move(buffer)),
       in_len_(received),
-      cluster_(&cluster) {}
+      cluster_(&cluster) {
+  // Counted like a spliced connection on the io_uring path (a later fallback to the splice counts again).
+  listener_.metrics.connections_total[static_cast<int>(PathKind::kUserspace)]->Increment();
+  listener_.metrics.connections_active[static_cast<int>(PathKind::kUserspace)]->Increment();
+}
 
 HttpSession::~HttpSession() {
   // Whatever way it ended, the endpoint and the cluster's count are given back.
@@ -170,6 +181,8 @@ void HttpSession::OnHead() {
       decision = listener_.route_decisions.size() - 2;
     }
     listener_.route_decisions[decision]->Increment();
+    // The connection kept from the last request serves only its own cluster: elsewhere it goes to the pool.
+    if (held_ && cluster != cluster_) ReleaseUpstream(/*reusable=*/true);
     if (cluster == nullptr) {
       Answer(404, "no_route");
       return;
@@ -207,6 +220,20 @@ void HttpSession::OnHead() {
   in_len_ -= consumed;
   tried_.clear();
   last_timed_out_ = false;
+  if (held_) {
+    // The upstream connection of the last request, kept while this client stayed (HAProxy's
+    // `http-reuse safe` does the same): no pool round trip, no new pick, as long as its endpoint is usable.
+    held_ = false;
+    if (cluster_->endpoint(endpoint_).usable(ClusterState::NowNs()) &&
+        (retryable_ || StillOpen(upstream_.get()))) {
+      cluster_->metrics().pool_hits->Increment();
+      reused_ = true;
+      tried_.push_back(endpoint_);
+      SendRequest();
+      return;
+    }
+    ReleaseUpstream(/*reusable=*/false);
+  }
   if (!cluster_->Admit()) {
     listener_.metrics.rejected_cluster_limit->Increment();
     Answer(503);
@@ -235,6 +262,7 @@ void HttpSession::Acquire(bool allow_pool) {
     upstream_address_ = choice->address;
     if (allow_pool) {
       upstream_ = worker_.http_pool->Take(*cluster_, endpoint_);
+      if (upstream_.valid() && !retryable_ && !StillOpen(upstream_.get())) upstream_.Reset();
       if (upstream_.valid()) {
         cluster_->metrics().pool_hits->Increment();
         reused_ = true;
@@ -453,10 +481,18 @@ void HttpSession::OnClientSent(int res) {
 
 void HttpSession::EndResponse() {
   ++requests_;
-  ReleaseUpstream(upstream_reusable_ && !upstream_eof_);
+  const bool reusable = upstream_reusable_ && !upstream_eof_ && !closing_;
   if (client_close_) {
+    ReleaseUpstream(reusable);
     CloseClient();
     return;
+  }
+  // The client stays: its next request most likely goes where this one went, so the connection stays with
+  // it (with its endpoint and cluster counts) until that request is routed, or the client leaves.
+  if (reusable) {
+    held_ = true;
+  } else {
+    ReleaseUpstream(false);
   }
   NextRequest();
 }
@@ -482,6 +518,7 @@ void HttpSession::Retry() {
 }
 
 void HttpSession::ReleaseUpstream(bool reusable) {
+  held_ = false;
   if (upstream_.valid()) {
     if (reusable && !closing_) {
       worker_.http_pool->Put(listener_.clusters, *cluster_, endpoint_, std::move(upstream_));
@@ -504,7 +541,7 @@ void HttpSession::Answer(int status, const char* reason) {
     Abort();
     return;
   }
-  ReleaseUpstream(false);
+  ReleaseUpstream(held_);  // a kept connection is still good; one that just failed is not
   Handover handover;
   handover.status = status;
   handover.reason = reason;
@@ -512,9 +549,10 @@ void HttpSession::Answer(int status, const char* reason) {
 }
 
 void HttpSession::HandOver(Handover handover) {
-  ReleaseUpstream(false);
+  ReleaseUpstream(held_);
   handover.client = std::move(client_);
   finished_ = true;
+  listener_.metrics.connections_active[static_cast<int>(PathKind::kUserspace)]->Decrement();
   on_handover_(std::move(handover));
 }
 
@@ -544,9 +582,10 @@ void HttpSession::Drain() {
 
 void HttpSession::Finish() {
   if (finished_) return;
-  ReleaseUpstream(false);
+  ReleaseUpstream(held_);  // the client left between requests: its kept connection goes to the pool
   client_.Reset();
   finished_ = true;
+  listener_.metrics.connections_active[static_cast<int>(PathKind::kUserspace)]->Decrement();
   on_finish_();
 }
 

@@ -129,7 +129,8 @@ class HttpSession final : public TrackedHandler {
   bool client_close_ = false;
   bool retryable_ = false;  // idempotent, and all of it is in out_
   bool retried_ = false;
-  bool reused_ = false;     // the upstream came from the pool
+  bool reused_ = false;     // the upstream came from the pool, or was kept from the last request
+  bool held_ = false;       // between requests: upstream_ kept from the last one (endpoint and count held)
   bool admitted_ = false;   // the cluster's max_connections
   bool holds_endpoint_ = false;
   uint32_t endpoint_ = 0;

@@ -188,7 +188,7 @@ Metrics::Metrics(const bpf::SockmapProgram* program, const ProcessState* state)
                  .Register(*registry_)),
       pool_requests_(prometheus::BuildCounter()
                  .Name("skproxy_http_pool_requests_total")
-                 .Help("HTTP requests sent over a cluster's keep-alive pool, by cluster and result (hit: an idle connection was reused; miss: a new one was connected).")
+                 .Help("HTTP requests sent over a cluster's keep-alive pool, by cluster and result (hit: an open connection was reused, from the pool or kept from the client's previous request; miss: a new one was connected).")
                  .Register(*registry_)),
       pool_idle_(prometheus::BuildGauge()
                  .Name("skproxy_http_pool_idle_connections")

@@ -41,7 +41,7 @@ struct ClusterMetrics {
   prometheus::Gauge* healthy_endpoints;      // skproxy_cluster_healthy_endpoints
   prometheus::Counter* overflow;             // skproxy_cluster_rejections_total{reason="max_connections"}
   prometheus::Counter* no_healthy_endpoint;  // skproxy_cluster_rejections_total{reason="no_healthy_endpoint"}
-  // http_keepalive (proxy/http_pool.h): requests served by an idle pooled connection, requests that had
+  // http_keepalive (proxy/http_pool.h): requests served by an open upstream connection, requests that had
   // to connect, idle connections held now (all workers), and requests retried on a fresh connection.
   prometheus::Counter* pool_hits;     // skproxy_http_pool_requests_total{result="hit"}
   prometheus::Counter* pool_misses;   // skproxy_http_pool_requests_total{result="miss"}

@@ -683,6 +683,7 @@ TEST(Examples, L7IsValid) {
   absl::StatusOr<Config> config = LoadConfigFile(kConfigDir + "/examples/l7.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->listeners.size(), 3u);
+  EXPECT_EQ(config->clusters[0].http_keepalive.max_idle, 64u);
 }
 
 }  // namespace

@@ -136,11 +136,12 @@ struct Response {
 };
 
 // Reads one response off `fd`: the head, then the body by its framing (Content-Length, chunked kept
-// encoded as it arrived, or to EOF).
-Response ReadResponse(int fd, Millis timeout = 10s) {
+// encoded as it arrived, or to EOF). Bytes read past it (the next pipelined response) stay in `*carry`.
+Response ReadResponse(int fd, Millis timeout = 10s, std::string* carry = nullptr) {
   Response r;
   Deadline deadline = DeadlineIn(timeout);
   std::string data;
+  if (carry != nullptr) data.swap(*carry);
   char buf[64 * 1024];
   auto more = [&]() {
     if (PollFd(fd, POLLIN, deadline) == 0) return -1;
@@ -161,12 +162,17 @@ Response ReadResponse(int fd, Millis timeout = 10s) {
     while (data.size() < n)
       if (more() <= 0) return r;
     r.body = data.substr(0, n);
-    r.complete = data.size() == n;
-  } else if (absl::StrContains(r.head, "Transfer-Encoding: chunked")) {
-    while (!absl::EndsWith(data, "\r\n0\r\nX-Trailer: t\r\n\r\n"))
-      if (more() <= 0) return r;
-    r.body = data;
     r.complete = true;
+    if (carry != nullptr) *carry = data.substr(n);
+    else r.complete = data.size() == n;  // nothing may follow unasked
+  } else if (absl::StrContains(r.head, "Transfer-Encoding: chunked")) {
+    const std::string last = "\r\n0\r\nX-Trailer: t\r\n\r\n";
+    size_t end_at;
+    while ((end_at = data.find(last)) == std::string::npos)
+      if (more() <= 0) return r;
+    r.body = data.substr(0, end_at + last.size());
+    r.complete = true;
+    if (carry != nullptr) *carry = data.substr(end_at + last.size());
   } else {
     int m;
     while ((m = more()) > 0) {
@@ -245,11 +251,12 @@ TEST(HttpPoolTest, BodiesOfEveryFramingArriveByteExact) {
   // Keep-alive: several responses on one client connection, the pipelined pair sent in one write.
   const std::string two = Get("/len/200000") + Get("/chunked");
   ASSERT_EQ(SendAll(fd->get(), two.data(), two.size(), DeadlineIn(5s)).bytes, two.size());
-  Response len = ReadResponse(fd->get());
+  std::string carry;
+  Response len = ReadResponse(fd->get(), 10s, &carry);
   ASSERT_TRUE(len.complete) << len.head;
   EXPECT_EQ(len.body, Body(200000, 1));
   EXPECT_FALSE(absl::StrContains(len.head, "Connection:")) << len.head;
-  Response chunked = ReadResponse(fd->get());
+  Response chunked = ReadResponse(fd->get(), 10s, &carry);
   ASSERT_TRUE(chunked.complete) << chunked.head;
   EXPECT_EQ(chunked.body, Chunked(Body(kChunkedBody, 2)));
   // A request body larger than the proxy's head buffer streams through, and comes back whole.
@@ -291,6 +298,22 @@ TEST(HttpPoolTest, UpstreamClosingAnIdleConnectionDoesNotFailTheNextRequest) {
         << "the closed connection stayed in the pool";
   }
   EXPECT_EQ(upstream->accepted(), 3u);
+  // A keep-alive client keeps its upstream connection between requests; the upstream closes that one too.
+  // The next request is a POST, which must not be sent twice: the proxy sees the close before writing it.
+  auto fd = Connect(proxy->listener(), 5s);
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  const std::string once = Get("/once");
+  ASSERT_EQ(SendAll(fd->get(), once.data(), once.size(), DeadlineIn(5s)).bytes, once.size());
+  Response r = ReadResponse(fd->get());
+  ASSERT_TRUE(r.complete) << r.head;
+  ASSERT_TRUE(WaitFor([&] { return upstream->finished() == 4; }, 5s));
+  const std::string post = "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
+  ASSERT_EQ(SendAll(fd->get(), post.data(), post.size(), DeadlineIn(5s)).bytes, post.size());
+  Response echoed = ReadResponse(fd->get());
+  ASSERT_TRUE(echoed.complete) << echoed.head;
+  EXPECT_TRUE(absl::StartsWith(echoed.head, "HTTP/1.1 200")) << echoed.head;
+  EXPECT_EQ(echoed.body, "hello");
+  EXPECT_EQ(upstream->accepted(), 5u);
   EXPECT_EQ(proxy->Metric("skproxy_http_pool_retries_total", {{"cluster", "web"}}), 0);
 }
 
