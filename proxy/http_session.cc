@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -566,8 +567,16 @@ void HttpSession::Abort() {
 }
 
 void HttpSession::CloseClient() {
-  // Our FIN after the response; then read what the client still sends until it closes too (bounded),
-  // because closing with unread bytes would send a RST that can discard the response before it is read.
+  // A client that sent nothing past its request (the usual `Connection: close` client) is closed at once:
+  // with nothing unread the close is a plain FIN (nginx lingers likewise only when more data may come).
+  int unread = 0;
+  if (in_len_ == 0 && ioctl(client_.get(), FIONREAD, &unread) == 0 && unread == 0) {
+    Finish();
+    return;
+  }
+  // Otherwise our FIN after the response; then read what the client still sends until it closes too
+  // (bounded), because closing with unread bytes would send a RST that can discard the response before it
+  // is read.
   shutdown(client_.get(), SHUT_WR);
   head_deadline_ = absl::Now() + kDrainTimeout;
   Drain();
