@@ -600,6 +600,8 @@ void HttpSession::Finish() {
 
 void HttpSession::CloseIdle() {
   if (finished_) return;
+  // Between requests the kept upstream connection is sound: the pool keeps it for the next client.
+  if (held_) ReleaseUpstream(/*reusable=*/true);
   closing_ = true;
   // Whatever is in flight completes (a recv with 0, a send with an error) and ends the session.
   if (client_.valid()) shutdown(client_.get(), SHUT_RDWR);

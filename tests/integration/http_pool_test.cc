@@ -371,6 +371,34 @@ TEST(HttpPoolTest, LaterRequestsAreRoutedByTheirOwnHost) {
   EXPECT_EQ(web->accepted(), 2u);
 }
 
+TEST(HttpPoolTest, ListenerIdleTimeoutClosesAnIdleClientAndPoolsItsUpstream) {
+  auto upstream = StartServer(HttpUpstream({}));
+  ASSERT_TRUE(upstream);
+  ProxyConfig config = PoolConfig(*upstream);
+  const std::string at = "    cluster: web\n";
+  config.listeners_and_clusters_yaml.insert(config.listeners_and_clusters_yaml.find(at) + at.size(),
+                                            "    idle_timeout: 300ms\n");
+  SKPROXY_START_OR_SKIP(proxy, config);
+  auto fd = Connect(proxy->listener(), 5s);
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  const std::string request = Get("/");
+  ASSERT_EQ(SendAll(fd->get(), request.data(), request.size(), DeadlineIn(5s)).bytes, request.size());
+  Response r = ReadResponse(fd->get());
+  ASSERT_TRUE(r.complete) << r.head;
+  // The keep-alive client says nothing more: the listener's idle_timeout closes it, and the upstream
+  // connection it kept goes to the pool, where the next client finds it.
+  EXPECT_TRUE(ClosedCleanly(fd->get(), 5s)) << "the idle client was not closed";
+  EXPECT_TRUE(WaitFor([&] { return proxy->Metric("skproxy_idle_timeouts_total", {{"listener", "web"}}) == 1 &&
+                                   proxy->Metric("skproxy_http_pool_idle_connections", {{"cluster", "web"}}) == 1; },
+                      5s));
+  auto next = Connect(proxy->listener(), 5s);
+  ASSERT_TRUE(next.ok()) << next.status();
+  ASSERT_EQ(SendAll(next->get(), request.data(), request.size(), DeadlineIn(5s)).bytes, request.size());
+  Response again = ReadResponse(next->get());
+  ASSERT_TRUE(again.complete) << again.head;
+  EXPECT_EQ(upstream->accepted(), 1u);
+}
+
 TEST(HttpPoolTest, LargeResponseStreamsThroughBoundedMemory) {
   std::atomic<uint64_t> sent{0};
   UpstreamOptions options;
