@@ -39,7 +39,7 @@ struct Sockmap {
   // connection moves into the kernel again once it carries promote_after bytes in one interval, in
   // messages of at least this mean size. 0: never demote. See docs/adaptive-datapath.md.
   uint64_t demote_below_bytes = 1024;
-  uint32_t demote_after_messages = 64;
+  uint32_t demote_after_messages = 16;
   absl::Duration switch_interval = absl::Milliseconds(100);  // how often the switch samples a connection
 };
 
