@@ -24,12 +24,13 @@ import time
 import urllib.request
 
 ALL_ROWS = ['direct', 'skproxy-sockmap', 'skproxy-userspace', 'skproxy-auto', 'haproxy', 'nginx',
-            'skproxy-http', 'haproxy-http', 'nginx-http']
+            'skproxy-http', 'skproxy-http-splice', 'haproxy-http', 'nginx-http']
 ROW_TITLES = {'direct': 'direct (no proxy)', 'skproxy-sockmap': 'skproxy sockmap (kernel)',
               'skproxy-userspace': 'skproxy userspace', 'skproxy-auto': 'skproxy auto',
               'haproxy': 'HAProxy (mode tcp)', 'nginx': 'nginx (stream)',
               'skproxy-http': 'skproxy auto, http listener', 'haproxy-http': 'HAProxy (mode http)',
-              'nginx-http': 'nginx (http proxy)'}
+              'nginx-http': 'nginx (http proxy)',
+              'skproxy-http-splice': 'skproxy auto, http listener, no upstream pool'}
 # The -http rows put an L7 listener on the HTTP route only (skproxy protocol: http, HAProxy mode http,
 # nginx's http module); their other routes stay as in the plain rows, so only the wrk columns differ.
 HOST = '127.0.0.1'
@@ -38,7 +39,7 @@ BACKEND_PORTS = {'iperf': 27001, 'echo': 27002, 'once': 27003, 'http': 27004}
 ROUTES = list(BACKEND_PORTS)  # every proxy forwards listen port ROW_BASE + 1.. to these, in this order
 ROW_BASE = {'direct': 27000, 'haproxy': 27020, 'nginx': 27030, 'skproxy-sockmap': 27040,
             'skproxy-userspace': 27050, 'skproxy-auto': 27060, 'skproxy-http': 27070, 'haproxy-http': 27080,
-            'nginx-http': 27090}
+            'nginx-http': 27090, 'skproxy-http-splice': 27140}
 # --baseline PATH: each skproxy row asked for is also run with another binary, right after it in every
 # repetition, so an A/B of two builds shares one noisy run.
 BASELINE_ROWS = {'skproxy-sockmap-baseline': 27100, 'skproxy-userspace-baseline': 27110,
@@ -395,10 +396,14 @@ class Nginx(Proxy):
 
 
 class Skproxy(Proxy):
-    def __init__(self, row, ctx, datapath, http=False):
+    def __init__(self, row, ctx, datapath, http=False, pool=False):
         super().__init__(row, ctx)
         self.datapath = datapath
         self.http = http
+        # http_keepalive on the http cluster: an nginx user keeps `keepalive 64` upstream connections (the
+        # nginx-http row does), so the skproxy-http row does the same; skproxy-http-splice splices each
+        # client connection to an upstream connection of its own (the behaviour without the key).
+        self.pool = pool
         self.ready = threading.Event()
         self.ready_line = ''
         self.chosen = None
@@ -420,6 +425,8 @@ class Skproxy(Proxy):
             f.write('clusters:\n')
             for name, _, bp in self.routes():
                 f.write(f'  - name: {name}\n    connect_timeout: 5s\n    endpoints: ["{HOST}:{bp}"]\n')
+                if self.pool and name == 'http':
+                    f.write('    http_keepalive: { max_idle: 64 }\n')
         self.errlog = os.path.join(self.dir, 'skproxy.err')
         self.proc = self.ctx.procs.spawn('skproxy', [exe, '--config', cfg, '--datapath', self.datapath],
                                          stderr=subprocess.PIPE)
@@ -516,7 +523,8 @@ def make_row(row, ctx):
     if row in ('nginx', 'nginx-http'):
         return Nginx(row, ctx)
     if row.startswith('skproxy-http'):
-        return Skproxy(row, ctx, 'auto', http=True)
+        # Not the -baseline row: an older binary may not know the key.
+        return Skproxy(row, ctx, 'auto', http=True, pool=row == 'skproxy-http')
     return Skproxy(row, ctx, row.split('-')[1])
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peer benchmark: direct vs skproxy (sockmap, userspace and auto paths) vs HAProxy vs nginx, on loopback.
 # Usage: bench/run.sh [--quick] [--reps N] [--rows direct,skproxy-sockmap,skproxy-userspace,skproxy-auto,haproxy,nginx,
-#                                              skproxy-http,haproxy-http,nginx-http]
+#                                              skproxy-http,skproxy-http-splice,haproxy-http,nginx-http]
 #                     [--columns memory,iperf,pingpong,connrate,wrk,wrk-close,reqresp,reqresp-bulk]
 #                     [--skproxy PATH] [--baseline PATH] [--build DIR] [--idle-conns N] [--json FILE]
 # Prints markdown tables on stdout (progress goes to stderr). Builds nothing: it expects the tools in

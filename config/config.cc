@@ -164,6 +164,7 @@ class Parser {
   absl::StatusOr<Endpoint> EndpointAddress(const Value& v) const;
   absl::Status ParseHealthCheck(const Value& v, HealthCheck& check) const;
   absl::Status ParseOutlierDetection(const Value& v, OutlierDetection& outlier) const;
+  absl::Status ParseHttpKeepalive(const Value& v, HttpKeepalive& keepalive) const;
   absl::StatusOr<uint32_t> Count(const Value& v, uint64_t min, uint64_t max) const;
   absl::StatusOr<absl::Duration> OptionalDuration(const Value& v) const;
 
@@ -497,12 +498,22 @@ absl::Status Parser::ParseOutlierDetection(const Value& v, OutlierDetection& out
   return absl::OkStatus();
 }
 
+absl::Status Parser::ParseHttpKeepalive(const Value& v, HttpKeepalive& keepalive) const {
+  CONFIG_ASSIGN_OR_RETURN(Fields fields, Mapping(v, {"max_idle", "idle_timeout"}));
+  CONFIG_ASSIGN_OR_RETURN(Value max, Required(fields, "max_idle"));
+  CONFIG_ASSIGN_OR_RETURN(keepalive.max_idle, Count(max, 0, 65536));
+  if (std::optional<Value> timeout = fields.Find("idle_timeout")) {
+    CONFIG_ASSIGN_OR_RETURN(keepalive.idle_timeout, PositiveDuration(*timeout));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Cluster> Parser::ParseCluster(const Value& v, const Config& config) const {
   CONFIG_ASSIGN_OR_RETURN(Fields fields,
                           Mapping(v, {"name", "connect_timeout", "lb_policy", "endpoints", "health_check",
                                       "outlier_detection", "dns_refresh", "respect_dns_ttl", "dns_min_refresh",
                                       "dns_max_refresh", "dns_family", "dns_resolvers", "max_connections",
-                                      "proxy_protocol"}));
+                                      "proxy_protocol", "http_keepalive"}));
   Cluster cluster;
   cluster.line = v.line;
   CONFIG_ASSIGN_OR_RETURN(Value name, Required(fields, "name"));
@@ -581,6 +592,12 @@ absl::StatusOr<Cluster> Parser::ParseCluster(const Value& v, const Config& confi
   }
   if (std::optional<Value> proxy = fields.Find("proxy_protocol")) {
     CONFIG_ASSIGN_OR_RETURN(cluster.proxy_protocol, ProxyProtocol(*proxy));
+  }
+  if (std::optional<Value> keepalive = fields.Find("http_keepalive")) {
+    CONFIG_RETURN_IF_ERROR(ParseHttpKeepalive(*keepalive, cluster.http_keepalive));
+    // A PROXY header describes one client connection; a pooled upstream connection carries many clients.
+    if (cluster.http_keepalive.enabled() && cluster.proxy_protocol != ProxyProtocolVersion::kNone)
+      return Error(*keepalive, "cannot be combined with proxy_protocol (a pooled connection serves many clients)");
   }
   return cluster;
 }

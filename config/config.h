@@ -134,6 +134,15 @@ struct OutlierDetection {
   absl::Duration ejection_time = absl::Seconds(30);
 };
 
+// Keep-alive connections to a cluster's endpoints, reused across the requests of http listeners (nginx's
+// `upstream { keepalive N; keepalive_timeout T; }`, Envoy's per-cluster HTTP/1.1 connection pool).
+// docs/l7-routing.md: which requests use it.
+struct HttpKeepalive {
+  uint32_t max_idle = 0;  // idle connections kept per worker; 0: no pool (each client connection is spliced)
+  absl::Duration idle_timeout = absl::Seconds(60);  // an idle connection unused this long is closed
+  bool enabled() const { return max_idle > 0; }
+};
+
 struct Cluster {
   std::string name;
   absl::Duration connect_timeout = absl::Seconds(5);
@@ -157,6 +166,7 @@ struct Cluster {
   // Connections open at once to this cluster (connecting or established); past it a new one is closed
   // (reason="cluster_max_connections"). 0: no limit.
   uint32_t max_connections = 0;
+  HttpKeepalive http_keepalive;
   int line = 0;
 
   bool has_names() const;  // some endpoint is a host name

@@ -87,6 +87,7 @@ class ClusterState {
   const std::string& name() const { return config_.name; }
   // The current endpoints (a snapshot: DNS may replace the set right after).
   std::shared_ptr<const HostSet> hosts() const;
+  const ClusterMetrics& metrics() const { return metrics_; }
 
   // Whether some endpoint may take a new connection now (an http listener answers 503 when not).
   bool HasHealthyEndpoint() const;

@@ -10,6 +10,8 @@
 #include "absl/time/clock.h"
 #include "proxy/access_log.h"
 #include "proxy/config_json.h"
+#include "proxy/http_pool.h"
+#include "proxy/inspect/http_request_framing.h"
 #include "proxy/inspect/local_response.h"
 #include "proxy/inspect/proxy_protocol.h"
 #include "proxy/original_destination.h"
@@ -74,6 +76,7 @@ Connection::~Connection() {
 
 void Connection::ResetOnClose() {
   end_reason_ = "drain";
+  if (session_ != nullptr) session_->ResetOnClose();
   if (state_ == State::kPiping) {
     path_->ResetOnClose();
     return;
@@ -102,7 +105,7 @@ std::string Connection::AccessLogLine() const {
       ",\"endpoint\":", endpoint_ != nullptr ? JsonString(endpoint_->ToString()) : "null",
       ",\"upstream\":", upstream_connected_ ? JsonString(upstream_connected_->ToString()) : "null",
       ",\"client\":", logged_client_.length > 0 ? JsonString(logged_client_.ToString()) : "null",
-      ",\"datapath\":", JsonString(path_ != nullptr ? PathKindName(summary.kind) : "none"),
+      ",\"datapath\":", JsonString(path_ != nullptr ? PathKindName(summary.kind) : session_ != nullptr ? "http_pool" : "none"),
       ",\"switches\":", summary.switches,
       ",\"bytes_downstream_to_upstream\":", kernel[0] + user[0],
       ",\"bytes_upstream_to_downstream\":", kernel[1] + user[1],
@@ -125,6 +128,7 @@ ConnectionInfo Connection::Describe(absl::Time now) const {
     case State::kConnecting: info.state = "connecting"; break;
     case State::kForwarding: info.state = "forwarding"; break;
     case State::kPiping: info.state = path_->finished() ? "closing" : "piping"; break;
+    case State::kPooling: info.state = session_->finished() ? "closing" : "pooling"; break;
     case State::kResponding: info.state = "responding"; break;
     case State::kClosed: info.state = "closing"; break;
   }
@@ -143,8 +147,9 @@ ConnectionInfo Connection::Describe(absl::Time now) const {
 }
 
 bool Connection::done() const {
-  if (state_ == State::kPiping) return path_->done();
-  return state_ == State::kClosed && inflight() == 0;
+  if (state_ == State::kPiping) return path_->done() && (session_ == nullptr || session_->done());
+  if (state_ == State::kPooling) return session_->done();
+  return state_ == State::kClosed && inflight() == 0 && (session_ == nullptr || session_->done());
 }
 
 void Connection::Start() {
@@ -247,8 +252,46 @@ void Connection::Decide(const Inspection::Outcome& outcome) {
     Reject("no_healthy_endpoint", 503);
     return;
   }
+  if (StartSession(*cluster)) return;
   forward_ = inspection_->Forward(std::string_view(buffer_.data(), received_));
   ConnectTo(*cluster);
+}
+
+bool Connection::StartSession(ClusterState& cluster) {
+  if (listener_.config->protocol != config::ListenerProtocol::kHttp || !cluster.config().http_keepalive.enabled() ||
+      worker_.http_pool == nullptr)
+    return false;
+  const size_t offset = inspection_->client_offset();
+  const std::string_view client(buffer_.data() + offset, received_ - offset);
+  if (!FrameRequest(client, inspection_->http_head()).poolable) return false;
+  state_ = State::kPooling;
+  cluster_ = &cluster;
+  buffer_.erase(0, offset);
+  buffer_.resize(listener_.config->inspect.max_bytes);  // the limit for every later head as well
+  session_ = std::make_unique<HttpSession>(
+      worker_, listener_, std::move(client_), std::move(buffer_), received_ - offset, inspection_->client(), cluster,
+      [this] { worker_.finished->push_back(this); },
+      [this](HttpSession::Handover handover) { OnSessionHandover(std::move(handover)); });
+  buffer_ = std::string();
+  received_ = 0;
+  last_active_ = absl::Now();
+  session_->Start();
+  return true;
+}
+
+void Connection::OnSessionHandover(HttpSession::Handover handover) {
+  client_ = std::move(handover.client);
+  if (handover.status != 0) {
+    if (handover.reason != nullptr) {
+      Reject(handover.reason, handover.status);
+    } else {
+      Respond(handover.status);
+    }
+    return;
+  }
+  // A request the pool does not carry (Upgrade, chunked body, ...): spliced from here on, as without a pool.
+  forward_ = std::move(handover.forward);
+  ConnectTo(*handover.cluster);
 }
 
 void Connection::Reject(const char* reason, int status) {
@@ -511,9 +554,9 @@ void Connection::OnNoResponse(UniqueFd client) {
 }
 
 bool Connection::CloseIfIdle(absl::Duration timeout, absl::Time now) {
-  if (state_ != State::kPiping || path_->finished()) return false;
+  if (state_ == State::kPooling ? session_->finished() : state_ != State::kPiping || path_->finished()) return false;
   // A move between the paths changes the pipe and so the count: that too counts as activity.
-  const uint64_t activity = path_->activity();
+  const uint64_t activity = state_ == State::kPooling ? session_->activity() : path_->activity();
   if (activity != last_activity_) {
     last_activity_ = activity;
     last_active_ = now;
@@ -521,6 +564,10 @@ bool Connection::CloseIfIdle(absl::Duration timeout, absl::Time now) {
   }
   if (now - last_active_ < timeout) return false;
   end_reason_ = "timeout";
+  if (state_ == State::kPooling) {
+    session_->CloseIdle();
+    return true;
+  }
   path_->CloseIdle();
   return true;
 }

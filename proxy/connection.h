@@ -8,6 +8,9 @@
 //   -> forwarding (the PROXY header for the cluster, then the bytes inspected, written to the upstream)
 //   -> piping (a PathSwitch: the connection's pipe, and its moves between the two data paths; on an http
 //      listener, an upstream that ends before its first byte gives the client back for a 502)
+//   or, on an http listener whose cluster has http_keepalive and a request that can be pooled:
+//   -> pooling (an HttpSession: request by request over the worker's keep-alive pool; it may hand the client
+//      back for a local answer or to be spliced like above)
 //   -> done (the pipe closed both legs, or no endpoint answered and the client was closed or answered).
 //   An http listener answers errors itself (responding: the response, then the client's rest read off
 //   so that the close does not reset the response away).
@@ -24,6 +27,7 @@
 #include "config/address.h"
 #include "proxy/connection_info.h"
 #include "proxy/inspect/inspection.h"
+#include "proxy/http_session.h"
 #include "proxy/path_switch.h"
 #include "proxy/tracked_handler.h"
 #include "proxy/unique_fd.h"
@@ -55,7 +59,7 @@ class Connection final : public TrackedHandler {
   ConnectionInfo Describe(absl::Time now) const;
 
  private:
-  enum class State { kInspecting, kConnecting, kForwarding, kPiping, kResponding, kClosed };
+  enum class State { kInspecting, kConnecting, kForwarding, kPiping, kPooling, kResponding, kClosed };
   enum Tag : unsigned { kConnect = 0, kInspectRecv = 1, kForwardSend = 2, kResponseSend = 3, kDrain = 4 };
 
   void Handle(unsigned tag, int res, unsigned cqe_flags) override;
@@ -85,6 +89,9 @@ class Connection final : public TrackedHandler {
   // An http listener's upstream ended (FIN or reset) after the request was written and before it sent a
   // byte: the pipe gives the client's leg back, and the client gets a 502.
   void OnNoResponse(UniqueFd client);
+  // The request in buffer_ goes over `cluster`'s keep-alive pool; false when it cannot (then spliced).
+  bool StartSession(ClusterState& cluster);
+  void OnSessionHandover(HttpSession::Handover handover);
   void CloseClient();
   // The access log line of this connection, written when it is destroyed.
   std::string AccessLogLine() const;
@@ -121,6 +128,7 @@ class Connection final : public TrackedHandler {
   size_t response_sent_ = 0;
   size_t drained_ = 0;
   std::unique_ptr<PathSwitch> path_;  // while piping: which path the bytes take, and the pipe itself
+  std::unique_ptr<HttpSession> session_;  // from pooling on (kept until the end: it may still hold operations)
   // For the access log.
   absl::Time start_ = absl::Now();
   SocketAddress logged_client_;  // the client socket's peer, read at accept

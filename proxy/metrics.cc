@@ -186,6 +186,18 @@ Metrics::Metrics(const bpf::SockmapProgram* program, const ProcessState* state)
                  .Name("skproxy_cluster_rejections_total")
                  .Help("Client connections a cluster refused, by cluster and reason (max_connections, no_healthy_endpoint).")
                  .Register(*registry_)),
+      pool_requests_(prometheus::BuildCounter()
+                 .Name("skproxy_http_pool_requests_total")
+                 .Help("HTTP requests sent over a cluster's keep-alive pool, by cluster and result (hit: an open connection was reused, from the pool or kept from the client's previous request; miss: a new one was connected).")
+                 .Register(*registry_)),
+      pool_idle_(prometheus::BuildGauge()
+                 .Name("skproxy_http_pool_idle_connections")
+                 .Help("Idle keep-alive upstream connections held now, all workers, by cluster.")
+                 .Register(*registry_)),
+      pool_retries_(prometheus::BuildCounter()
+                 .Name("skproxy_http_pool_retries_total")
+                 .Help("Requests that failed on a reused connection before any response byte and were sent again on a new one, by cluster.")
+                 .Register(*registry_)),
       endpoint_healthy_(prometheus::BuildGauge()
                  .Name("skproxy_endpoint_healthy")
                  .Help("1 when the endpoint may take new connections (resolved, passing its health checks, not ejected).")
@@ -257,6 +269,10 @@ ClusterMetrics Metrics::ForCluster(const std::string& cluster) {
   m.healthy_endpoints = &cluster_healthy_.Add({{"cluster", cluster}});
   m.overflow = &cluster_rejections_.Add({{"cluster", cluster}, {"reason", "max_connections"}});
   m.no_healthy_endpoint = &cluster_rejections_.Add({{"cluster", cluster}, {"reason", "no_healthy_endpoint"}});
+  m.pool_hits = &pool_requests_.Add({{"cluster", cluster}, {"result", "hit"}});
+  m.pool_misses = &pool_requests_.Add({{"cluster", cluster}, {"result", "miss"}});
+  m.pool_idle = &pool_idle_.Add({{"cluster", cluster}});
+  m.pool_retries = &pool_retries_.Add({{"cluster", cluster}});
   return m;
 }
 

@@ -43,6 +43,12 @@ struct ClusterMetrics {
   prometheus::Gauge* healthy_endpoints;      // skproxy_cluster_healthy_endpoints
   prometheus::Counter* overflow;             // skproxy_cluster_rejections_total{reason="max_connections"}
   prometheus::Counter* no_healthy_endpoint;  // skproxy_cluster_rejections_total{reason="no_healthy_endpoint"}
+  // http_keepalive (proxy/http_pool.h): requests served by an open upstream connection, requests that had
+  // to connect, idle connections held now (all workers), and requests retried on a fresh connection.
+  prometheus::Counter* pool_hits;     // skproxy_http_pool_requests_total{result="hit"}
+  prometheus::Counter* pool_misses;   // skproxy_http_pool_requests_total{result="miss"}
+  prometheus::Gauge* pool_idle;       // skproxy_http_pool_idle_connections
+  prometheus::Counter* pool_retries;  // skproxy_http_pool_retries_total
 };
 
 // One endpoint of a cluster (labels cluster=NAME, endpoint="host:port" as configured).
@@ -135,6 +141,9 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& cluster_active_;
   prometheus::Family<prometheus::Gauge>& cluster_healthy_;
   prometheus::Family<prometheus::Counter>& cluster_rejections_;
+  prometheus::Family<prometheus::Counter>& pool_requests_;
+  prometheus::Family<prometheus::Gauge>& pool_idle_;
+  prometheus::Family<prometheus::Counter>& pool_retries_;
   prometheus::Family<prometheus::Gauge>& endpoint_healthy_;
   prometheus::Family<prometheus::Gauge>& endpoint_ejected_;
   prometheus::Family<prometheus::Gauge>& endpoint_active_;

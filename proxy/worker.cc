@@ -365,6 +365,8 @@ void Worker::Run() {
   }
   ring_ = *std::move(ring);
   context_.ring = ring_.get();
+  http_pool_ = std::make_unique<HttpPool>(*ring_);
+  context_.http_pool = http_pool_.get();
   if (context_.sockmap != nullptr) {
     absl::StatusOr<std::unique_ptr<NoticeReader>> reader =
         NoticeReader::Create(*ring_, *context_.sockmap, context_.index, notice_targets_);
@@ -394,6 +396,8 @@ void Worker::Run() {
   for (auto& [raw, connection] : connections_) connection->ResetOnClose();
   // Tearing the ring down first cancels every operation, so no completion can reach a freed connection.
   ring_.reset();
+  context_.http_pool = nullptr;
+  http_pool_.reset();  // after the ring: no poll of an idle connection can complete any more
   connections_.clear();
   context_.switches = nullptr;
   switches_.reset();

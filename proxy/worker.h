@@ -15,6 +15,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "proxy/connection.h"
+#include "proxy/http_pool.h"
 #include "proxy/process_state.h"
 #include "proxy/path_switch.h"
 #include "proxy/unique_fd.h"
@@ -109,6 +110,7 @@ class Worker {
   std::atomic<int> command_{kNone};
   absl::Notification exited_;
   size_t reset_ = 0;  // connections reset when the loop ended unfinished
+  std::unique_ptr<HttpPool> http_pool_;  // on the worker's thread, like the ring it uses
   std::atomic<size_t> connection_count_{0};
 
   std::mutex reload_mu_;

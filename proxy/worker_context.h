@@ -20,6 +20,7 @@ namespace skproxy {
 
 class AccessLog;
 class Connection;
+class HttpPool;
 class PathSwitches;
 
 // One listener of one config generation. A connection takes a shared_ptr to it at accept and keeps the
@@ -59,6 +60,7 @@ struct WorkerContext {
   PathSwitches* switches = nullptr;    // samples kernel-path connections for demotion (datapath auto)
   std::vector<Connection*>* finished;  // connections that may be done: the worker reaps them
   AccessLog* access_log = nullptr;     // null: no access log
+  HttpPool* http_pool = nullptr;       // idle keep-alive upstream connections (clusters' http_keepalive)
 };
 
 }  // namespace skproxy

@@ -44,6 +44,10 @@ class Inspection {
   // The client as the PROXY header gave it, else the peer of the socket; likewise the address it reached.
   const SocketAddress& client() const { return client_; }
   const SocketAddress& local() const { return local_; }
+  // After kRouted on an http listener: the request head (views into the data given to Feed), and where the
+  // client's own bytes start in that data (after a PROXY header).
+  const HttpHead& http_head() const { return http_.head(); }
+  size_t client_offset() const { return offset_; }
 
  private:
   Outcome Reject(const char* reason, int http_status) const;

@@ -698,6 +698,7 @@ TEST(Examples, L7IsValid) {
   absl::StatusOr<Config> config = LoadConfigFile(kConfigDir + "/examples/l7.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->listeners.size(), 3u);
+  EXPECT_EQ(config->clusters[0].http_keepalive.max_idle, 64u);
 }
 
 }  // namespace
@@ -870,8 +871,32 @@ TEST(ParseClusterOptions, ErrorsNameFileLineAndKey) {
        "bad.yaml:5: listeners[0].idle_timeout: expected a duration like 5s, 250ms or 1m"},
       {std::string(kWeb) + "    max_connections: lots\n" + "clusters: [{ name: demo, endpoints: [\"127.0.0.1:1\"] }]\n",
        "bad.yaml:5: listeners[0].max_connections: expected a non-negative integer"},
+      {head + endpoints + "    http_keepalive: { idle_timeout: 5s }\n",
+       "bad.yaml:8: clusters[0].http_keepalive.max_idle: required key is missing"},
+      {head + endpoints + "    http_keepalive: { max_idle: 100000 }\n",
+       "bad.yaml:8: clusters[0].http_keepalive.max_idle: must be between 0 and 65536"},
+      {head + endpoints + "    http_keepalive: { max_idle: 8, idle_timeout: 0s }\n",
+       "bad.yaml:8: clusters[0].http_keepalive.idle_timeout: must be greater than 0"},
+      {head + endpoints + "    http_keepalive: { max_idle: 8, max_requests: 3 }\n",
+       "bad.yaml:8: clusters[0].http_keepalive.max_requests: unknown key"},
+      {head + endpoints + "    proxy_protocol: v1\n    http_keepalive: { max_idle: 8 }\n",
+       "bad.yaml:9: clusters[0].http_keepalive: cannot be combined with proxy_protocol (a pooled connection serves "
+       "many clients)"},
   };
   for (const auto& [yaml, expected] : cases) EXPECT_EQ(ErrorOf(yaml), expected) << yaml;
+}
+
+TEST(ParseClusterOptions, HttpKeepaliveIsOffUnlessSet) {
+  Config off = Parse(WithDemoCluster(kWeb));
+  EXPECT_FALSE(off.clusters[0].http_keepalive.enabled());
+  Config on = Parse(std::string(kWeb) +
+                    "clusters: [{ name: demo, endpoints: [\"127.0.0.1:1\"], http_keepalive: { max_idle: 64 } }]\n");
+  EXPECT_EQ(on.clusters[0].http_keepalive.max_idle, 64u);
+  EXPECT_EQ(on.clusters[0].http_keepalive.idle_timeout, absl::Seconds(60));
+  Config timed = Parse(std::string(kWeb) + "clusters: [{ name: demo, endpoints: [\"127.0.0.1:1\"], "
+                       "http_keepalive: { max_idle: 2, idle_timeout: 250ms } }]\n");
+  EXPECT_EQ(timed.clusters[0].http_keepalive.max_idle, 2u);
+  EXPECT_EQ(timed.clusters[0].http_keepalive.idle_timeout, absl::Milliseconds(250));
 }
 
 TEST(ParseClusterOptions, IdleTimeoutZeroIsOff) {

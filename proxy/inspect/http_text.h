@@ -1,0 +1,50 @@
+// Small HTTP/1.x text helpers shared by the keep-alive pool's parsers (std::string_view throughout: the
+// Debian abseil's string functions take its own string_view type).
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "absl/strings/ascii.h"
+
+namespace skproxy::http_text {
+
+inline bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (absl::ascii_tolower(static_cast<unsigned char>(a[i])) != absl::ascii_tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  return true;
+}
+
+// Without the optional whitespace around a field value or list item (RFC 9110 5.6.3).
+inline std::string_view TrimOws(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Whether the comma-separated `list` (Connection's value) holds `token`, in any case.
+inline bool HasToken(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    if (EqualsIgnoreCase(TrimOws(list.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+// A Content-Length: digits only, at most 18 of them (no sign, no list, no overflow). False otherwise.
+inline bool ParseLength(std::string_view s, uint64_t* out) {
+  if (s.empty() || s.size() > 18) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *out = v;
+  return true;
+}
+
+}  // namespace skproxy::http_text
