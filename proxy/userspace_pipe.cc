@@ -245,6 +245,10 @@ void UserspacePipe::OnSent(int d, int res) {
 }
 
 void UserspacePipe::OnEof(int d) {
+  if (SourceWasReset(d, dirs_[1 - d].ended)) {
+    Abort();  // a FIN passed on would tell the other side a truncated stream was complete
+    return;
+  }
   // The source half-closed: pass the FIN on after the bytes before it. The other direction goes on.
   dirs_[d].eof = true;
   NoteEnd(d);
