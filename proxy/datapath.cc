@@ -1,5 +1,7 @@
 #include "proxy/datapath.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 namespace skproxy {
@@ -9,6 +11,17 @@ void Pipe::ArmResetOnClose() {
   const linger reset{1, 0};
   for (int fd : {downstream_.get(), upstream_.get()})
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+}
+
+bool Pipe::SourceWasReset(int d, bool our_side_shut) const {
+  const int fd = source(d);
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) return true;
+  if (our_side_shut) return false;
+  tcp_info info{};
+  len = sizeof(info);
+  return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 && info.tcpi_state == TCP_CLOSE;
 }
 
 void Pipe::CancelAll(unsigned cancel_tag) {

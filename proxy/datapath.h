@@ -60,6 +60,12 @@ class Pipe : public TrackedHandler {
   }
   // A reset on either leg, or an error, resets the other: SO_LINGER 0 makes the close send RST.
   void ArmResetOnClose();
+  // Whether the source of direction d, whose read just returned 0, was reset rather than half-closed.
+  // The kernel reports a reset's error once, to whichever call comes first: a send on the same socket (the
+  // other direction's) may take it, and the read then returns 0 as after a FIN. A FIN leaves the socket
+  // in CLOSE_WAIT while our side of it is open, a reset closes it. `our_side_shut`: we already sent our
+  // FIN on it, so a FIN closes it too and only a pending error tells.
+  bool SourceWasReset(int d, bool our_side_shut) const;
   // Bytes user space wrote to the destination of direction d: the process-wide metric and this pipe's count.
   void CountUserBytes(int d, uint64_t n) {
     metrics_.UserBytes(d).fetch_add(n, std::memory_order_relaxed);

@@ -22,12 +22,6 @@ constexpr long kFirstWaitNs = 50'000;    // the backlog usually drains within on
 constexpr long kLongestWaitNs = 5'000'000;
 constexpr uint8_t kTcpClose = 7;  // include/net/tcp_states.h
 
-int PendingError(int fd) {
-  int err = 0;
-  socklen_t len = sizeof(err);
-  return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 ? err : errno;
-}
-
 }  // namespace
 
 absl::StatusOr<WriteProgress> ReadWriteProgress(int fd) {
@@ -284,9 +278,9 @@ bool SockmapPipe::AtEof(int d) {
   // recv() says EOF as soon as the FIN is in and the psock's ready queue is empty, but bytes the verdict
   // passed while the receive buffer was full wait in the psock's own backlog for a kworker and arrive
   // after it. The stream has ended only when every passed byte has been copied.
-  // With a psock, a reset also reads as 0 (SOCK_DONE is checked before sk_err): tell them apart by the
-  // pending error, and pass a reset on as a reset.
-  if (PendingError(source(d)) != 0) {
+  // With a psock, a reset also reads as 0 (SOCK_DONE is checked before sk_err), and a send on the
+  // socket may have taken the error: tell them apart, and pass a reset on as a reset.
+  if (SourceWasReset(d, dirs_[1 - d].shut)) {
     Abort();
     return false;
   }

@@ -1,5 +1,6 @@
 #include "proxy/userspace_pipe.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -17,7 +18,7 @@ void UserspacePipe::Start() {
 
 void UserspacePipe::MaybeReceive(int d) {
   Direction& dir = dirs_[d];
-  if (dir.receiving || dir.pausing || dir.retry_pending || dir.eof || aborting_ || stopping_) return;
+  if (dir.receiving || dir.pausing || dir.awaiting_readable || dir.eof || aborting_ || stopping_) return;
   const BufferRing& buffers = ring_.buffers();
   const bool multishot = ring_.recv_multishot_limit();
   // Without the limit a recv cannot be bounded in bytes: read one buffer only once the last one left.
@@ -45,8 +46,47 @@ void UserspacePipe::SendHead(int d) {
   dir.sending = true;
   io_uring_sqe* sqe = Submit(kSend + d);
   // MSG_WAITALL: io_uring retries a short stream send itself instead of completing early.
-  io_uring_prep_send(sqe, destination(d), ring_.buffers().buffer(head.buffer_id) + dir.sent, head.length - dir.sent,
+  io_uring_prep_send(sqe, destination(d), ChunkData(dir, head) + dir.sent, head.length - dir.sent,
                      MSG_NOSIGNAL | MSG_WAITALL);
+}
+
+uint8_t* UserspacePipe::ChunkData(const Direction& dir, const Chunk& chunk) {
+  return chunk.buffer_id == kOwnBufferId ? dir.own_buffer.get() : ring_.buffers().buffer(chunk.buffer_id);
+}
+
+void UserspacePipe::ReturnBuffer(Direction& dir, uint16_t buffer_id) {
+  if (buffer_id == kOwnBufferId) {
+    dir.own_buffer.reset();
+  } else {
+    ring_.buffers().Return(buffer_id);
+  }
+}
+
+void UserspacePipe::ReceiveIntoOwnBuffer(int d) {
+  Direction& dir = dirs_[d];
+  if (!dir.queue.empty() || aborting_ || stopping_ || dir.eof) {
+    MaybeReceive(d);
+    return;
+  }
+  dir.own_buffer.reset(new uint8_t[kOwnBufferSize]);  // not zeroed: recv overwrites what is sent
+  const ssize_t n = recv(source(d), dir.own_buffer.get(), kOwnBufferSize, MSG_DONTWAIT);
+  if (n > 0) {
+    dir.queue.push_back({kOwnBufferId, static_cast<uint32_t>(n)});
+    dir.queued_bytes += static_cast<uint64_t>(n);
+    dir.full_run = 0;  // a degraded read says nothing about bulk
+    ++reads_;
+    ++activity_;
+    SendHead(d);
+    return;
+  }
+  dir.own_buffer.reset();
+  if (n == 0) {
+    OnEof(d);
+  } else if (errno == EAGAIN || errno == EINTR) {
+    MaybeReceive(d);  // nothing after all: the pool again (and, if still dry, this again)
+  } else {
+    Abort();  // ECONNRESET and friends: reset the other leg
+  }
 }
 
 void UserspacePipe::Handle(unsigned tag, int res, unsigned cqe_flags) {
@@ -59,10 +99,14 @@ void UserspacePipe::Handle(unsigned tag, int res, unsigned cqe_flags) {
     case kSend + 1:
       OnSent(tag - kSend, res);
       break;
-    case kRetry:
-    case kRetry + 1:
-      dirs_[tag - kRetry].retry_pending = false;
-      MaybeReceive(tag - kRetry);
+    case kReadable:
+    case kReadable + 1:
+      dirs_[tag - kReadable].awaiting_readable = false;
+      if (res == -ECANCELED) {
+        MaybeReceive(tag - kReadable);  // stopped for the hand-over: re-armed if it did not happen
+      } else {
+        ReceiveIntoOwnBuffer(tag - kReadable);  // readable, or an error that the recv reports
+      }
       break;
     case kPause:
     case kPause + 1:
@@ -99,11 +143,19 @@ bool UserspacePipe::WantsHandover(const Direction& dir) {
 void UserspacePipe::StopForHandover() {
   stopping_ = true;
   for (int d = 0; d < 2; ++d) {
-    if (!dirs_[d].receiving) continue;
     // Bytes a multishot recv read before the cancel still complete (and are written) before its last
-    // completion, -ECANCELED; a single-shot recv that already has bytes completes with them.
-    const uint64_t recv = reinterpret_cast<uint64_t>(static_cast<IoHandler*>(this)) | (kRecv + d);
-    io_uring_prep_cancel64(Submit(kStop + d), recv, 0);
+    // completion, -ECANCELED; a single-shot recv that already has bytes completes with them. A poll for
+    // the own buffer has read nothing yet.
+    unsigned tag;
+    if (dirs_[d].receiving) {
+      tag = kRecv + d;
+    } else if (dirs_[d].awaiting_readable) {
+      tag = kReadable + d;
+    } else {
+      continue;
+    }
+    const uint64_t op = reinterpret_cast<uint64_t>(static_cast<IoHandler*>(this)) | tag;
+    io_uring_prep_cancel64(Submit(kStop + d), op, 0);
   }
 }
 
@@ -164,19 +216,17 @@ void UserspacePipe::OnReceived(int d, int res, unsigned cqe_flags) {
     return;
   }
   if (res == 0) {
-    // The source half-closed: pass the FIN on after the bytes before it. The other direction goes on.
-    dir.eof = true;
-    NoteEnd(d);
-    MaybeEnd(d);
+    OnEof(d);
     return;
   }
   if (res == -ENOBUFS) {
     ring_.buffers().NoteEmpty();
     // Every provided buffer is in use (the data waits in the socket). Our own send returns one and
-    // re-arms; without one in flight, retry shortly.
+    // re-arms; with nothing of ours in flight, read into our own buffer once there is something to read
+    // (see kOwnBufferSize: waiting for the pool could wait for ever).
     if (stopping_ || dir.sending) return;
-    dir.retry_pending = true;
-    io_uring_prep_timeout(Submit(kRetry + d), &retry_delay_, 0, 0);
+    dir.awaiting_readable = true;
+    io_uring_prep_poll_add(Submit(kReadable + d), source(d), POLLIN);
     return;
   }
   if (d == 1 && no_response_) {
@@ -206,7 +256,7 @@ void UserspacePipe::OnSent(int d, int res) {
     SendHead(d);
     return;
   }
-  ring_.buffers().Return(head.buffer_id);
+  ReturnBuffer(dir, head.buffer_id);
   dir.queued_bytes -= head.length;
   dir.sent = 0;
   dir.queue.erase(dir.queue.begin());
@@ -216,6 +266,17 @@ void UserspacePipe::OnSent(int d, int res) {
     MaybeEnd(d);
   }
   MaybeReceive(d);
+}
+
+void UserspacePipe::OnEof(int d) {
+  if (SourceWasReset(d, dirs_[1 - d].ended)) {
+    Abort();  // a FIN passed on would tell the other side a truncated stream was complete
+    return;
+  }
+  // The source half-closed: pass the FIN on after the bytes before it. The other direction goes on.
+  dirs_[d].eof = true;
+  NoteEnd(d);
+  MaybeEnd(d);
 }
 
 void UserspacePipe::MaybeEnd(int d) {
@@ -229,7 +290,7 @@ void UserspacePipe::MaybeEnd(int d) {
 
 void UserspacePipe::ReleaseAll(int d) {
   Direction& dir = dirs_[d];
-  for (const Chunk& chunk : dir.queue) ring_.buffers().Return(chunk.buffer_id);
+  for (const Chunk& chunk : dir.queue) ReturnBuffer(dir, chunk.buffer_id);
   dir.queue.clear();
   dir.queued_bytes = 0;
   dir.sent = 0;

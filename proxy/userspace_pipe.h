@@ -6,9 +6,8 @@
 // the same loop runs with one single-shot recv per buffer, which holds at most one buffer per direction.
 #pragma once
 
-#include <linux/time_types.h>
-
 #include <cstdint>
+#include <memory>
 
 #include "absl/container/inlined_vector.h"
 #include "proxy/datapath.h"
@@ -56,10 +55,18 @@ class UserspacePipe final : public Pipe {
   // Buffers one direction may hold however few bytes they carry (a sender of tiny segments): beyond this
   // the recv is cancelled, so one connection cannot drain the worker's shared pool.
   static constexpr uint32_t kMaxQueuedBuffers = 8;
+  // When the shared pool is dry, a direction with nothing queued reads into a buffer of its own, of this
+  // size, allocated once its source is readable and freed once written. Many connections together can
+  // hold the whole pool in sends towards peers that stopped reading until their own writes towards us go
+  // through (an echoing server, most request/response servers): a direction that waited for the pool
+  // would then wait for ever, and with it every connection of the worker.
+  static constexpr uint32_t kOwnBufferSize = 16 * 1024;
 
  private:
   // + direction where paired; kCancel is shared by both legs' cancels on abort.
-  enum Tag : unsigned { kRecv = 0, kSend = 2, kRetry = 4, kStop = 6, kCancel = 8, kPause = 10 };
+  enum Tag : unsigned { kRecv = 0, kSend = 2, kReadable = 4, kStop = 6, kCancel = 8, kPause = 10 };
+  // The buffer id of a chunk read into the direction's own buffer (pool ids are below the pool size).
+  static constexpr uint16_t kOwnBufferId = 0xffff;
   struct Chunk {
     uint16_t buffer_id;
     uint32_t length;
@@ -72,7 +79,8 @@ class UserspacePipe final : public Pipe {
     uint64_t queued_bytes = 0;     // bytes in the queue not yet sent
     bool receiving = false;        // a recv is in flight (multishot: until its last completion)
     uint32_t recv_cap = 0;         // the most one completion of that recv can carry
-    bool retry_pending = false;    // out of provided buffers: a timer re-arms the recv
+    bool awaiting_readable = false;  // the pool was dry: a POLLIN poll, then a read into own_buffer
+    std::unique_ptr<uint8_t[]> own_buffer;  // while a chunk read into it waits to be sent
     bool pausing = false;          // its cancel was sent because too many buffers wait
     bool sending = false;
     bool eof = false;              // the source sent FIN; passed on once the queue is empty
@@ -85,6 +93,11 @@ class UserspacePipe final : public Pipe {
   // Arms a recv for direction d if it may read more now.
   void MaybeReceive(int d);
   void SendHead(int d);
+  // The pool was dry and direction d holds nothing: reads what its source has into its own buffer.
+  void ReceiveIntoOwnBuffer(int d);
+  uint8_t* ChunkData(const Direction& dir, const Chunk& chunk);
+  void ReturnBuffer(Direction& dir, uint16_t buffer_id);
+  void OnEof(int d);
   void OnReceived(int d, int res, unsigned cqe_flags);
   void OnSent(int d, int res);
   // Passes a FIN read on direction d once everything before it was written.
@@ -105,7 +118,6 @@ class UserspacePipe final : public Pipe {
   NoResponse no_response_;        // armed until the upstream's first byte
   bool failed_before_response_ = false;
   bool stopping_ = false;    // reading stopped for the hand-over
-  __kernel_timespec retry_delay_{0, 1000000};  // when the worker is out of provided buffers
   bool aborting_ = false;
 };
 

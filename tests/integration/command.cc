@@ -21,6 +21,36 @@ std::string CommandResult::Describe() const {
                       timed_out ? " TIMED OUT" : "", "\nstdout:\n", out, "\nstderr:\n", err);
 }
 
+absl::StatusOr<pid_t> SpawnChild(const std::vector<std::string>& args, int out_fd, int err_fd,
+                                 const std::vector<std::string>& extra_env) {
+  // Everything the child needs is built before fork(): the test process has threads, so only
+  // async-signal-safe calls may run between fork and exec.
+  std::vector<std::string> arg_strings = args;
+  std::vector<char*> argv;
+  for (auto& a : arg_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) env_strings.push_back(*e);
+  for (const std::string& e : extra_env) env_strings.push_back(e);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) return absl::ErrnoToStatus(errno, "fork");
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // the parent died before the prctl
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, 0);
+    dup2(out_fd, 1);
+    dup2(err_fd, 2);
+    execvpe(argv[0], argv.data(), envp.data());
+    _exit(127);
+  }
+  return pid;
+}
+
 CommandResult RunCommand(const std::vector<std::string>& args, Millis timeout) {
   CommandResult res;
   int out_pipe[2], err_pipe[2];
@@ -28,20 +58,8 @@ CommandResult RunCommand(const std::vector<std::string>& args, Millis timeout) {
     res.err = "pipe2 failed";
     return res;
   }
-  std::vector<std::string> copy = args;
-  std::vector<char*> argv;
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = fork();
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) dup2(devnull, 0);
-    dup2(out_pipe[1], 1);
-    dup2(err_pipe[1], 2);
-    execvp(argv[0], argv.data());
-    _exit(127);
-  }
+  absl::StatusOr<pid_t> spawned = SpawnChild(args, out_pipe[1], err_pipe[1]);
+  const pid_t pid = spawned.ok() ? *spawned : -1;
   close(out_pipe[1]);
   close(err_pipe[1]);
   Deadline deadline = DeadlineIn(timeout);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <chrono>
 #include <fstream>
@@ -98,6 +99,15 @@ bool HasSynSentTo(uint16_t remote_port) {
     }
   }
   return false;
+}
+
+bool RaiseOpenFileLimit(uint64_t descriptors) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return false;
+  if (limit.rlim_cur >= descriptors) return true;
+  limit.rlim_cur = descriptors;
+  if (limit.rlim_max < descriptors) limit.rlim_max = descriptors;
+  return setrlimit(RLIMIT_NOFILE, &limit) == 0;
 }
 
 }  // namespace skproxy::itest

@@ -1,4 +1,5 @@
-// What the host reports about memory, a process, and TCP in this thread's network namespace.
+// What the host reports about memory, a process, and TCP in this thread's network namespace; this
+// process's descriptor limit.
 #pragma once
 
 #include <sys/types.h>
@@ -28,6 +29,10 @@ class MemAvailableSampler {
 
 // VmRSS of a process, bytes (0 if unknown).
 uint64_t ProcessRssBytes(pid_t pid);
+
+// Raises this process's RLIMIT_NOFILE (soft, and hard if it must: root) to at least `descriptors`, for a
+// test that holds thousands of sockets; children (the proxy) inherit it. False if it could not.
+bool RaiseOpenFileLimit(uint64_t descriptors);
 
 // Readers of this thread's network namespace (/proc/thread-self/net/...).
 uint64_t TcpRetransSegs();  // Tcp: RetransSegs from snmp

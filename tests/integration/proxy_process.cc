@@ -20,6 +20,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "tests/integration/command.h"
 #include "tests/integration/sockets.h"
 
 #ifndef SKPROXY_BINARY
@@ -129,29 +130,13 @@ absl::StatusOr<std::unique_ptr<ProxyProcess>> ProxyProcess::Start(ProxyConfig co
   for (const std::string& a : {binary, std::string("--config"), p->config_path_, std::string("--datapath"),
                                config.datapath})
     args.push_back(a);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) env_strings.push_back(*e);
-  for (const std::string& e : config.env) env_strings.push_back(e);
-  std::vector<char*> envp;
-  for (auto& e : env_strings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  const pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid < 0) return absl::ErrnoToStatus(errno, "fork");
-  if (pid == 0) {
-    // Only async-signal-safe calls between fork and exec: the test process has threads.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) dup2(devnull, 0);
-    dup2(pipefd[1], 1);
-    dup2(pipefd[1], 2);
-    execve(argv[0], argv.data(), envp.data());
-    _exit(127);
+  absl::StatusOr<pid_t> spawned = SpawnChild(args, pipefd[1], pipefd[1], config.env);
+  if (!spawned.ok()) {
+    close(pipefd[0]);
+    close(pipefd[1]);
+    return spawned.status();
   }
+  const pid_t pid = *spawned;
   close(pipefd[1]);
   p->pid_ = pid;
   p->stderr_thread_ = std::thread([proc = p.get(), fd = pipefd[0]] { proc->CollectStderr(fd); });

@@ -173,20 +173,22 @@ std::string EchoResult::Describe() const {
   return absl::StrCat("sent ", send.Describe(), "; received ", recv.Describe(), "; pattern ", checker_description);
 }
 
-EchoResult EchoExchange(int fd, uint32_t id, uint64_t n, Deadline deadline, bool compute_sha) {
+EchoResult EchoExchange(int fd, uint32_t id, uint64_t n, Deadline deadline, bool compute_sha,
+                        const EchoControl& control) {
   EchoResult res;
   PatternChecker checker(id);
   Sha256 sha_out, sha_in;
   const size_t kChunk = 256 * KiB;
   std::vector<uint8_t> out(kChunk), in(kChunk);
   size_t have = 0, pos = 0;
-  bool shut = false;
+  bool shut = false, paused = false;
   while (true) {
     if (!shut && res.send.bytes == n && !res.send.error) {
       shutdown(fd, SHUT_WR);
       shut = true;
     }
-    bool want_out = !shut && !res.send.error;
+    const uint64_t send_limit = control.pause && !paused ? std::min(n, control.pause_at) : n;
+    bool want_out = !shut && !res.send.error && res.send.bytes < send_limit;
     pollfd p{fd, static_cast<short>(POLLIN | (want_out ? POLLOUT : 0)), 0};
     int ms = PollTimeoutMs(deadline);
     int pr = poll(&p, 1, ms);
@@ -202,6 +204,12 @@ EchoResult EchoExchange(int fd, uint32_t id, uint64_t n, Deadline deadline, bool
         checker.Feed(in.data(), got);
         if (compute_sha) sha_in.Update(in.data(), got);
         res.recv.bytes += got;
+        if (control.echoed) control.echoed->fetch_add(got);
+        if (control.pause && !paused && res.recv.bytes >= control.pause_at) {
+          paused = true;
+          control.pause();
+        }
+        if (res.recv.bytes >= control.stop_after_echoed) break;
       } else if (got == 0) {
         res.recv.eof = true;
         break;
@@ -212,7 +220,7 @@ EchoResult EchoExchange(int fd, uint32_t id, uint64_t n, Deadline deadline, bool
     }
     if (want_out && (p.revents & POLLOUT)) {
       if (pos == have) {
-        have = std::min<uint64_t>(kChunk, n - res.send.bytes);
+        have = std::min<uint64_t>(kChunk, send_limit - res.send.bytes);
         pos = 0;
         FillPattern(id, res.send.bytes, out.data(), have);
       }

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "tests/integration/deadline.h"
@@ -54,7 +55,20 @@ struct EchoResult {
   std::string sha_sent, sha_received;  // hex, only when asked for
   std::string Describe() const;
 };
-EchoResult EchoExchange(int fd, uint32_t id, uint64_t n, Deadline deadline, bool compute_sha = false);
+// Optional controls of an exchange: its progress, a pause and an end part-way.
+struct EchoControl {
+  std::atomic<uint64_t>* echoed = nullptr;  // advanced by every echoed byte read
+  // With `pause`: the exchange sends nothing past offset `pause_at` until every byte before it has come
+  // back, then calls pause() and goes on when it returns: a barrier that holds many connections open at
+  // once with nothing in flight.
+  std::function<void()> pause;
+  uint64_t pause_at = 0;
+  // Return as soon as this many bytes have come back, without shutting down (the caller then resets, or
+  // closes, a stream cut short).
+  uint64_t stop_after_echoed = UINT64_MAX;
+};
+EchoResult EchoExchange(int fd, uint32_t id, uint64_t n, Deadline deadline, bool compute_sha = false,
+                        const EchoControl& control = {});
 
 // Waits until the peer closes (EOF or reset), discarding data. closed=false means the deadline passed.
 struct CloseResult {

@@ -125,6 +125,7 @@ void RecordRead(ConnStats& stats, const IoResult& r, const PatternChecker* check
   if (checker) {
     stats.first_bad = checker->first_bad();
     stats.pattern = checker->Describe();
+    stats.received_stream_id = checker->id().value_or(0);
   }
 }
 void RecordWrite(ConnStats& stats, const IoResult& r) {
@@ -134,34 +135,45 @@ void RecordWrite(ConnStats& stats, const IoResult& r) {
 }
 }  // namespace
 
-TcpServer::Handler EchoHandler() {
-  return [](int fd, ConnStats& stats, TcpServer& server) {
+TcpServer::Handler EchoHandler(EchoOptions options) {
+  return [options](int fd, ConnStats& stats, TcpServer& server) {
+    if (options.reset_on_close) {
+      linger l{1, 0};
+      setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
     Deadline deadline = server.handler_deadline();
     std::vector<uint8_t> buf(256 * KiB);
+    PatternChecker checker;
     for (;;) {
       ssize_t got = recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
       if (got > 0) {
+        if (options.check_pattern) checker.Feed(buf.data(), got);
         stats.bytes_in += got;
         server.bytes_in += got;
         IoResult w = SendAll(fd, buf.data(), got, deadline);
         RecordWrite(stats, w);
         server.bytes_out += w.bytes;
-        if (w.bytes != static_cast<size_t>(got)) return;
+        if (w.bytes != static_cast<size_t>(got)) break;
         continue;
       }
       if (got == 0) {
         stats.eof = true;
         shutdown(fd, SHUT_WR);
-        return;
+        break;
       }
       if (errno != EAGAIN && errno != EINTR) {
         stats.error = errno;
-        return;
+        break;
       }
       if (PollFd(fd, POLLIN, deadline) == 0) {
         stats.timed_out = true;
-        return;
+        break;
       }
+    }
+    if (options.check_pattern) {
+      stats.first_bad = checker.first_bad();
+      stats.pattern = checker.Describe();
+      stats.received_stream_id = checker.id().value_or(0);
     }
   };
 }

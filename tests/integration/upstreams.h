@@ -31,6 +31,7 @@ struct ConnStats {
   int error = 0;            // errno that ended the connection, if any
   bool timed_out = false;   // the handler's deadline passed
   uint32_t sent_stream_id = 0;  // pattern id of the bytes this handler sent
+  uint32_t received_stream_id = 0;  // pattern id learnt from the bytes read (handlers that check them)
   std::string sha_in;       // hex SHA-256 of the bytes read (handlers that compute it)
   Clock::time_point accepted, ended;
   std::string Describe() const;
@@ -88,7 +89,15 @@ class TcpServer {
 };
 
 // Echoes every byte; on EOF shuts down its write side.
-TcpServer::Handler EchoHandler();
+struct EchoOptions {
+  // Check the bytes read against the counter pattern (first_bad, pattern, received_stream_id).
+  bool check_pattern = false;
+  // SO_LINGER 0 from the start: however the socket ends (the handler returns, or its process is killed),
+  // the peer gets a RST. A process that dies with nothing unread would otherwise send a FIN, and a peer
+  // could not tell the kill from the end of the stream.
+  bool reset_on_close = false;
+};
+TcpServer::Handler EchoHandler(EchoOptions options = {});
 
 // Reads to EOF, checking the counter pattern (the stream id is learnt from the first word).
 struct SinkOptions {

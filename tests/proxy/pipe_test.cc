@@ -559,6 +559,68 @@ TEST_P(SharedPoolTest, StalledReadersLeaveThePoolToOthers) {
   EXPECT_TRUE(at_trickle.eof);
 }
 
+// An upstream that echoes and, like most servers, reads no more while its write back is blocked.
+void EchoUntilEof(int fd, int deadline_s) {
+  std::string buf(64 * 1024, '\0');
+  const auto deadline = Clock::now() + std::chrono::seconds(deadline_s);
+  while (Clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 200) <= 0) continue;
+    const ssize_t n = recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
+    if (n < 0 && errno == EAGAIN) continue;
+    if (n <= 0) {
+      if (n == 0) shutdown(fd, SHUT_WR);
+      return;
+    }
+    for (ssize_t done = 0; done < n && Clock::now() < deadline;) {
+      const ssize_t w = send(fd, buf.data() + done, static_cast<size_t>(n - done), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (w > 0) {
+        done += w;
+      } else if (w < 0 && errno != EAGAIN) {
+        return;
+      } else {
+        pollfd out{fd, POLLOUT, 0};
+        poll(&out, 1, 200);
+      }
+    }
+  }
+}
+
+// Echoing upstreams behind a dry pool: once every buffer is held by sends towards upstreams that stopped
+// reading because their echo cannot be written back, the echo direction must still read, or those sends
+// never complete and the pool never comes back (a worker-wide hang, seen with 1,000 connections through
+// the binary's 1024 buffers). Four connections, 4 MiB each, through four buffers.
+TEST_P(SharedPoolTest, EchoingUpstreamsDoNotHangADryPool) {
+  constexpr int kConnections = 4;
+  constexpr uint64_t kBytes = 4 << 20;
+  MakeRing(4);
+  std::vector<ReadResult> at_client(kConnections);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kConnections; ++i) {
+    Leg& leg = AddPipe();
+    // Small buffers at the upstream: its echo blocks, and it stops reading, early.
+    const int small = 32 * 1024;
+    setsockopt(leg.server.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    setsockopt(leg.server.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    threads.emplace_back([&leg] { WritePattern(leg.client.get(), kBytes, true); });
+    threads.emplace_back([&leg] { EchoUntilEof(leg.server.get(), 60); });
+    threads.emplace_back([&leg, &r = at_client[i]] { r = ReadPattern(leg.client.get(), 0, 60); });
+  }
+  const bool finished = RunUntil(
+      [&] { return std::all_of(legs_.begin(), legs_.end(), [](const Leg& l) { return !l.pipe; }); }, 60);
+  EXPECT_TRUE(finished) << "the connections hung on the dry pool";
+  if (!finished) {
+    for (Leg& leg : legs_) shutdown(leg.client.get(), SHUT_RDWR);  // unblocks the writers
+  }
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < kConnections; ++i) {
+    EXPECT_EQ(at_client[i].bytes, kBytes) << "connection " << i;
+    EXPECT_EQ(at_client[i].first_bad, UINT64_MAX) << "connection " << i;
+    EXPECT_TRUE(at_client[i].eof) << "connection " << i << ", error " << at_client[i].error;
+  }
+  EXPECT_GT(ring_->buffers().empty_count(), 0u) << "the pool never ran dry: the test proves nothing";
+}
+
 INSTANTIATE_TEST_SUITE_P(RecvModes, SharedPoolTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "Multishot" : "SingleShot"; });
 
