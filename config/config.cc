@@ -1,6 +1,8 @@
 #include "config/config.h"
 
 #include <arpa/inet.h>
+#include <grp.h>
+#include <pwd.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -58,6 +60,21 @@ constexpr uint64_t kMaxWeight = 1000;
 constexpr size_t kMaxEndpoints = 4096;
 constexpr uint32_t kDefaultConsecutiveFailures = 5;  // Envoy's consecutive_5xx default
 constexpr uint64_t kMaxDemoteBelow = 64 << 10;
+
+// The passwd entry of `name` (the thread-safe getpw*_r: a reload parses on another thread).
+std::optional<passwd> LookUpUser(const std::string& name) {
+  passwd entry{}, *found = nullptr;
+  static thread_local char buffer[16384];
+  if (getpwnam_r(name.c_str(), &entry, buffer, sizeof(buffer), &found) != 0 || found == nullptr) return std::nullopt;
+  return entry;
+}
+
+std::optional<gid_t> LookUpGroup(const std::string& name) {
+  group entry{}, *found = nullptr;
+  static thread_local char buffer[16384];
+  if (getgrnam_r(name.c_str(), &entry, buffer, sizeof(buffer), &found) != 0 || found == nullptr) return std::nullopt;
+  return entry.gr_gid;
+}
 constexpr size_t kMaxConfigFileBytes = 1 << 20;  // so that LoadConfigFile("/dev/zero") ends
 
 // A YAML node with what an error about it must name: its key path and its line.
@@ -732,7 +749,8 @@ absl::StatusOr<Config> Parser::Parse(const YAML::Node& root) {
 
   CONFIG_ASSIGN_OR_RETURN(Fields top, Mapping({root, "", LineOf(root.Mark(), 1)},
                                               {"admin", "datapath", "workers", "drain_timeout", "access_log",
-                                               "upstream_mark", "sockmap", "listeners", "clusters"}));
+                                               "upstream_mark", "user", "group", "sockmap", "listeners",
+                                               "clusters"}));
   if (std::optional<Value> admin = top.Find("admin")) CONFIG_RETURN_IF_ERROR(ParseAdmin(*admin, config.admin));
   if (std::optional<Value> datapath = top.Find("datapath")) {
     CONFIG_ASSIGN_OR_RETURN(std::string text, String(*datapath));
@@ -755,6 +773,19 @@ absl::StatusOr<Config> Parser::Parse(const YAML::Node& root) {
   }
   if (std::optional<Value> mark = top.Find("upstream_mark")) {
     CONFIG_ASSIGN_OR_RETURN(config.upstream_mark, Mark(*mark));
+  }
+  if (std::optional<Value> user = top.Find("user")) {
+    CONFIG_ASSIGN_OR_RETURN(config.run_as.user, String(*user));
+    std::optional<passwd> entry = LookUpUser(config.run_as.user);
+    if (!entry) return Error(*user, absl::StrFormat("no such user '%s'", config.run_as.user));
+    config.run_as.uid = entry->pw_uid;
+    config.run_as.gid = entry->pw_gid;
+  }
+  if (std::optional<Value> group = top.Find("group")) {
+    CONFIG_ASSIGN_OR_RETURN(config.run_as.group, String(*group));
+    std::optional<gid_t> gid = LookUpGroup(config.run_as.group);
+    if (!gid) return Error(*group, absl::StrFormat("no such group '%s'", config.run_as.group));
+    config.run_as.gid = *gid;
   }
   if (std::optional<Value> sockmap = top.Find("sockmap")) {
     CONFIG_RETURN_IF_ERROR(ParseSockmap(*sockmap, config.sockmap));

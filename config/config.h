@@ -39,7 +39,7 @@ struct Sockmap {
   // connection moves into the kernel again once it carries promote_after bytes in one interval, in
   // messages of at least this mean size. 0: never demote. See docs/adaptive-datapath.md.
   uint64_t demote_below_bytes = 1024;
-  uint32_t demote_after_messages = 64;
+  uint32_t demote_after_messages = 16;
   absl::Duration switch_interval = absl::Milliseconds(100);  // how often the switch samples a connection
 };
 
@@ -153,6 +153,14 @@ struct Cluster {
   bool has_names() const;  // some endpoint is a host name
 };
 
+struct RunAs {
+  std::string user;   // `user`: its uid, and its primary group unless `group` names one
+  std::string group;  // `group`
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  bool empty() const { return user.empty() && group.empty(); }
+};
+
 struct Config {
   std::string source;  // file name, or "<default>" for the embedded config
   Admin admin;
@@ -165,6 +173,9 @@ struct Config {
   // SO_MARK for skproxy's own upstream connections, so that the redirect rules of a sidecar let them pass
   // (deploy/sidecar/skproxy-redirect.sh skips this mark); 0 leaves them unmarked.
   uint32_t upstream_mark = 0;
+  // The user and group skproxy runs as once it has loaded its BPF program and bound its listeners (as
+  // HAProxy's and nginx's `user`), looked up when the config is read. Empty: stay as started.
+  RunAs run_as;
   Sockmap sockmap;
   std::vector<Listener> listeners;
   std::vector<Cluster> clusters;

@@ -46,6 +46,10 @@ std::string ConfigToJson(const config::Config& config) {
   absl::StrAppend(&out, "  \"access_log\": ",
                   config.access_log_path.empty() ? "null" : absl::StrCat("{\"path\": ", JsonString(config.access_log_path), "}"),
                   ",\n");
+  absl::StrAppend(&out, "  \"upstream_mark\": ", config.upstream_mark, ",\n");
+  auto name_or_null = [](const std::string& name) { return name.empty() ? std::string("null") : JsonString(name); };
+  absl::StrAppend(&out, "  \"user\": ", name_or_null(config.run_as.user), ",\n");
+  absl::StrAppend(&out, "  \"group\": ", name_or_null(config.run_as.group), ",\n");
   const config::Sockmap& s = config.sockmap;
   absl::StrAppend(&out, "  \"sockmap\": {\"max_entries\": ", s.max_entries, ", \"gate_limit_bytes\": ",
                   s.gate_limit_bytes, ", \"receive_buffer_bytes\": ", s.receive_buffer_bytes,

@@ -350,11 +350,16 @@ void Connection::ConnectNext() {
     }
     SetNoDelay(upstream_.get());
     if (worker_.sockmap != nullptr) {
-      // Set before connecting so the window scale offered in the SYN fits it. Below ~512 KiB the kernel
-      // path crawls on zero-window probes whenever the gate passes bytes to user space.
+      // Set before connecting so the window scale offered in the SYN fits it, and so that the window never
+      // grows past what the verdict's trim is sized for. Below ~512 KiB the kernel path crawls on zero-window
+      // probes whenever the gate passes bytes to user space.
       SetReceiveBufferOrWarnOnce(upstream_.get(), static_cast<int>(worker_.sockmap_config->receive_buffer_bytes),
                                  "upstream sockets");
-      SetSendBufferOrWarnOnce(upstream_.get(), KernelPathSendBuffer(*worker_.sockmap_config), "upstream sockets");
+      // The send buffer matters only in the sockhash: with datapath auto it is set when the connection is
+      // promoted (PathSwitch::KernelPipe), so a short connection saves the syscall.
+      if (!worker_.promote) {
+        SetSendBufferOrWarnOnce(upstream_.get(), KernelPathSendBuffer(*worker_.sockmap_config), "upstream sockets");
+      }
     }
     const absl::Duration timeout = ConnectTimeout();
     connect_timeout_.tv_sec = absl::ToInt64Seconds(timeout);

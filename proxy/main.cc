@@ -1,5 +1,6 @@
 // skproxy: flags, config, the kernel path (or why not), metrics, workers, then wait for a signal.
 #include <signal.h>
+#include <unistd.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -248,11 +249,13 @@ int Main(int argc, char** argv) {
     }
   }
   // Before any other thread exists: a thread inherits its creator's capabilities.
-  absl::StatusOr<std::string> kept = DropPrivileges(NeedsOf(*initial, sockmap != nullptr));
+  absl::StatusOr<std::string> kept = DropPrivileges(NeedsOf(*initial, sockmap != nullptr), initial->run_as);
   if (!kept.ok()) {
-    std::fprintf(stderr, "skproxy: dropping capabilities: %s\n", kept.status().ToString().c_str());
+    std::fprintf(stderr, "skproxy: dropping privileges: %s\n", kept.status().ToString().c_str());
     return kExitFailure;
   }
+  if (!initial->run_as.empty())
+    std::fprintf(stderr, "skproxy: running as uid %u gid %u\n", getuid(), getgid());
   std::fprintf(stderr, "skproxy: capabilities kept: %s\n", kept->c_str());
 
   ProcessState state;

@@ -1,5 +1,6 @@
 #include "proxy/path_switch.h"
 
+#include "proxy/socket_options.h"
 #include "proxy/sockmap_pipe.h"
 #include "proxy/userspace_pipe.h"
 #include "proxy/worker_context.h"
@@ -56,6 +57,11 @@ std::unique_ptr<Pipe> PathSwitch::UserPipe(UniqueFd downstream, UniqueFd upstrea
 }
 
 std::unique_ptr<Pipe> PathSwitch::KernelPipe(UniqueFd downstream, UniqueFd upstream) {
+  // The upstream's send buffer, left at its default until now (Connection::ConnectNext); the downstream
+  // has it from the listener.
+  if (worker_.promote) {
+    SetSendBufferOrWarnOnce(upstream.get(), KernelPathSendBuffer(*worker_.sockmap_config), "upstream sockets");
+  }
   SockmapPipe::InsertFailure failure;
   std::unique_ptr<SockmapPipe> pipe = SockmapPipe::Create(
       *worker_.ring, *worker_.metrics, *worker_.sockmap, *worker_.notices,

@@ -1,6 +1,7 @@
 #include "proxy/privileges.h"
 
 #include <linux/capability.h>
+#include <grp.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -47,7 +48,7 @@ PrivilegeNeeds NeedsOf(const config::Config& config, bool kernel_path) {
   return needs;
 }
 
-absl::StatusOr<std::string> DropPrivileges(const PrivilegeNeeds& needs) {
+absl::StatusOr<std::string> DropPrivileges(const PrivilegeNeeds& needs, const config::RunAs& run_as) {
   std::vector<int> wanted;
   if (needs.kernel_path || needs.upstream_mark) wanted.push_back(CAP_NET_ADMIN);
   if (needs.low_ports) wanted.push_back(CAP_NET_BIND_SERVICE);
@@ -79,6 +80,19 @@ absl::StatusOr<std::string> DropPrivileges(const PrivilegeNeeds& needs) {
       if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0)
         return absl::ErrnoToStatus(errno, absl::StrCat("prctl(PR_CAPBSET_DROP, ", cap, ")"));
     }
+  }
+  if (!run_as.empty()) {
+    // A uid change clears the permitted set unless PR_SET_KEEPCAPS is on; the capset below then cuts it
+    // to what is kept and raises it into the effective set again. The gid first: after the uid change the
+    // process may no longer change it.
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) return absl::ErrnoToStatus(errno, "prctl(PR_SET_KEEPCAPS)");
+    const int groups = run_as.user.empty() ? setgroups(0, nullptr) : initgroups(run_as.user.c_str(), run_as.gid);
+    if (groups != 0) return absl::ErrnoToStatus(errno, "setting the supplementary groups");
+    if (setresgid(run_as.gid, run_as.gid, run_as.gid) != 0)
+      return absl::ErrnoToStatus(errno, absl::StrCat("setresgid(", run_as.gid, ")"));
+    if (!run_as.user.empty() && setresuid(run_as.uid, run_as.uid, run_as.uid) != 0)
+      return absl::ErrnoToStatus(errno, absl::StrCat("setresuid(", run_as.uid, ")"));
+    if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0) return absl::ErrnoToStatus(errno, "prctl(PR_SET_KEEPCAPS)");
   }
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return absl::ErrnoToStatus(errno, "prctl(PR_SET_NO_NEW_PRIVS)");
   data[0].effective = data[0].permitted = static_cast<uint32_t>(keep);

@@ -29,7 +29,9 @@ struct PrivilegeNeeds {
 PrivilegeNeeds NeedsOf(const config::Config& config, bool kernel_path);
 
 // Keeps, of the capabilities the process holds, only those `needs` calls for; drops every other one for
-// good. Returns what was kept, e.g. "CAP_NET_ADMIN" or "none".
-absl::StatusOr<std::string> DropPrivileges(const PrivilegeNeeds& needs);
+// good. With `run_as` set, also becomes that user and group (supplementary groups: the user's, or none for
+// a group alone), keeping the same capabilities across the switch. Returns what was kept, e.g.
+// "CAP_NET_ADMIN" or "none".
+absl::StatusOr<std::string> DropPrivileges(const PrivilegeNeeds& needs, const config::RunAs& run_as);
 
 }  // namespace skproxy

@@ -1,5 +1,7 @@
 #include "proxy/reloader.h"
 
+#include <utility>
+
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
@@ -27,6 +29,8 @@ absl::Status CheckRestartOnlyKeys(const config::Config& now, const config::Confi
   if (now.workers != next.workers) return refuse("workers");
   if (now.access_log_path != next.access_log_path) return refuse("access_log.path");
   if (now.upstream_mark != next.upstream_mark) return refuse("upstream_mark");
+  if (now.run_as.user != next.run_as.user) return refuse("user");
+  if (now.run_as.group != next.run_as.group) return refuse("group");
   const config::Sockmap &a = now.sockmap, &b = next.sockmap;
   if (a.max_entries != b.max_entries) return refuse("sockmap.max_entries");
   if (a.gate_limit_bytes != b.gate_limit_bytes) return refuse("sockmap.gate_limit");
@@ -158,7 +162,12 @@ absl::Status Reloader::ApplyLocked(std::shared_ptr<const config::Config> config)
     }
   }
   for (size_t i = 0; i < workers_.size(); ++i) workers_[i]->Reload(std::move(updates[i]));
-  current_ = std::move(next);
+  Generation retired = std::exchange(current_, std::move(next));
+  // New connections take the new generation's clusters. The old ones live on while a connection of theirs
+  // does, but their health checks and DNS stop now: they would go on writing the endpoint gauges the new
+  // generation shares (same labels) with what the old config says.
+  if (!retired.listeners.empty() && retired.listeners.front()->clusters != nullptr)
+    retired.listeners.front()->clusters->Stop();
   return absl::OkStatus();
 }
 

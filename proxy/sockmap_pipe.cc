@@ -96,6 +96,8 @@ SockmapPipe::SockmapPipe(Ring& ring, Metrics& metrics, bpf::SockmapProgram& prog
   }
 }
 
+// A ring buffer still held here goes with the ring (the worker tears its ring down first); a pipe that
+// finished gave its buffers back already (EndIfDone after every send, Abort).
 SockmapPipe::~SockmapPipe() { ReleaseKernelState(); }
 
 void SockmapPipe::Start() {
@@ -172,6 +174,14 @@ void SockmapPipe::Handle(unsigned tag, int res, unsigned cqe_flags) {
       if (!timer_armed_) timer_delay_.tv_nsec = 0;
       break;
     }
+    case kRecv:
+    case kRecv + 1:
+      OnReceived(static_cast<int>(tag - kRecv), res, cqe_flags);
+      break;
+    case kSend:
+    case kSend + 1:
+      OnSent(static_cast<int>(tag - kSend), res);
+      break;
     default:  // kCancel
       break;
   }
@@ -195,8 +205,9 @@ bool SockmapPipe::Hold(bool hold) {
   if (!upstream_in_map_ || hold == held_ || aborting_ || state_released_) return false;
   held_ = hold;
   for (const Direction& dir : dirs_) program_.Hold(dir.slot, hold);
-  // Held, every byte comes to user space: watch each source for POLLIN from now on (Idle no longer arms).
-  // Released, the readable polls stay until they fire, and Idle arms the direction again.
+  // Held, every byte comes to user space: each direction keeps a recv through the ring in flight from now
+  // on. Released, that recv stays until bytes (the gate's) or the FIN complete it, watching the source
+  // meanwhile; then the direction goes back to the synchronous copy and Idle's arming.
   if (hold) {
     for (int d = 0; d < SKP_DIRECTIONS; ++d) {
       if (!dirs_[d].on_timer) Pump(d);
@@ -212,6 +223,9 @@ void SockmapPipe::Pump(int d) {
   Direction& dir = dirs_[d];
   dir.on_timer = false;
   while (!aborting_ && !dir.shut) {
+    // A recv or send through the ring is in flight: its completion pumps again, and no second read may
+    // overtake the first.
+    if (dir.recv_inflight || dir.send_inflight) return;
     if (dir.length > dir.sent) {
       if (!Flush(d)) return;
       if (DestinationBusy(d)) {
@@ -230,16 +244,14 @@ void SockmapPipe::Pump(int d) {
     // Passed bytes wait in the source (charged to its receive buffer, closing its window) until the
     // destination has worked off half of what the gate allows; the send buffer is larger than the gate
     // (see KernelPathSendBuffer), so it would not stop user space by itself.
-    if (!AllPassedCopied(d) && DestinationBusy(d)) {
+    // Held, every byte is passed, so the same bound applies to every read.
+    if ((held_ || !AllPassedCopied(d)) && DestinationBusy(d)) {
       WaitForBacklog(d);
       return;
     }
-    if (dir.short_read) {
-      // Held, the last read took all there was: the readable poll reports the next bytes (at once if they
-      // are already there), which saves the recv that would only say EAGAIN, one syscall per message.
-      dir.short_read = false;
+    if (held_) {
       dir.buffer.reset();
-      Idle(d);
+      Receive(d);
       return;
     }
     // Not zeroed: recv overwrites what is sent.
@@ -250,26 +262,10 @@ void SockmapPipe::Pump(int d) {
     if (n > 0) {
       dir.length = static_cast<size_t>(n);
       dir.sent = 0;
-      dir.short_read = held_ && dir.length < kCopyBufferSize;
       continue;
     }
     if (n == 0) {
-      // recv() says EOF as soon as the FIN is in and the psock's ready queue is empty, but bytes the
-      // verdict passed while the receive buffer was full wait in the psock's own backlog for a kworker
-      // and arrive after it. The stream has ended only when every passed byte has been copied.
-      // With a psock, a reset also reads as 0 (SOCK_DONE is checked before sk_err): tell them apart by
-      // the pending error, and pass a reset on as a reset.
-      if (PendingError(source(d)) != 0) {
-        Abort();
-        return;
-      }
-      if (!AllPassedCopied(d)) {
-        WaitForBacklog(d);
-        return;
-      }
-      dir.eof = true;
-      NoteEnd(d);
-      dir.buffer.reset();
+      if (!AtEof(d)) return;
       continue;
     }
     if (errno == EINTR) continue;
@@ -281,6 +277,91 @@ void SockmapPipe::Pump(int d) {
     Abort();
     return;
   }
+}
+
+bool SockmapPipe::AtEof(int d) {
+  Direction& dir = dirs_[d];
+  // recv() says EOF as soon as the FIN is in and the psock's ready queue is empty, but bytes the verdict
+  // passed while the receive buffer was full wait in the psock's own backlog for a kworker and arrive
+  // after it. The stream has ended only when every passed byte has been copied.
+  // With a psock, a reset also reads as 0 (SOCK_DONE is checked before sk_err): tell them apart by the
+  // pending error, and pass a reset on as a reset.
+  if (PendingError(source(d)) != 0) {
+    Abort();
+    return false;
+  }
+  if (!AllPassedCopied(d)) {
+    WaitForBacklog(d);
+    return false;
+  }
+  dir.eof = true;
+  NoteEnd(d);
+  dir.buffer.reset();
+  return true;
+}
+
+// A plain recv with IOSQE_BUFFER_SELECT: it waits (polled by the ring) until the verdict passes bytes, and
+// takes a buffer from the worker's pool only then, so an idle held connection holds none.
+void SockmapPipe::Receive(int d) {
+  dirs_[d].recv_inflight = true;
+  io_uring_sqe* sqe = Submit(kRecv + d);
+  io_uring_prep_recv(sqe, source(d), nullptr, ring_.buffers().buffer_size(), 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = BufferRing::kGroupId;
+}
+
+void SockmapPipe::OnReceived(int d, int res, unsigned cqe_flags) {
+  Direction& dir = dirs_[d];
+  dir.recv_inflight = false;
+  if (cqe_flags & IORING_CQE_F_BUFFER) {
+    const auto id = static_cast<int>(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
+    if (aborting_ || res <= 0) {
+      ring_.buffers().Return(static_cast<unsigned>(id));
+    } else {
+      dir.ring_buffer = id;
+      dir.length = static_cast<size_t>(res);
+      dir.sent = 0;
+    }
+  }
+  if (aborting_) return;
+  if (res > 0 || res == -EINTR || res == -EAGAIN) {
+    Pump(d);
+  } else if (res == 0) {
+    if (AtEof(d)) Pump(d);
+  } else if (res == -ENOBUFS) {
+    // The worker's pool is empty (the bytes stay in the socket): try again on the pipe's timer.
+    ring_.buffers().NoteEmpty();
+    WaitForBacklog(d);
+  } else {
+    Abort();
+  }
+}
+
+void SockmapPipe::OnSent(int d, int res) {
+  Direction& dir = dirs_[d];
+  dir.send_inflight = false;
+  if (aborting_ || res <= 0) {
+    ReturnRingBuffer(d);  // no send reads it any more
+    if (!aborting_) Abort();
+    return;
+  }
+  dir.sent += static_cast<size_t>(res);
+  dir.user_copied += static_cast<uint64_t>(res);
+  CountUserBytes(d, static_cast<uint64_t>(res));
+  if (dir.sent == dir.length) {
+    ReturnRingBuffer(d);
+    // Tells the verdict every passed byte so far is in the destination's write queue.
+    program_.PublishUserCopied(dir.slot, dir.user_copied);
+  }
+  Pump(d);
+}
+
+void SockmapPipe::ReturnRingBuffer(int d) {
+  Direction& dir = dirs_[d];
+  if (dir.ring_buffer < 0) return;
+  ring_.buffers().Return(static_cast<unsigned>(dir.ring_buffer));
+  dir.ring_buffer = -1;
+  dir.length = dir.sent = 0;
 }
 
 void SockmapPipe::Idle(int d) {
@@ -316,6 +397,14 @@ bool SockmapPipe::Flush(int d) {
     WaitForBacklog(d);
     return false;
   }
+  if (dir.ring_buffer >= 0) {
+    // MSG_WAITALL: the ring finishes a short send itself. OnSent goes on from here.
+    dir.send_inflight = true;
+    io_uring_prep_send(Submit(kSend + d), destination(d),
+                       ring_.buffers().buffer(static_cast<unsigned>(dir.ring_buffer)) + dir.sent,
+                       dir.length - dir.sent, MSG_NOSIGNAL | MSG_WAITALL);
+    return false;
+  }
   while (dir.sent < dir.length) {
     const ssize_t n = send(destination(d), dir.buffer.get() + dir.sent, dir.length - dir.sent,
                            MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -343,8 +432,17 @@ bool SockmapPipe::Flush(int d) {
 // what the gate allows: the passed bytes wait in the source's receive buffer meanwhile (its window closes
 // and the sender slows) instead of piling up in the destination. Measured: one stream, 10.0 -> 12.2 Gbit/s.
 bool SockmapPipe::DestinationBusy(int d) {
+  Direction& dir = dirs_[d];
+  // Read before the queue: a redirect between the two is then counted twice (in the queue and in what is
+  // written since), never missed.
+  const uint64_t written = dir.user_copied + (dir.source_in_map ? program_.Redirected(dir.slot) : 0);
+  if (dir.queue_known && dir.queued_at_check + (written - dir.written_at_check) <= gate_limit_ / 2) return false;
   int queued = 0;
-  return ioctl(destination(d), SIOCOUTQ, &queued) == 0 && static_cast<uint64_t>(queued) > gate_limit_ / 2;
+  if (ioctl(destination(d), SIOCOUTQ, &queued) != 0) return false;
+  dir.queue_known = true;
+  dir.queued_at_check = static_cast<uint64_t>(queued);
+  dir.written_at_check = written;
+  return dir.queued_at_check > gate_limit_ / 2;
 }
 
 bool SockmapPipe::AllPassedCopied(int d) const {
@@ -403,6 +501,9 @@ uint64_t SockmapPipe::activity() const {
 void SockmapPipe::Abort(bool reset) {
   if (aborting_) return;
   aborting_ = true;
+  for (int d = 0; d < SKP_DIRECTIONS; ++d) {
+    if (!dirs_[d].send_inflight) ReturnRingBuffer(d);
+  }
   ReleaseKernelState();
   if (reset) ArmResetOnClose();
   CancelAll(kCancel);

@@ -7,6 +7,8 @@
 //    shutting the peer down while its backlog holds bytes drops them silently;
 //  - reset or error, or a trim that fell short: take both legs off the map and reset the other one.
 // When both directions have ended, both legs leave the map and are closed.
+// Held (a demoted connection, see path_switch.h), every byte is passed, and the copy goes through the ring
+// instead: a recv into the worker's provided buffers, then a send, no synchronous syscall per message.
 #pragma once
 
 #include <linux/time_types.h>
@@ -65,7 +67,8 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   void OnSweep(uint32_t slot) override;
 
  private:
-  enum Tag : unsigned { kReadable = 0, kWritable = 2, kHangup = 4, kTimer = 6, kCancel = 7 };
+  // + direction where paired.
+  enum Tag : unsigned { kReadable = 0, kWritable = 2, kHangup = 4, kTimer = 6, kCancel = 7, kRecv = 8, kSend = 10 };
   static constexpr size_t kCopyBufferSize = 256 * 1024;
 
   struct Direction {
@@ -83,10 +86,21 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
     bool hangup_poll = false;    // the POLLRDHUP poll on the source, in flight until the FIN or an error
     bool writable_poll = false;  // a POLLOUT poll is in flight on the destination
     bool on_timer = false;       // waiting for the backlog: the pipe's timer pumps it again
-    bool short_read = false;     // held: the last recv returned less than the buffer
+    // Held, a direction copies through the ring like the user-space path: one recv into a provided buffer
+    // of the worker's pool, then one send of it, no synchronous syscall per message. [sent, length) of
+    // `ring_buffer` is what is left to send; -1: the bytes, if any, are in `buffer` (synchronous copy).
+    bool recv_inflight = false;
+    bool send_inflight = false;
+    int ring_buffer = -1;
     // The verdict's redirected count when the backlog was last found drained: until it grows, nothing new
     // entered the backlog, and a held direction's copies skip the two syscalls of the check.
     uint64_t drained_at_redirected = ~0ull;
+    // DestinationBusy's last SIOCOUTQ, and the bytes written towards the destination by then (user_copied +
+    // redirected). The queue grows only by what is written into it, so until the last count plus what was
+    // written since passes the limit, the destination cannot be busy and the check costs no syscall.
+    bool queue_known = false;
+    uint64_t queued_at_check = 0;
+    uint64_t written_at_check = 0;
   };
 
   SockmapPipe(Ring& ring, Metrics& metrics, bpf::SockmapProgram& program, NoticeTargets& notices,
@@ -98,6 +112,13 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   // recv() found nothing: watch for POLLIN while passed bytes are outstanding, else only for hang-up.
   void Idle(int d);
   bool Flush(int d);
+  // Held: the recv through the ring, and its completion; the send of a ring buffer and its completion.
+  void Receive(int d);
+  void OnReceived(int d, int res, unsigned cqe_flags);
+  void OnSent(int d, int res);
+  void ReturnRingBuffer(int d);
+  // recv() (or the ring's) said EOF: true when the direction has ended, false when it waits or aborted.
+  bool AtEof(int d);
   bool BacklogDrained(int d);
   bool DestinationBusy(int d);
   bool AllPassedCopied(int d) const;

@@ -426,6 +426,9 @@ INSTANTIATE_TEST_SUITE_P(
          "bad.yaml:1: upstream_mark: 4294967296 is too large (at most 0xffffffff)"},
         {"UpstreamMarkNotAScalar", "upstream_mark: [1]\n",
          "bad.yaml:1: upstream_mark: expected a 32-bit mark like 0x534b or 21323"},
+        {"UnknownUser", "user: no-such-user-skproxy\n", "bad.yaml:1: user: no such user 'no-such-user-skproxy'"},
+        {"UnknownGroup", "group: no-such-group-skproxy\n", "bad.yaml:1: group: no such group 'no-such-group-skproxy'"},
+        {"UserNotAScalar", "user: [nobody]\n", "bad.yaml:1: user: expected a string"},
         {"MaxEntriesTooLarge", "sockmap:\n  max_entries: 4294967296\n",
          "bad.yaml:2: sockmap.max_entries: 4294967296 is too large (at most 4294967295)"},
     }),
@@ -484,6 +487,18 @@ TEST(Examples, SidecarIsValid) {
   absl::StatusOr<Config> config = LoadConfigFile(kConfigDir + "/examples/sidecar.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->listeners.size(), 1u);
+}
+
+// The ids are looked up when the config is read: `user` gives the group too, unless `group` names one.
+TEST(ParseConfig, UserAndGroup) {
+  Config as_user = Parse("user: nobody\n" + WithDemoCluster(kWeb));
+  EXPECT_EQ(as_user.run_as.user, "nobody");
+  EXPECT_EQ(as_user.run_as.uid, 65534u);
+  EXPECT_EQ(as_user.run_as.gid, 65534u);
+  Config with_group = Parse("user: nobody\ngroup: root\n" + WithDemoCluster(kWeb));
+  EXPECT_EQ(with_group.run_as.uid, 65534u);
+  EXPECT_EQ(with_group.run_as.gid, 0u);
+  EXPECT_TRUE(Parse(WithDemoCluster(kWeb)).run_as.empty());
 }
 
 TEST(ParseConfig, TransparentListenersNeedNoCluster) {

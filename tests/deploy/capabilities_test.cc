@@ -57,6 +57,7 @@ struct ThreadPrivileges {
   std::string tid;
   uint64_t effective = ~0ull, permitted = ~0ull, bounding = ~0ull, ambient = ~0ull, inheritable = ~0ull;
   int no_new_privs = -1;
+  std::string uid, gid;  // "real effective saved filesystem"
 };
 
 std::vector<ThreadPrivileges> ReadThreadPrivileges(pid_t pid) {
@@ -81,6 +82,8 @@ std::vector<ThreadPrivileges> ReadThreadPrivileges(pid_t pid) {
                                             : nullptr;
       if (field != nullptr) absl::SimpleHexAtoi(value, field);
       if (kv[0] == "NoNewPrivs") absl::SimpleAtoi(value, &t.no_new_privs);
+      if (kv[0] == "Uid") t.uid = absl::StrJoin(absl::StrSplit(value, absl::ByAnyChar(" \t"), absl::SkipEmpty()), " ");
+      if (kv[0] == "Gid") t.gid = absl::StrJoin(absl::StrSplit(value, absl::ByAnyChar(" \t"), absl::SkipEmpty()), " ");
     }
     threads.push_back(t);
   }
@@ -206,6 +209,49 @@ TEST_F(CapabilitiesTest, KernelPathKeepsOnlyNetAdminAsRootAndAsNobody) {
     ASSERT_TRUE(status.ok()) << status.status();
     EXPECT_EQ(*status, 0) << proxy.StderrTail();
   }
+}
+
+// `user: nobody`: started as root, every thread runs as nobody once started, holding only what the kernel
+// path needs; the kernel path and a reload (the file read as nobody) still work. An unknown user is a config
+// error naming the line.
+TEST_F(CapabilitiesTest, AConfiguredUserRunsTheKernelPathAsThatUser) {
+  auto echo = StartServer(EchoHandler());
+  ASSERT_TRUE(echo);
+  ProxyConfig config = SimpleProxyConfig("sockmap", {echo->endpoint()});
+  config.workers = 2;
+  config.user = "nobody";
+  auto started = ProxyProcess::Start(config);
+  ASSERT_TRUE(started.ok()) << started.status();
+  ProxyProcess& proxy = **started;
+  EXPECT_NE(proxy.Stderr().find("running as uid 65534 gid 65534\n"), std::string::npos) << proxy.StderrTail();
+  for (const ThreadPrivileges& t : ReadThreadPrivileges(proxy.pid())) {
+    EXPECT_EQ(t.uid, "65534 65534 65534 65534") << "thread " << t.tid;
+    EXPECT_EQ(t.gid, "65534 65534 65534 65534") << "thread " << t.tid;
+  }
+  const uint64_t net_admin = CapMask({"NET_ADMIN"});
+  ExpectOnlyKept(proxy, net_admin, net_admin);
+  ExpectKernelPathEcho(proxy, proxy.listener());
+  ProxyConfig next = proxy.config();
+  next.listeners.push_back(ListenerSpec{"more", Loopback4(PickFreePort()), "backend"});
+  ASSERT_TRUE(proxy.WriteConfigFile(next.ToYaml()).ok());
+  auto reload = HttpRequest(proxy.admin(), "POST", "/reload", "", 10s);
+  ASSERT_TRUE(reload.ok()) << reload.status();
+  ASSERT_EQ(reload->status, 200) << reload->body;
+  ExpectKernelPathEcho(proxy, next.listeners.back().address);
+  // The user cannot change on a reload.
+  next.user = "root";
+  ASSERT_TRUE(proxy.WriteConfigFile(next.ToYaml()).ok());
+  reload = HttpRequest(proxy.admin(), "POST", "/reload", "", 10s);
+  ASSERT_TRUE(reload.ok()) << reload.status();
+  EXPECT_EQ(reload->status, 409) << reload->body;
+  EXPECT_NE(reload->body.find("user: cannot change on reload"), std::string::npos) << reload->body;
+
+  ProxyConfig unknown = SimpleProxyConfig("userspace", {echo->endpoint()});
+  unknown.user = "no-such-user-skproxy";
+  auto refused = ProxyProcess::Start(unknown);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().ToString().find(":4: user: no such user 'no-such-user-skproxy'"), std::string::npos)
+      << refused.status();
 }
 
 // The user-space path keeps nothing at all; a listener below 1024 keeps CAP_NET_BIND_SERVICE alone (a

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/integration/connections_page.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/test_helpers.h"
 #include "tests/integration/upstreams.h"
@@ -121,6 +122,35 @@ TEST_P(AdaptiveTest, QuietWorkerMovesAChattyConnectionBusyOneDoesNot) {
   EXPECT_EQ(ChattyExchange(proxy->listener(), 500, 64), "");
   EXPECT_EQ(switches(), 1);
   EXPECT_PROXY_IDLE(proxy, *baseline);
+}
+
+// A connection's switch count (GET /connections, the access log) is the moves it made: one promotion, then
+// many samples of it on the kernel path add nothing.
+TEST_P(AdaptiveTest, SwitchCountIsTheMovesMade) {
+  SKPROXY_SKIP_IF_KERNEL_TOO_OLD();
+  if (!RequireSockmap()) GTEST_SKIP() << "not root: the kernel path is not expected to load";
+  auto echo = StartServer(EchoHandler(), family());
+  ASSERT_TRUE(echo);
+  ProxyConfig config = SimpleProxyConfig("auto", {echo->endpoint()}, family());
+  config.workers = 1;            // the one connection makes its worker quiet: it moves, and is never demoted
+  config.switch_interval = "20ms";
+  SKPROXY_START_OR_SKIP(proxy, config);
+  auto fd = Connect(proxy->listener(), 5s);
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  auto to_kernel = [&] { return proxy->Metric("skproxy_datapath_switches_total", {{"to", "kernel"}}); };
+  // Promoted after 64 messages on a quiet worker.
+  const Deadline promoted_by = DeadlineIn(5s);
+  while (to_kernel() < 1 && Clock::now() < promoted_by) ASSERT_EQ(Exchange(fd->get(), 16, 64), "");
+  ASSERT_EQ(to_kernel(), 1);
+  // Small messages for 25 sampling intervals on the kernel path.
+  const Deadline sampled = DeadlineIn(500ms);
+  while (Clock::now() < sampled) ASSERT_EQ(Exchange(fd->get(), 8, 64), "");
+  EXPECT_EQ(proxy->Metric("skproxy_datapath_switches_total", {{"to", "user"}}), 0);
+  ConnectionsPage page = GetConnections(proxy->admin());
+  ASSERT_EQ(page.status, 200) << page.body;
+  ASSERT_EQ(page.connections.size(), 1u) << page.body;
+  EXPECT_EQ(JsonField(page.connections[0], "datapath"), "sockmap") << page.connections[0];
+  EXPECT_EQ(JsonField(page.connections[0], "switches"), "1") << page.connections[0];
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, AdaptiveTest, ::testing::Values(AF_INET, AF_INET6),

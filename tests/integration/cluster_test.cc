@@ -312,6 +312,44 @@ INSTANTIATE_TEST_SUITE_P(Policies, ConsistentHashTest, ::testing::Values("maglev
 
 // ---- health ----------------------------------------------------------------------------------------
 
+// After a reload the endpoint gauges are the new generation's alone: the old one, kept alive by a
+// connection still open, no longer health-checks (here it would go on marking A unhealthy every 100 ms).
+TEST(ClusterTest, ReloadedHealthStateIsNotOverwrittenByTheOldGeneration) {
+  SteeredServer a(Loopback4(0), 'A'), b(Loopback4(0), 'B');
+  const std::string endpoints =
+      absl::StrCat("endpoints: [\"", a.address().ToString(), "\", \"", b.address().ToString(), "\"]\n");
+  SKPROXY_START_OR_SKIP(proxy, ClusterConfig(endpoints +
+                                   "health_check: { type: http, path: /health, expected_status: 200, interval: 100ms,"
+                                   " timeout: 2s, unhealthy_threshold: 1, healthy_threshold: 1 }\n"));
+  a.set_status(503);
+  ASSERT_TRUE(WaitFor([&] { return EndpointMetric(*proxy, "skproxy_endpoint_healthy", a.address()) == 0; }, 5s));
+  auto old_connection = Connect(proxy->listener(), 2s);  // keeps the first generation alive
+  ASSERT_TRUE(old_connection.ok()) << old_connection.status();
+  ASSERT_TRUE(WaitFor([&] { return proxy->Metric("skproxy_connections_active") == 1; }, 5s));
+
+  ProxyConfig next = proxy->config();
+  next.clusters[0].extra = endpoints;  // no health check: both endpoints take connections
+  ASSERT_TRUE(proxy->WriteConfigFile(next.ToYaml()).ok());
+  auto reload = HttpRequest(proxy->admin(), "POST", "/reload", "", 10s);
+  ASSERT_TRUE(reload.ok()) << reload.status();
+  ASSERT_EQ(reload->status, 200) << reload->body;
+  ASSERT_TRUE(WaitFor([&] { return EndpointMetric(*proxy, "skproxy_endpoint_healthy", a.address()) == 1; }, 5s));
+  const uint64_t checks = a.health_requests();
+  // Ten health-check intervals of the old config: the gauge stays 1 at every scrape, and A sees no check.
+  const Deadline end = DeadlineIn(1s);
+  int scrapes = 0;
+  while (Clock::now() < end) {
+    ASSERT_EQ(EndpointMetric(*proxy, "skproxy_endpoint_healthy", a.address()), 1) << "after " << scrapes << " scrapes";
+    ++scrapes;
+  }
+  EXPECT_EQ(a.health_requests(), checks);
+  EXPECT_GE(scrapes, 5);
+  std::map<char, int> count;
+  for (int i = 0; i < 20; ++i) ++count[HttpWho(proxy->listener())];
+  EXPECT_EQ(count['A'], 10);
+  EXPECT_EQ(count['B'], 10);
+}
+
 TEST(ClusterTest, HttpHealthCheckTakesAnEndpointOutAndBack) {
   SteeredServer a(Loopback4(0), 'A'), b(Loopback4(0), 'B');
   SKPROXY_START_OR_SKIP(proxy, ClusterConfig(absl::StrCat(

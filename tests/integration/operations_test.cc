@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
+#include "tests/integration/connections_page.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/test_helpers.h"
 #include "tests/integration/upstreams.h"
@@ -273,44 +274,6 @@ TEST(StatusPageTest, RendersLiveGraphsAndTablesInHeadlessChromium) {
   EXPECT_NE(dom.find("<td>web</td><td>" + proxy->listener().ToString() + "</td>"), std::string::npos);
 }
 
-// A field of one connection object of /connections (the endpoint writes one object per line): a string
-// without its quotes, or the raw number / null.
-std::string JsonField(const std::string& object, const std::string& key) {
-  const std::string needle = "\"" + key + "\":";
-  size_t at = object.find(needle);
-  if (at == std::string::npos) return "<no " + key + ">";
-  at += needle.size();
-  if (object[at] == '"') return object.substr(at + 1, object.find('"', at + 1) - at - 1);
-  return object.substr(at, object.find_first_of(",}", at) - at);
-}
-
-struct ConnectionsPage {
-  int status = -1;
-  std::string body;
-  std::string total, next_after;
-  std::vector<std::string> connections;  // one JSON object each
-};
-
-ConnectionsPage GetConnections(const ProxyProcess& proxy, const std::string& query = "") {
-  ConnectionsPage page;
-  auto r = HttpRequest(proxy.admin(), "GET", "/connections" + query, "", 5s);
-  if (!r.ok()) {
-    page.body = r.status().ToString();
-    return page;
-  }
-  page.status = r->status;
-  page.body = r->body;
-  if (page.status != 200) return page;
-  page.total = JsonField(r->body, "total");
-  page.next_after = JsonField(r->body, "next_after");
-  for (absl::string_view line : absl::StrSplit(r->body, '\n')) {
-    if (!absl::StartsWith(line, "{\"id\":")) continue;
-    absl::ConsumeSuffix(&line, ",");
-    page.connections.emplace_back(line);
-  }
-  return page;
-}
-
 // Sends `n` bytes in 64 KiB round trips through an echo upstream and reads each back; the connection stays open.
 ::testing::AssertionResult EchoRoundTrips(int fd, uint64_t n) {
   std::string chunk(64 * KiB, 'c'), back(64 * KiB, '\0');
@@ -371,7 +334,7 @@ TEST_P(OperationsTest, ConnectionsListsOpenConnectionsPaged) {
   // The kernel's counts are read as the verdict left them: wait until every echo is counted.
   EXPECT_TRUE(WaitFor(
       [&] {
-        all = GetConnections(*proxy);
+        all = GetConnections(proxy->admin());
         if (all.connections.size() != clients.size()) return false;
         for (const Client& client : clients)
           if (!bytes_are(find(all, client.local), kFirst)) return false;
@@ -400,7 +363,7 @@ TEST_P(OperationsTest, ConnectionsListsOpenConnectionsPaged) {
   ConnectionsPage later;
   EXPECT_TRUE(WaitFor(
       [&] {
-        later = GetConnections(*proxy);
+        later = GetConnections(proxy->admin());
         return bytes_are(find(later, clients[0].local), kFirst + 1 * MiB);
       },
       5s))
@@ -417,7 +380,7 @@ TEST_P(OperationsTest, ConnectionsListsOpenConnectionsPaged) {
   std::vector<uint64_t> ids_paged;
   std::string query = "?limit=2";
   for (int pages = 0; pages < 10; ++pages) {
-    ConnectionsPage page = GetConnections(*proxy, query);
+    ConnectionsPage page = GetConnections(proxy->admin(), query);
     ASSERT_EQ(page.status, 200) << page.body;
     EXPECT_EQ(page.total, "5");
     EXPECT_LE(page.connections.size(), 2u) << page.body;
@@ -427,12 +390,12 @@ TEST_P(OperationsTest, ConnectionsListsOpenConnectionsPaged) {
     query = "?limit=2&after=" + page.next_after;
   }
   EXPECT_EQ(ids_paged, ids_all);
-  EXPECT_EQ(GetConnections(*proxy, "?limit=1000").connections.size(), 5u);
-  EXPECT_EQ(GetConnections(*proxy, absl::StrCat("?after=", ids_all[2])).connections.size(), 2u);
+  EXPECT_EQ(GetConnections(proxy->admin(), "?limit=1000").connections.size(), 5u);
+  EXPECT_EQ(GetConnections(proxy->admin(), absl::StrCat("?after=", ids_all[2])).connections.size(), 2u);
 
   for (const std::string& bad : {"?limit=0", "?limit=1001", "?limit=ten", "?limit=", "?after=-1", "?after=x",
                                  "?offset=3", "?limit=5&bogus"}) {
-    ConnectionsPage page = GetConnections(*proxy, bad);
+    ConnectionsPage page = GetConnections(proxy->admin(), bad);
     EXPECT_EQ(page.status, 400) << bad << ": " << page.body;
   }
   auto post = HttpRequest(proxy->admin(), "POST", "/connections", "", 2s);
@@ -440,7 +403,7 @@ TEST_P(OperationsTest, ConnectionsListsOpenConnectionsPaged) {
   EXPECT_EQ(post->status, 405);
 
   clients.clear();
-  EXPECT_TRUE(WaitFor([&] { return GetConnections(*proxy).total == "0"; }, 10s)) << GetConnections(*proxy).body;
+  EXPECT_TRUE(WaitFor([&] { return GetConnections(proxy->admin()).total == "0"; }, 10s)) << GetConnections(proxy->admin()).body;
   EXPECT_PROXY_IDLE(proxy, baseline_fds);
 }
 

@@ -35,6 +35,7 @@ std::string ProxyConfig::ToYaml() const {
   if (!drain_timeout.empty()) absl::StrAppend(&y, "drain_timeout: ", drain_timeout, "\n");
   if (!access_log.empty()) absl::StrAppend(&y, "access_log: { path: \"", access_log, "\" }\n");
   if (!upstream_mark.empty()) absl::StrAppend(&y, "upstream_mark: ", upstream_mark, "\n");
+  if (!user.empty()) absl::StrAppend(&y, "user: ", user, "\n");
   if (!gate_limit.empty() || !receive_buffer.empty() || !quiet_worker_connections.empty() ||
       !promote_after.empty() || !demote_below.empty() || !demote_after_messages.empty() ||
       !switch_interval.empty()) {

@@ -55,6 +55,7 @@ struct ProxyConfig {
   std::string demote_after_messages;     // e.g. "32"; empty: not written
   std::string switch_interval;           // e.g. "20ms"; empty: not written
   std::string upstream_mark;             // e.g. "0x534b"; empty: not written
+  std::string user;                      // top-level `user` (run as it once started); empty: not written
   std::vector<ListenerSpec> listeners;
   std::vector<ClusterSpec> clusters;
   // When set, written instead of `listeners` and `clusters` (after admin, datapath and workers), for

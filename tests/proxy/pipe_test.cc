@@ -108,7 +108,7 @@ ReadResult ReadPattern(int fd, double bytes_per_second = 0, int deadline_s = 60)
 class PipeRig {
  protected:
   // Skips or fails the calling test (check IsSkipped/HasFatalFailure) when the kernel path cannot load.
-  void Build(bool kernel_path) {
+  void Build(bool kernel_path, unsigned buffers = 64) {
     if (kernel_path) {
       SKPROXY_SKIP_IF_KERNEL_TOO_OLD();
       auto program = bpf::SockmapProgram::Load({.max_sockets = 64});
@@ -118,7 +118,7 @@ class PipeRig {
       }
       program_ = *std::move(program);
     }
-    auto ring = Ring::Create(256, 64, 64 * 1024);
+    auto ring = Ring::Create(256, buffers, 64 * 1024);
     ASSERT_TRUE(ring.ok()) << ring.status();
     ring_ = *std::move(ring);
     if (program_ != nullptr) {
@@ -142,23 +142,41 @@ class PipeRig {
   UniqueFd client_, server_, downstream_, upstream_;
 };
 
-class PipeTest : public ::testing::TestWithParam<PathKind>, protected PipeRig {
+// The pipes under test: the user-space path, the kernel path, and the kernel path held in user mode from
+// the start (a demoted connection: both legs in the sockhash, every byte passed to user space and copied
+// through the ring).
+enum class TestPath { kUserspace, kSockmap, kHeld };
+
+const char* TestPathName(TestPath path) {
+  switch (path) {
+    case TestPath::kUserspace: return "userspace";
+    case TestPath::kSockmap: return "sockmap";
+    case TestPath::kHeld: return "held";
+  }
+  return "?";
+}
+
+class PipeTest : public ::testing::TestWithParam<TestPath>, protected PipeRig {
  protected:
-  void SetUp() override { Build(GetParam() == PathKind::kSockmap); }
+  void SetUp() override { Build(GetParam() != TestPath::kUserspace); }
 
   void StartPipe(uint64_t gate_limit = 8 << 20) {
     auto on_finish = [this] { finished_ = true; };
-    if (GetParam() == PathKind::kSockmap) {
+    if (GetParam() != TestPath::kUserspace) {
       SockmapPipe::InsertFailure failure;
-      pipe_ = SockmapPipe::Create(*ring_, *metrics_, *program_, notices_, {gate_limit, 0}, std::move(downstream_),
-                                  std::move(upstream_), on_finish, &failure);
-      ASSERT_NE(pipe_, nullptr) << failure.status;
+      std::unique_ptr<SockmapPipe> pipe =
+          SockmapPipe::Create(*ring_, *metrics_, *program_, notices_, {gate_limit, 0}, std::move(downstream_),
+                              std::move(upstream_), on_finish, &failure);
+      ASSERT_NE(pipe, nullptr) << failure.status;
+      pipe->Start();
+      if (GetParam() == TestPath::kHeld) ASSERT_TRUE(pipe->Hold(true));
+      pipe_ = std::move(pipe);
     } else {
       pipe_ = std::make_unique<UserspacePipe>(*ring_, *metrics_, std::move(downstream_), std::move(upstream_),
                                               on_finish);
+      pipe_->Start();
     }
-    ASSERT_EQ(pipe_->kind(), GetParam());
-    pipe_->Start();
+    ASSERT_EQ(pipe_->kind(), GetParam() == TestPath::kSockmap ? PathKind::kSockmap : PathKind::kUserspace);
   }
 
   // Runs the ring until the pipe is done or the deadline passes; returns whether it is done. A done pipe
@@ -197,11 +215,14 @@ TEST_P(PipeTest, BothDirectionsExactThenBothClose) {
   EXPECT_EQ(at_client.bytes, kDown);
   EXPECT_EQ(at_client.first_bad, UINT64_MAX);
   EXPECT_TRUE(at_client.eof);
-  if (GetParam() == PathKind::kSockmap) {
+  if (GetParam() != TestPath::kUserspace) {
     EXPECT_EQ(program_->CountSockets(), 0u);  // left the map once both directions ended
     const auto stats = program_->ReadStats();
     EXPECT_EQ(stats[0][SKP_STAT_REDIRECTED_BYTES] + UserBytes(0), kUp);
     EXPECT_EQ(stats[1][SKP_STAT_REDIRECTED_BYTES] + UserBytes(1), kDown);
+    if (GetParam() == TestPath::kHeld) {  // every byte was passed to user space and copied
+      EXPECT_EQ(stats[0][SKP_STAT_REDIRECTED_BYTES] + stats[1][SKP_STAT_REDIRECTED_BYTES], 0u);
+    }
   } else {
     EXPECT_EQ(UserBytes(0), kUp);
     EXPECT_EQ(UserBytes(1), kDown);
@@ -265,13 +286,44 @@ TEST_P(PipeTest, SlowReaderExact) {
   EXPECT_EQ(at_server.bytes, kTotal);
   EXPECT_EQ(at_server.first_bad, UINT64_MAX);
   EXPECT_TRUE(at_server.eof);
-  if (GetParam() == PathKind::kSockmap) {
+  if (GetParam() == TestPath::kSockmap) {
     const auto stats = program_->ReadStats();
     EXPECT_GT(stats[0][SKP_STAT_GATE_ENTER], 0u) << "the gate never handed over: the test proves nothing";
     EXPECT_GT(UserBytes(0), 0u);
     EXPECT_GT(stats[0][SKP_STAT_REDIRECTED_BYTES], 0u);
   }
 }
+
+// A held connection copies through the worker's shared pool like the user-space path: with one buffer for
+// both directions the recv finds the pool empty again and again (-ENOBUFS, the bytes wait in the socket)
+// and retries; every byte still arrives once, in order.
+class HeldPoolTest : public PipeTest {
+ protected:
+  void SetUp() override { Build(true, /*buffers=*/1); }
+};
+
+TEST_P(HeldPoolTest, OneBufferForBothDirectionsLosesNothing) {
+  constexpr uint64_t kBytes = 8 << 20;
+  StartPipe();
+  ReadResult at_server, at_client;
+  std::thread up_writer([&] { WritePattern(client_.get(), kBytes, true); });
+  std::thread down_writer([&] { WritePattern(server_.get(), kBytes, true); });
+  std::thread server_reader([&] { at_server = ReadPattern(server_.get()); });
+  std::thread client_reader([&] { at_client = ReadPattern(client_.get()); });
+  EXPECT_TRUE(RunUntilDone());
+  for (auto* t : {&up_writer, &down_writer, &server_reader, &client_reader}) t->join();
+  for (const ReadResult* r : {&at_server, &at_client}) {
+    EXPECT_EQ(r->bytes, kBytes);
+    EXPECT_EQ(r->first_bad, UINT64_MAX);
+    EXPECT_TRUE(r->eof);
+  }
+  EXPECT_EQ(UserBytes(0), kBytes);
+  EXPECT_EQ(UserBytes(1), kBytes);
+  EXPECT_GT(ring_->buffers().empty_count(), 0u) << "the pool never ran dry: the test proves nothing";
+}
+
+INSTANTIATE_TEST_SUITE_P(Held, HeldPoolTest, ::testing::Values(TestPath::kHeld),
+                         [](const auto& info) { return std::string(TestPathName(info.param)); });
 
 // Runs `ring` until `pipe` is done or 10 s pass.
 bool RunRing(Ring& ring, Pipe& pipe) {
@@ -510,8 +562,8 @@ TEST_P(SharedPoolTest, StalledReadersLeaveThePoolToOthers) {
 INSTANTIATE_TEST_SUITE_P(RecvModes, SharedPoolTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "Multishot" : "SingleShot"; });
 
-INSTANTIATE_TEST_SUITE_P(Paths, PipeTest, ::testing::Values(PathKind::kSockmap, PathKind::kUserspace),
-                         [](const auto& info) { return std::string(PathKindName(info.param)); });
+INSTANTIATE_TEST_SUITE_P(Paths, PipeTest, ::testing::Values(TestPath::kSockmap, TestPath::kUserspace, TestPath::kHeld),
+                         [](const auto& info) { return std::string(TestPathName(info.param)); });
 
 }  // namespace
 }  // namespace skproxy
