@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs the whole test suite (unit, BPF, integration), then the suite
 # again under AddressSanitizer and UndefinedBehaviorSanitizer (tests/run-sanitized.sh: its own build in
-# build-asan/, everything but the tests labelled heavy). As root: the kernel-path tests load BPF programs and
-# create network namespaces; without root they skip and say why. Arguments go to both ctest runs
-# (e.g. -R kernel_path). SKPROXY_SANITIZE_SUITE=0 leaves the sanitized run out.
+# build-asan/, every test but those labelled heavy or timing). As root: the kernel-path tests load BPF
+# programs and create network namespaces; without root they skip and say why. Arguments go to both ctest
+# runs (e.g. -R integration.l7). SKPROXY_SANITIZE_SUITE=0 leaves the sanitized run out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
