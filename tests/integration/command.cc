@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "tests/integration/sanitizer_report.h"
 
 namespace skproxy::itest {
 
@@ -103,6 +104,9 @@ CommandResult RunCommand(const std::vector<std::string>& args, Millis timeout) {
     if (WIFEXITED(status)) res.exit_code = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) res.term_signal = WTERMSIG(status);
   }
+  // The SKPROXY_SANITIZE build: the proxy (or a tool) run here reported a finding. Its exit status alone may
+  // not show it: LeakSanitizer exits 1, as the proxy does when it refuses to start.
+  FailOnSanitizerReport(args.empty() ? "a command" : args[0], res.err + res.out);
   return res;
 }
 

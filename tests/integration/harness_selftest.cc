@@ -9,9 +9,11 @@
 #include <future>
 #include <random>
 
+#include "gtest/gtest-spi.h"
 #include "gtest/gtest.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/netns.h"
+#include "tests/integration/sanitizer_report.h"
 #include "tests/integration/upstreams.h"
 
 namespace skproxy::itest {
@@ -288,6 +290,19 @@ TEST(HarnessTest, RunCommandReportsOutputAndStatus) {
   EXPECT_TRUE(slow.timed_out);
 }
 
+TEST(HarnessTest, SanitizerReportsAreFound) {
+  EXPECT_EQ(FindSanitizerReport("skproxy ready: datapath=userspace\nskproxy: drained\n"), std::nullopt);
+  auto asan = FindSanitizerReport("skproxy ready\n==42==ERROR: AddressSanitizer: heap-use-after-free on address\n");
+  ASSERT_TRUE(asan.has_value());
+  EXPECT_EQ(asan->rfind("==42==ERROR: AddressSanitizer", 0), 0u) << *asan;
+  EXPECT_TRUE(FindSanitizerReport("==7==ERROR: LeakSanitizer: detected memory leaks\n").has_value());
+  EXPECT_TRUE(FindSanitizerReport("proxy/ring.cc:12:5: runtime error: signed integer overflow\n").has_value());
+  // A command run by a test that reports a finding fails the test even though it exits 0.
+  EXPECT_NONFATAL_FAILURE(
+      RunCommand({"/bin/sh", "-c", "echo '==1==ERROR: AddressSanitizer: heap-buffer-overflow' >&2"}, 5s),
+      "sanitizer report from /bin/sh");
+}
+
 class FakeBinary {
  public:
   explicit FakeBinary(const std::string& script) {
@@ -329,6 +344,14 @@ TEST(HarnessTest, ProxyProcessLifecycleWithAFakeBinary) {
     auto st = (*p)->Stop(5s);
     ASSERT_TRUE(st.ok()) << st.status();
     EXPECT_EQ(*st, 128 + SIGTERM);
+  }
+  {
+    // LeakSanitizer's report when the proxy exits: the test fails whatever it expected of the exit status.
+    FakeBinary fake("trap 'kill $!; echo \"==9==ERROR: LeakSanitizer: detected memory leaks\" >&2; exit 0' TERM; "
+                    "echo 'skproxy ready: datapath=userspace' >&2; sleep 60 >/dev/null 2>&1 & wait");
+    auto p = ProxyProcess::Start(SimpleProxyConfig("userspace", {Loopback4(1)}));
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_NONFATAL_FAILURE(p->reset(), "sanitizer report from skproxy");
   }
   {
     FakeBinary fake("echo 'skproxy: cannot load BPF object: Operation not permitted' >&2; exit 1");

@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "tests/integration/command.h"
+#include "tests/integration/sanitizer_report.h"
 #include "tests/integration/sockets.h"
 
 #ifndef SKPROXY_BINARY
@@ -200,6 +201,8 @@ void ProxyProcess::CollectStderr(int fd) {
 ProxyProcess::~ProxyProcess() {
   if (pid_ > 0) Stop(10s).IgnoreError();
   if (stderr_thread_.joinable()) stderr_thread_.join();
+  // Whatever the test expected of the exit: a sanitizer's report (SKPROXY_SANITIZE build) fails it.
+  FailOnSanitizerReport("skproxy", Stderr());
   const char* keep = getenv("SKPROXY_KEEP_LOGS");
   bool failed = ::testing::Test::HasFailure();
   if (!dir_.empty()) {

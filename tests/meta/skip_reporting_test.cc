@@ -1,6 +1,7 @@
 // ctest must show a skipped gtest as skipped, and must never show a failure as a skip. Both are checked by
 // running ctest itself: on the real registration of meta.always_skips, and on an entry that runs a skipping
-// and a failing test together, registered with the same SKIP_REGULAR_EXPRESSION as every gtest entry.
+// and a failing test together (or a skipping test and a sanitizer's report at exit), registered with the same
+// SKIP_REGULAR_EXPRESSION as every gtest entry.
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -21,6 +22,25 @@ TEST(MetaAlwaysSkips, Skips) { GTEST_SKIP() << kReason; }
 // Run only by SkipReporting.FailureBesideASkipIsReportedAsFailed, through --gtest_also_run_disabled_tests.
 TEST(MetaSkipBesideFailure, DISABLED_Skips) { GTEST_SKIP() << "skipped beside a failure"; }
 TEST(MetaSkipBesideFailure, DISABLED_Fails) { ADD_FAILURE() << "deliberate failure beside a skip"; }
+
+// Run only by SkipReporting.ReportAtExitBesideASkipIsReportedAsFailed: a skip, then at exit what
+// LeakSanitizer prints after gtest's last line when it finds a leak (header, report, exit status 1). Written
+// out rather than leaked for real so that the ordinary build checks it too.
+void PrintLeakReportAndFail() {
+  fflush(stdout);
+  fprintf(stderr,
+          "\n=================================================================\n"
+          "==%d==ERROR: LeakSanitizer: detected memory leaks\n\n"
+          "Direct leak of 24 byte(s) in 1 object(s) allocated from:\n"
+          "    #0 0x7f0000000000 in operator new(unsigned long)\n\n"
+          "SUMMARY: AddressSanitizer: 24 byte(s) leaked in 1 allocation(s).\n",
+          static_cast<int>(getpid()));
+  _exit(1);
+}
+TEST(MetaSkipThenLeak, DISABLED_Skips) {
+  atexit(PrintLeakReportAndFail);
+  GTEST_SKIP() << "skipped, then a leak report at exit";
+}
 
 std::string Slurp(const std::string& path) {
   std::ifstream in(path);
@@ -92,6 +112,19 @@ TEST_F(NestedCtest, FailureBesideASkipIsReportedAsFailed) {
   std::string out = RunCtest("^skip_beside_failure$");
   std::string shown = Defused(out);
   EXPECT_NE(out.find("deliberate failure beside a skip"), std::string::npos) << shown;
+  EXPECT_NE(out.find("***Failed"), std::string::npos) << shown;
+  EXPECT_EQ(out.find("***Skipped"), std::string::npos) << shown;
+}
+
+TEST_F(NestedCtest, ReportAtExitBesideASkipIsReportedAsFailed) {
+  const std::string regex = Slurp(SKPROXY_SKIP_REGEX_FILE);
+  ASSERT_FALSE(regex.empty());
+  WriteTestfile("add_test(skip_then_leak \"" + SelfPath() +
+                "\" --gtest_filter=MetaSkipThenLeak.* --gtest_also_run_disabled_tests)\n"
+                "set_tests_properties(skip_then_leak PROPERTIES SKIP_REGULAR_EXPRESSION [==[" + regex + "]==])\n");
+  std::string out = RunCtest("^skip_then_leak$");
+  std::string shown = Defused(out);
+  EXPECT_NE(out.find("ERROR: LeakSanitizer"), std::string::npos) << shown;
   EXPECT_NE(out.find("***Failed"), std::string::npos) << shown;
   EXPECT_EQ(out.find("***Skipped"), std::string::npos) << shown;
 }
