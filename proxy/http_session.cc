@@ -106,6 +106,11 @@ void HttpSession::NextRequest() {
     ReadClient();
     return;
   }
+  ParseHead();
+}
+
+// The next request's head, as far as it is in the buffer: on to the request, an error answer, or more bytes.
+void HttpSession::ParseHead() {
   switch (inspector_.Feed(std::string_view(in_.data(), in_len_))) {
     case HttpInspector::Result::kDone:
       OnHead();
@@ -148,21 +153,7 @@ void HttpSession::OnClientReceived(int res) {
     return;
   }
   in_len_ += static_cast<size_t>(res);
-  switch (inspector_.Feed(std::string_view(in_.data(), in_len_))) {
-    case HttpInspector::Result::kDone:
-      OnHead();
-      return;
-    case HttpInspector::Result::kMalformed:
-      Answer(400, "http_malformed");
-      return;
-    case HttpInspector::Result::kNeedMore:
-      if (in_len_ == in_.size()) {
-        Answer(431, "http_head_too_large");
-        return;
-      }
-      ReadClient();
-      return;
-  }
+  ParseHead();
 }
 
 void HttpSession::OnHead() {

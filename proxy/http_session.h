@@ -73,6 +73,7 @@ class HttpSession final : public TrackedHandler {
 
   // Request side.
   void NextRequest();
+  void ParseHead();
   void ReadClient();
   void OnClientReceived(int res);
   void OnHead();
