@@ -197,8 +197,7 @@ TEST_F(CapabilitiesTest, KernelPathKeepsOnlyNetAdminAsRootAndAsNobody) {
     // A reload that opens a new listener: its socket takes the kernel path's forced buffer sizes too.
     ProxyConfig next = proxy.config();
     next.listeners.push_back(ListenerSpec{"more", Loopback4(PickFreePort()), "backend"});
-    ASSERT_TRUE(proxy.WriteConfigFile(next.ToYaml()).ok());
-    auto reload = HttpRequest(proxy.admin(), "POST", "/reload", "", 10s);
+    auto reload = proxy.PostReload(next.ToYaml());
     ASSERT_TRUE(reload.ok()) << reload.status();
     ASSERT_EQ(reload->status, 200) << reload->body;
     ExpectKernelPathEcho(proxy, next.listeners.back().address);
@@ -233,15 +232,13 @@ TEST_F(CapabilitiesTest, AConfiguredUserRunsTheKernelPathAsThatUser) {
   ExpectKernelPathEcho(proxy, proxy.listener());
   ProxyConfig next = proxy.config();
   next.listeners.push_back(ListenerSpec{"more", Loopback4(PickFreePort()), "backend"});
-  ASSERT_TRUE(proxy.WriteConfigFile(next.ToYaml()).ok());
-  auto reload = HttpRequest(proxy.admin(), "POST", "/reload", "", 10s);
+  auto reload = proxy.PostReload(next.ToYaml());
   ASSERT_TRUE(reload.ok()) << reload.status();
   ASSERT_EQ(reload->status, 200) << reload->body;
   ExpectKernelPathEcho(proxy, next.listeners.back().address);
   // The user cannot change on a reload.
   next.user = "root";
-  ASSERT_TRUE(proxy.WriteConfigFile(next.ToYaml()).ok());
-  reload = HttpRequest(proxy.admin(), "POST", "/reload", "", 10s);
+  reload = proxy.PostReload(next.ToYaml());
   ASSERT_TRUE(reload.ok()) << reload.status();
   EXPECT_EQ(reload->status, 409) << reload->body;
   EXPECT_NE(reload->body.find("user: cannot change on reload"), std::string::npos) << reload->body;

@@ -8,8 +8,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
+#include "tests/inspect/fuzz_input.h"
 
 namespace skproxy {
 namespace {
@@ -28,15 +27,9 @@ std::vector<std::string> Seeds() {
   };
 }
 
-void RunOne(uint8_t split, const std::string& input) {
-  std::string bytes(1, static_cast<char>(split));
-  bytes += input;
-  LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
-}
-
 TEST(HttpResponseFuzzCorpus, SeedsWithEverySplit) {
   for (const std::string& seed : Seeds())
-    for (int split = 0; split < 64; ++split) RunOne(static_cast<uint8_t>(split), seed);
+    for (int split = 0; split < 64; ++split) RunFuzzInput(static_cast<uint8_t>(split), seed);
 }
 
 // Byte flips, truncations, insertions and digit damage, for at most a few seconds.
@@ -58,7 +51,7 @@ TEST(HttpResponseFuzzCorpus, BoundedMutations) {
         case 3: s[at] = alphabet[rng() % alphabet.size()]; break;
       }
     }
-    RunOne(static_cast<uint8_t>(rng()), s);
+    RunFuzzInput(static_cast<uint8_t>(rng()), s);
   }
   EXPECT_GT(runs, 100);
 }

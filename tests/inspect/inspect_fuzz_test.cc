@@ -9,10 +9,9 @@
 
 #include "config/config.h"
 #include "gtest/gtest.h"
+#include "tests/inspect/fuzz_input.h"
 #include "proxy/inspect/proxy_protocol.h"
 #include "tests/inspect/client_hello.h"
-
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
 namespace skproxy {
 namespace {
@@ -36,15 +35,9 @@ std::vector<std::string> Seeds() {
   };
 }
 
-void RunOne(uint8_t split, const std::string& input) {
-  std::string bytes(1, static_cast<char>(split));
-  bytes += input;
-  LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
-}
-
 TEST(InspectFuzzCorpus, SeedsWithEverySplit) {
   for (const std::string& seed : Seeds())
-    for (int split = 0; split < 64; split += 7) RunOne(static_cast<uint8_t>(split), seed);
+    for (int split = 0; split < 64; split += 7) RunFuzzInput(static_cast<uint8_t>(split), seed);
 }
 
 // Byte flips, truncations, insertions and length-field damage: a fixed number of inputs (the same ones every
@@ -68,7 +61,7 @@ TEST(InspectFuzzCorpus, BoundedMutations) {
         case 3: s[at] = static_cast<char>(0xff); break;
       }
     }
-    RunOne(static_cast<uint8_t>(rng()), s);
+    RunFuzzInput(static_cast<uint8_t>(rng()), s);
   }
   EXPECT_EQ(runs, kRuns) << "stopped by the time bound";
 }

@@ -330,8 +330,7 @@ TEST(ClusterTest, ReloadedHealthStateIsNotOverwrittenByTheOldGeneration) {
 
   ProxyConfig next = proxy->config();
   next.clusters[0].extra = endpoints;  // no health check: both endpoints take connections
-  ASSERT_TRUE(proxy->WriteConfigFile(next.ToYaml()).ok());
-  auto reload = HttpRequest(proxy->admin(), "POST", "/reload", "", 10s);
+  auto reload = proxy->PostReload(next.ToYaml());
   ASSERT_TRUE(reload.ok()) << reload.status();
   ASSERT_EQ(reload->status, 200) << reload->body;
   ASSERT_TRUE(WaitFor([&] { return EndpointMetric(*proxy, "skproxy_endpoint_healthy", a.address()) == 1; }, 5s));

@@ -274,6 +274,11 @@ absl::Status ProxyProcess::WriteConfigFile(const std::string& yaml) const {
   return absl::OkStatus();
 }
 
+absl::StatusOr<HttpResponse> ProxyProcess::PostReload(const std::string& yaml) const {
+  if (absl::Status s = WriteConfigFile(yaml); !s.ok()) return s;
+  return HttpRequest(admin(), "POST", "/reload", "", std::chrono::seconds(10));
+}
+
 void ProxyProcess::Signal(int signal_number) const {
   if (pid_ > 0 && !exit_status_) kill(pid_, signal_number);
 }

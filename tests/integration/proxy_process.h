@@ -95,6 +95,8 @@ class ProxyProcess {
   const std::string& config_path() const { return config_path_; }
   // Replaces the config file the proxy was started with (for a reload to read).
   absl::Status WriteConfigFile(const std::string& yaml) const;
+  // Writes `yaml` as the config file and POSTs /reload: the admin listener's answer (200, 400, 409...).
+  absl::StatusOr<HttpResponse> PostReload(const std::string& yaml) const;
   std::string ReadyLine() const;         // "skproxy ready: datapath=..."
   absl::StatusOr<int> FdCount() const;   // entries in /proc/PID/fd
   absl::StatusOr<MetricSamples> Metrics() const { return ScrapeMetrics(config_.admin); }

@@ -82,8 +82,7 @@ TEST_P(ReloadTest, TenReloadsUnderLoadLoseNothing) {
       // A third listener naming a cluster that does not exist, inserted at the end of the listeners list.
       std::string bad = next.ToYaml();
       bad.insert(bad.find("clusters:\n"), "  - name: broken\n    address: \"127.0.0.1:1\"\n    cluster: nowhere\n");
-      ASSERT_TRUE(proxy->WriteConfigFile(bad).ok());
-      auto refused = HttpRequest(proxy->admin(), "POST", "/reload", "", 10s);
+      auto refused = proxy->PostReload(bad);
       ASSERT_TRUE(refused.ok()) << refused.status();
       EXPECT_EQ(refused->status, 400);
       EXPECT_NE(refused->body.find(absl::StrCat(proxy->config_path(), ":")), std::string::npos) << refused->body;
@@ -139,8 +138,7 @@ TEST(ReloadRefusalTest, RestartOnlyKeysAreRefused) {
   SKPROXY_START(proxy, baseline_fds, SimpleProxyConfig("userspace", {echo->endpoint()}));
   ProxyConfig next = proxy->config();
   next.workers = 3;
-  ASSERT_TRUE(proxy->WriteConfigFile(next.ToYaml()).ok());
-  auto r = HttpRequest(proxy->admin(), "POST", "/reload", "", 10s);
+  auto r = proxy->PostReload(next.ToYaml());
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->status, 409);
   EXPECT_NE(r->body.find("workers: cannot change on reload"), std::string::npos) << r->body;
