@@ -13,7 +13,9 @@
 #include <memory>
 #include <optional>
 #include <sstream>
+#include <tuple>
 #include <utility>
+#include <vector>
 
 #include "absl/algorithm/container.h"
 #include "absl/status/status.h"
@@ -61,18 +63,20 @@ constexpr size_t kMaxEndpoints = 4096;
 constexpr uint32_t kDefaultConsecutiveFailures = 5;  // Envoy's consecutive_5xx default
 constexpr uint64_t kMaxDemoteBelow = 64 << 10;
 
-// The passwd entry of `name` (the thread-safe getpw*_r: a reload parses on another thread).
-std::optional<passwd> LookUpUser(const std::string& name) {
+// The ids of user `name` (the reentrant getpw*_r: a reload parses on another thread).
+std::optional<std::pair<uid_t, gid_t>> LookUpUser(const std::string& name) {
   passwd entry{}, *found = nullptr;
-  static thread_local char buffer[16384];
-  if (getpwnam_r(name.c_str(), &entry, buffer, sizeof(buffer), &found) != 0 || found == nullptr) return std::nullopt;
-  return entry;
+  std::vector<char> buffer(16384);
+  if (getpwnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found) != 0 || found == nullptr)
+    return std::nullopt;
+  return std::make_pair(entry.pw_uid, entry.pw_gid);
 }
 
 std::optional<gid_t> LookUpGroup(const std::string& name) {
   group entry{}, *found = nullptr;
-  static thread_local char buffer[16384];
-  if (getgrnam_r(name.c_str(), &entry, buffer, sizeof(buffer), &found) != 0 || found == nullptr) return std::nullopt;
+  std::vector<char> buffer(16384);
+  if (getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found) != 0 || found == nullptr)
+    return std::nullopt;
   return entry.gr_gid;
 }
 constexpr size_t kMaxConfigFileBytes = 1 << 20;  // so that LoadConfigFile("/dev/zero") ends
@@ -822,10 +826,9 @@ absl::StatusOr<Config> Parser::Parse(const YAML::Node& root) {
   }
   if (std::optional<Value> user = top.Find("user")) {
     CONFIG_ASSIGN_OR_RETURN(config.run_as.user, String(*user));
-    std::optional<passwd> entry = LookUpUser(config.run_as.user);
-    if (!entry) return Error(*user, absl::StrFormat("no such user '%s'", config.run_as.user));
-    config.run_as.uid = entry->pw_uid;
-    config.run_as.gid = entry->pw_gid;
+    std::optional<std::pair<uid_t, gid_t>> ids = LookUpUser(config.run_as.user);
+    if (!ids) return Error(*user, absl::StrFormat("no such user '%s'", config.run_as.user));
+    std::tie(config.run_as.uid, config.run_as.gid) = *ids;
   }
   if (std::optional<Value> group = top.Find("group")) {
     CONFIG_ASSIGN_OR_RETURN(config.run_as.group, String(*group));
