@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/ascii.h"
+#include "proxy/inspect/http_text.h"
 
 namespace skproxy {
 namespace {
@@ -36,26 +37,6 @@ bool IsToken(std::string_view s) {
 
 bool IsValueChar(char c, bool spaces) {
   return kClasses[static_cast<uint8_t>(c)] & (spaces ? (kVisible | kBlank) : kVisible);
-}
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (absl::ascii_tolower(a[i]) != absl::ascii_tolower(b[i])) return false;
-  return true;
-}
-
-std::string_view TrimOws(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-// A line without its terminator ("\r\n", or a bare "\n" as RFC 9112 2.2 lets a recipient accept).
-std::string_view LineAt(std::string_view data, size_t start, size_t newline) {
-  std::string_view line = data.substr(start, newline - start);
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  return line;
 }
 
 bool ParseRequestLine(std::string_view line, HttpHead* head) {
@@ -107,7 +88,7 @@ HttpInspector::Result HttpInspector::Feed(std::string_view data) {
     const void* newline = std::memchr(data.data() + i, '\n', data.size() - i);
     if (newline == nullptr) break;
     i = static_cast<size_t>(static_cast<const char*>(newline) - data.data());
-    const std::string_view line = LineAt(data, line_start_, i);
+    const std::string_view line = http_text::LineAt(data, line_start_, i);
     if (line_start_ == 0) {
       // The request line alone tells a client that does not speak HTTP: answer now, not at the timeout.
       if (!ParseRequestLine(line, &head_)) return Result::kMalformed;
@@ -132,31 +113,24 @@ HttpInspector::Result HttpInspector::Feed(std::string_view data) {
 }
 
 HttpInspector::Result HttpInspector::Parse(std::string_view head) {
-  size_t start = 0;
-  bool first = true;
+  // Views into `head` from here on.
+  if (!ParseRequestLine(http_text::LineAt(head, 0, head.find('\n')), &head_)) return Result::kMalformed;
   bool have_host = false;
   std::string_view host_header;
-  while (start < head_.blank_line) {
-    const size_t newline = head.find('\n', start);
-    const std::string_view line = LineAt(head, start, newline);
-    start = newline + 1;
-    if (first) {
-      first = false;
-      if (!ParseRequestLine(line, &head_)) return Result::kMalformed;  // views into `head` from here on
-      continue;
-    }
-    if (line.front() == ' ' || line.front() == '\t') return Result::kMalformed;  // obs-fold
-    const size_t colon = line.find(':');
-    if (colon == std::string_view::npos || !IsToken(line.substr(0, colon))) return Result::kMalformed;
-    const std::string_view value = TrimOws(line.substr(colon + 1));
+  const bool valid = http_text::ForEachFieldLine(head, [&](std::string_view line, std::string_view) {
+    if (line.front() == ' ' || line.front() == '\t') return false;  // obs-fold
+    std::string_view name, value;
+    if (!http_text::SplitField(line, &name, &value) || !IsToken(name)) return false;
     for (char c : value)
-      if (!IsValueChar(c, true)) return Result::kMalformed;
-    if (EqualsIgnoreCase(line.substr(0, colon), "host")) {
-      if (have_host) return Result::kMalformed;  // RFC 9112 3.2: more than one Host is a 400
+      if (!IsValueChar(c, true)) return false;
+    if (http_text::EqualsIgnoreCase(name, "host")) {
+      if (have_host) return false;  // RFC 9112 3.2: more than one Host is a 400
       have_host = true;
       host_header = value;
     }
-  }
+    return true;
+  });
+  if (!valid) return Result::kMalformed;
   if (head_.minor_version >= 1 && !have_host) return Result::kMalformed;  // RFC 9112 3.2
   std::string_view authority;
   if (!ParseTarget(&head_, &authority)) return Result::kMalformed;

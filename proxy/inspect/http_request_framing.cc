@@ -1,45 +1,60 @@
 #include "proxy/inspect/http_request_framing.h"
 
-#include "absl/strings/ascii.h"
+#include "absl/container/inlined_vector.h"
 #include "proxy/inspect/http_text.h"
 
 namespace skproxy {
 namespace {
 
-bool IsHopByHop(std::string_view name) {
+// Hop-by-hop whatever the Connection header says (RFC 9110 7.6.1; TE and Upgrade: 10.1.4, 7.8).
+// Transfer-Encoding is hop-by-hop too in principle, but the pool passes the body on with its framing
+// unchanged, so it stays.
+bool AlwaysHopByHop(std::string_view name) {
   return http_text::EqualsIgnoreCase(name, "connection") || http_text::EqualsIgnoreCase(name, "keep-alive") ||
-         http_text::EqualsIgnoreCase(name, "proxy-connection");
+         http_text::EqualsIgnoreCase(name, "proxy-connection") || http_text::EqualsIgnoreCase(name, "te") ||
+         http_text::EqualsIgnoreCase(name, "upgrade");
 }
 
-// Calls f(line_with_terminator, name, value) for each header line of `head` (the start line skipped,
-// the blank line not included).
-template <typename F>
-void ForEachHeader(std::string_view head, F f) {
-  size_t start = head.find('\n');
-  if (start == std::string_view::npos) return;
-  ++start;
-  while (start < head.size()) {
-    size_t newline = head.find('\n', start);
-    if (newline == std::string_view::npos) newline = head.size() - 1;
-    const std::string_view full = head.substr(start, newline + 1 - start);
-    std::string_view line = full.substr(0, full.size() - 1);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    start = newline + 1;
-    if (line.empty()) return;
-    const size_t colon = line.find(':');
-    if (colon == std::string_view::npos) continue;
-    f(full, line.substr(0, colon), http_text::TrimOws(line.substr(colon + 1)));
-  }
+// What frames or routes the message: never dropped because a Connection header names it, or the upstream
+// (or the client) would read a different message than skproxy framed (request smuggling).
+bool Protected(std::string_view name) {
+  return http_text::EqualsIgnoreCase(name, "content-length") ||
+         http_text::EqualsIgnoreCase(name, "transfer-encoding") || http_text::EqualsIgnoreCase(name, "host");
 }
 
-// The head without its blank line, hop-by-hop headers dropped.
-std::string WithoutHopByHop(std::string_view head) {
+// The head without its blank line: hop-by-hop fields dropped, and the fields the Connection headers name
+// (RFC 9110 7.6.1: "a proxy or gateway MUST parse a received Connection header field before a message is
+// forwarded and, for each connection-option in this field, remove any header or trailer field(s) from the
+// message with the same name"). `te_trailers`: a request's "TE: trailers" stays, as the one TE value that
+// says something about the client rather than the connection (the pool passes trailers on unchanged).
+std::string WithoutHopByHop(std::string_view head, bool te_trailers) {
+  absl::InlinedVector<std::string_view, 2> connection;  // the Connection headers' values
+  http_text::ForEachFieldLine(head, [&](std::string_view line, std::string_view) {
+    std::string_view name, value;
+    if (http_text::SplitField(line, &name, &value) && http_text::EqualsIgnoreCase(name, "connection"))
+      connection.push_back(value);
+    return true;
+  });
   std::string out;
   out.reserve(head.size() + 32);
   out.append(head.substr(0, head.find('\n') + 1));
-  ForEachHeader(head, [&](std::string_view full, std::string_view name, std::string_view) {
-    if (!IsHopByHop(name)) out.append(full);
+  bool trailers = false;
+  http_text::ForEachFieldLine(head, [&](std::string_view line, std::string_view full) {
+    std::string_view name, value;
+    if (!http_text::SplitField(line, &name, &value)) return true;  // validated before: cannot happen
+    if (AlwaysHopByHop(name)) {
+      if (te_trailers && http_text::EqualsIgnoreCase(name, "te") && http_text::HasToken(value, "trailers"))
+        trailers = true;
+      return true;
+    }
+    if (!Protected(name)) {
+      for (std::string_view list : connection)
+        if (http_text::HasToken(list, name)) return true;
+    }
+    out.append(full);
+    return true;
   });
+  if (trailers) out.append("TE: trailers\r\n");
   return out;
 }
 
@@ -50,7 +65,9 @@ RequestFraming FrameRequest(std::string_view bytes, const HttpHead& head) {
   if (head.minor_version != 1 || head.method == "CONNECT") return framing;
   bool ok = true;
   bool has_length = false;
-  ForEachHeader(bytes.substr(0, head.length), [&](std::string_view, std::string_view name, std::string_view value) {
+  http_text::ForEachFieldLine(bytes.substr(0, head.length), [&](std::string_view line, std::string_view) {
+    std::string_view name, value;
+    if (!http_text::SplitField(line, &name, &value)) return true;
     if (http_text::EqualsIgnoreCase(name, "content-length")) {
       uint64_t length = 0;
       if (!http_text::ParseLength(value, &length) || (has_length && length != framing.content_length)) ok = false;
@@ -63,20 +80,21 @@ RequestFraming FrameRequest(std::string_view bytes, const HttpHead& head) {
       if (http_text::HasToken(value, "close")) framing.client_close = true;
       if (http_text::HasToken(value, "upgrade")) ok = false;
     }
+    return true;
   });
   framing.poolable = ok;
   return framing;
 }
 
 std::string RewriteRequestHead(std::string_view bytes, const HttpHead& head, std::string_view extra) {
-  std::string out = WithoutHopByHop(bytes.substr(0, head.length));
+  std::string out = WithoutHopByHop(bytes.substr(0, head.length), /*te_trailers=*/true);
   out.append(extra);
   out.append("\r\n");
   return out;
 }
 
 std::string RewriteResponseHead(std::string_view head, bool close_client, bool http10) {
-  std::string out = WithoutHopByHop(head);
+  std::string out = WithoutHopByHop(head, /*te_trailers=*/false);
   if (close_client) {
     out.append("Connection: close\r\n");
   } else if (http10) {

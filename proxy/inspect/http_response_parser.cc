@@ -13,12 +13,6 @@ constexpr size_t kMaxChunkLine = 4096;
 constexpr size_t kMaxTrailers = 64 << 10;
 constexpr uint64_t kMaxChunkSize = uint64_t{1} << 60;
 
-std::string_view LineAt(std::string_view data, size_t start, size_t newline) {
-  std::string_view line = data.substr(start, newline - start);
-  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  return line;
-}
-
 bool IsTokenChar(char c) {
   return absl::ascii_isalnum(static_cast<unsigned char>(c)) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
 }
@@ -45,7 +39,7 @@ HttpResponseParser::Result HttpResponseParser::Feed(std::string_view data) {
     const void* newline = std::memchr(data.data() + i, '\n', data.size() - i);
     if (newline == nullptr) break;
     i = static_cast<size_t>(static_cast<const char*>(newline) - data.data());
-    const std::string_view line = LineAt(data, line_start_, i);
+    const std::string_view line = http_text::LineAt(data, line_start_, i);
     if (line_start_ == 0) {
       if (!ParseStatusLine(line, &head_)) return Result::kMalformed;
     } else if (line.empty()) {
@@ -61,28 +55,21 @@ HttpResponseParser::Result HttpResponseParser::Feed(std::string_view data) {
 }
 
 HttpResponseParser::Result HttpResponseParser::Parse(std::string_view head) {
-  size_t start = head.find('\n') + 1;
   bool keep_alive = false;
   bool has_te = false;
-  while (start < head.size()) {
-    const size_t newline = head.find('\n', start);
-    const std::string_view line = LineAt(head, start, newline);
-    start = newline + 1;
-    if (line.empty()) break;
-    if (line.front() == ' ' || line.front() == '\t') return Result::kMalformed;  // obs-fold
-    const size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) return Result::kMalformed;
-    const std::string_view name = line.substr(0, colon);
+  const bool valid = http_text::ForEachFieldLine(head, [&](std::string_view line, std::string_view) {
+    if (line.front() == ' ' || line.front() == '\t') return false;  // obs-fold
+    std::string_view name, value;
+    if (!http_text::SplitField(line, &name, &value) || name.empty()) return false;
     for (char c : name)
-      if (!IsTokenChar(c)) return Result::kMalformed;
-    const std::string_view value = http_text::TrimOws(line.substr(colon + 1));
+      if (!IsTokenChar(c)) return false;
     for (char c : value)
-      if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) return Result::kMalformed;
+      if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) return false;
     if (http_text::EqualsIgnoreCase(name, "content-length")) {
       uint64_t length = 0;
       // One value, digits only: a list or a sign is how request smuggling starts; refuse it.
-      if (!http_text::ParseLength(value, &length)) return Result::kMalformed;
-      if (head_.has_content_length && head_.content_length != length) return Result::kMalformed;
+      if (!http_text::ParseLength(value, &length)) return false;
+      if (head_.has_content_length && head_.content_length != length) return false;
       head_.has_content_length = true;
       head_.content_length = length;
     } else if (http_text::EqualsIgnoreCase(name, "transfer-encoding")) {
@@ -96,7 +83,9 @@ HttpResponseParser::Result HttpResponseParser::Parse(std::string_view head) {
       if (http_text::HasToken(value, "close")) head_.close = true;
       if (http_text::HasToken(value, "keep-alive")) keep_alive = true;
     }
-  }
+    return true;
+  });
+  if (!valid) return Result::kMalformed;
   if (has_te) head_.has_content_length = false;  // RFC 9112 6.3: Transfer-Encoding overrides Content-Length
   if (has_te && head_.minor_version == 0) return Result::kMalformed;
   if (head_.minor_version == 0 && !keep_alive) head_.close = true;

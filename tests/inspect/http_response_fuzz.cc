@@ -2,16 +2,19 @@
 // that follows it (Content-Length, chunked, to close), and the request framing and head rewriting. The
 // first input byte picks how the rest is split into reads; whatever the split, the answer must be the one
 // the whole input gets (the same head, the same body length), and nothing may read outside the input
-// (ASan) or crash.
+// (ASan) or crash. A rewritten head must parse again to the same message (framing, Host, status) and hold
+// no hop-by-hop field and no field its Connection headers named.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "proxy/inspect/http_inspector.h"
 #include "proxy/inspect/http_request_framing.h"
 #include "proxy/inspect/http_response_parser.h"
+#include "proxy/inspect/http_text.h"
 
 namespace {
 
@@ -24,6 +27,41 @@ using skproxy::HttpResponseParser;
 }
 
 constexpr size_t kMaxHead = 8192;
+
+namespace http_text = skproxy::http_text;
+
+// The Connection headers' values of a head.
+std::vector<std::string_view> ConnectionValues(std::string_view head) {
+  std::vector<std::string_view> values;
+  http_text::ForEachFieldLine(head, [&](std::string_view line, std::string_view) {
+    std::string_view name, value;
+    if (http_text::SplitField(line, &name, &value) && http_text::EqualsIgnoreCase(name, "connection"))
+      values.push_back(value);
+    return true;
+  });
+  return values;
+}
+
+// What a rewrite must have removed: the hop-by-hop fields (a request keeps "TE: trailers", and the
+// response "Connection: close" the rewrite appends), and the fields `named` (the original's Connection
+// values) except those that frame or route the message, or `added` by the rewrite itself.
+void CheckNoHopByHop(std::string_view rewritten, const std::vector<std::string_view>& named, bool request,
+                     std::string_view added) {
+  http_text::ForEachFieldLine(rewritten, [&](std::string_view line, std::string_view) {
+    std::string_view name, value;
+    if (!http_text::SplitField(line, &name, &value)) Fail("a rewritten field line without a colon");
+    auto is = [&](const char* n) { return http_text::EqualsIgnoreCase(name, n); };
+    if (is("keep-alive") || is("proxy-connection") || is("upgrade")) Fail("a hop-by-hop field was kept");
+    if (is("connection") && (request || value != "close")) Fail("a Connection field was kept");
+    if (is("te") && (!request || value != "trailers")) Fail("a TE field other than trailers was kept");
+    if (is("content-length") || is("transfer-encoding") || is("host") || is("connection") || is("te") ||
+        http_text::EqualsIgnoreCase(name, added))
+      return true;
+    for (std::string_view list : named)
+      if (http_text::HasToken(list, name)) Fail("a field the Connection header named was kept");
+    return true;
+  });
+}
 
 struct HeadRun {
   HttpResponseParser::Result result = HttpResponseParser::Result::kNeedMore;
@@ -81,8 +119,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         a.other_encoding != b.other_encoding || a.minor_version != b.minor_version)
       Fail("the head depends on the split");
     if (a.length > input.size() || a.status < 100 || a.status > 999) Fail("head out of range");
-    const std::string rewritten = skproxy::RewriteResponseHead(std::string_view(input).substr(0, a.length), true, false);
+    const std::string_view original = std::string_view(input).substr(0, a.length);
+    const std::string rewritten = skproxy::RewriteResponseHead(original, true, false);
     if (rewritten.size() < 4 || rewritten.substr(rewritten.size() - 4) != "\r\n\r\n") Fail("rewritten head unterminated");
+    CheckNoHopByHop(rewritten, ConnectionValues(original), /*request=*/false, "");
+    // The client reads the message skproxy framed: the same status and body framing.
+    HttpResponseParser again;
+    if (again.Feed(rewritten) != HttpResponseParser::Result::kDone) Fail("the rewritten response head does not parse");
+    const skproxy::HttpResponseHead& r = again.head();
+    if (r.length != rewritten.size() || r.status != a.status || r.has_content_length != a.has_content_length ||
+        r.content_length != a.content_length || r.chunked != a.chunked || r.other_encoding != a.other_encoding ||
+        !r.close)
+      Fail("the rewritten response head frames another message");
     // The body after it, read by its framing, whole and split.
     const std::string_view rest = std::string_view(input).substr(a.length);
     const HttpBodyReader reader = HttpBodyReader::ForResponse(a, data[0] & 1 ? "HEAD" : "GET");
@@ -97,9 +145,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   skproxy::HttpInspector inspector;
   if (inspector.Feed(std::string_view(input).substr(0, kMaxHead)) == skproxy::HttpInspector::Result::kDone) {
     const skproxy::HttpHead& head = inspector.head();
-    (void)skproxy::FrameRequest(input, head);
+    const skproxy::RequestFraming framing = skproxy::FrameRequest(input, head);
     const std::string out = skproxy::RewriteRequestHead(input, head, "X-Forwarded-For: 1\r\n");
     if (out.compare(0, input.find('\n') + 1, input, 0, input.find('\n') + 1) != 0) Fail("request line changed");
+    CheckNoHopByHop(out, ConnectionValues(std::string_view(input).substr(0, head.length)), /*request=*/true,
+                    "x-forwarded-for");
+    // The upstream reads the request skproxy routed and framed: a valid head, the same target and Host, and
+    // (for a request the pool takes) the same body length.
+    skproxy::HttpInspector again;
+    if (again.Feed(out) != skproxy::HttpInspector::Result::kDone) Fail("the rewritten request head does not parse");
+    const skproxy::HttpHead& h = again.head();
+    if (h.length != out.size() || h.method != head.method || h.target != head.target || h.host != head.host ||
+        h.minor_version != head.minor_version)
+      Fail("the rewritten request head is another request");
+    if (framing.poolable) {
+      const skproxy::RequestFraming reframed = skproxy::FrameRequest(out, h);
+      if (!reframed.poolable || reframed.content_length != framing.content_length)
+        Fail("the rewritten request frames another body");
+    }
   }
   // And as a chunked body on its own.
   const BodyRun c_whole = RunBody(HttpBodyReader(HttpBodyReader::Mode::kChunked), input, input.size() + 1);

@@ -24,6 +24,10 @@ std::vector<std::string> Seeds() {
       "HTTP/1.1 304\n\n",
       "GET /p HTTP/1.1\r\nHost: a\r\nConnection: close, x\r\nKeep-Alive: 5\r\nContent-Length: 3\r\n\r\nabc",
       "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nConnection: x-a, Content-Length, te\r\nX-A: 1\r\nTE: trailers, gzip\r\n"
+      "Content-Length: 2\r\n\r\nab",
+      "HTTP/1.1 200 OK\r\nConnection: x-b,transfer-encoding\r\nX-B: 2\r\nUpgrade: h2c\r\nTransfer-Encoding: chunked\r\n"
+      "\r\n1\r\nz\r\n0\r\n\r\n",
   };
 }
 
@@ -37,7 +41,7 @@ TEST(HttpResponseFuzzCorpus, BoundedMutations) {
   std::mt19937 rng(20261201);
   const auto stop = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   const std::vector<std::string> seeds = Seeds();
-  const std::string alphabet = "\r\n:;, 0123456789abcdefxHTTP/1.";
+  const std::string alphabet = "\r\n:;, 0123456789abcdefxHTTP/1.-";
   int runs = 0;
   for (; runs < 20000 && std::chrono::steady_clock::now() < stop; ++runs) {
     std::string s = seeds[rng() % seeds.size()];

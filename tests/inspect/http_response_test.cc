@@ -114,5 +114,41 @@ TEST(HttpRequestFramingTest, PoolableRequestsAndRewrites) {
             "HTTP/1.0 200 OK\r\nA: b\r\nConnection: keep-alive\r\n\r\n");
 }
 
+// RFC 9110 7.6.1: the fields a Connection header names go with it, in both directions, but never the ones
+// that frame or route the message; TE keeps only "trailers"; Upgrade never reaches the other side.
+TEST(HttpRequestFramingTest, RewritesDropTheFieldsConnectionNames) {
+  const std::string request =
+      "POST /x HTTP/1.1\r\nHost: a\r\nConnection: close, X-Secret\r\nX-Secret: s\r\nx-secret: t\r\n"
+      "Keep-Alive: timeout=5\r\nConnection: X-Other ,content-length, HOST\r\nX-Other: o\r\nTE: gzip, trailers\r\n"
+      "Proxy-Connection: keep-alive\r\nContent-Length: 3\r\nX-Kept: k\r\n\r\nabc";
+  HttpInspector inspector;
+  ASSERT_EQ(inspector.Feed(request), HttpInspector::Result::kDone);
+  const RequestFraming framing = FrameRequest(request, inspector.head());
+  EXPECT_TRUE(framing.poolable);
+  EXPECT_TRUE(framing.client_close);
+  EXPECT_EQ(framing.content_length, 3u);
+  EXPECT_EQ(RewriteRequestHead(request, inspector.head(), "X-Forwarded-For: 1.2.3.4\r\n"),
+            "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nX-Kept: k\r\nTE: trailers\r\n"
+            "X-Forwarded-For: 1.2.3.4\r\n\r\n");
+  // A Connection header naming X-Forwarded-For removes the client's own, not the one skproxy appends.
+  const std::string xff = "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: x-forwarded-for\r\n\r\n";
+  HttpInspector xff_inspector;
+  ASSERT_EQ(xff_inspector.Feed(xff), HttpInspector::Result::kDone);
+  EXPECT_EQ(RewriteRequestHead(xff, xff_inspector.head(), "X-Forwarded-For: 1.2.3.4\r\n"),
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n");
+  // TE without trailers goes entirely.
+  const std::string te = "GET / HTTP/1.1\r\nHost: a\r\nTE: gzip\r\n\r\n";
+  HttpInspector te_inspector;
+  ASSERT_EQ(te_inspector.Feed(te), HttpInspector::Result::kDone);
+  EXPECT_EQ(RewriteRequestHead(te, te_inspector.head(), ""), "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+
+  EXPECT_EQ(RewriteResponseHead("HTTP/1.1 200 OK\r\nConnection: x-internal, Transfer-Encoding\r\nX-Internal: 1\r\n"
+                                "Transfer-Encoding: chunked\r\nUpgrade: h2c\r\nTE: trailers\r\nA: b\r\n\r\n",
+                                false, false),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nA: b\r\n\r\n");
+  EXPECT_EQ(RewriteResponseHead("HTTP/1.1 200 OK\nConnection: X-A\nx-a: 1\nContent-Length: 0\n\n", true, false),
+            "HTTP/1.1 200 OK\nContent-Length: 0\nConnection: close\r\n\r\n");
+}
+
 }  // namespace
 }  // namespace skproxy
