@@ -517,7 +517,7 @@ absl::StatusOr<Cluster> Parser::ParseCluster(const Value& v, const Config& confi
                           Mapping(v, {"name", "connect_timeout", "lb_policy", "endpoints", "health_check",
                                       "outlier_detection", "dns_refresh", "respect_dns_ttl", "dns_min_refresh",
                                       "dns_max_refresh", "dns_family", "dns_resolvers", "max_connections",
-                                      "proxy_protocol", "http_keepalive"}));
+                                      "proxy_protocol", "http_keepalive", "response_timeout"}));
   Cluster cluster;
   cluster.line = v.line;
   CONFIG_ASSIGN_OR_RETURN(Value name, Required(fields, "name"));
@@ -596,6 +596,12 @@ absl::StatusOr<Cluster> Parser::ParseCluster(const Value& v, const Config& confi
   }
   if (std::optional<Value> proxy = fields.Find("proxy_protocol")) {
     CONFIG_ASSIGN_OR_RETURN(cluster.proxy_protocol, ProxyProtocol(*proxy));
+  }
+  if (std::optional<Value> timeout = fields.Find("response_timeout")) {
+    CONFIG_ASSIGN_OR_RETURN(cluster.response_timeout, OptionalDuration(*timeout));
+    if (cluster.response_timeout != absl::ZeroDuration() &&
+        (cluster.response_timeout < absl::Milliseconds(1) || cluster.response_timeout > absl::Hours(24)))
+      return Error(*timeout, "must be 0 (off) or between 1ms and 24h");
   }
   if (std::optional<Value> keepalive = fields.Find("http_keepalive")) {
     CONFIG_RETURN_IF_ERROR(ParseHttpKeepalive(*keepalive, cluster.http_keepalive));

@@ -167,6 +167,11 @@ struct Cluster {
   // (reason="cluster_max_connections"). 0: no limit.
   uint32_t max_connections = 0;
   HttpKeepalive http_keepalive;
+  // http listeners: how long the upstream may go without taking a byte of the request or sending a byte of
+  // the response, from the request's first byte written until the response head is in (pooled requests:
+  // until the response's end). Past it: 504 before any response byte, a reset client after. 0: off.
+  // docs/l7-routing.md "Response timeout".
+  absl::Duration response_timeout = absl::Seconds(15);
   int line = 0;
 
   bool has_names() const;  // some endpoint is a host name

@@ -69,7 +69,8 @@ std::string ConfigToJson(const config::Config& config) {
     for (const config::Endpoint& e : c.endpoints)
       endpoints.push_back(absl::StrCat("{\"address\": ", JsonString(e.ToString()), ", \"weight\": ", e.weight, "}"));
     clusters.push_back(absl::StrCat("    {\"name\": ", JsonString(c.name), ", \"connect_timeout_seconds\": ",
-                                    Seconds(c.connect_timeout), ", \"lb_policy\": ",
+                                    Seconds(c.connect_timeout), ", \"response_timeout_seconds\": ",
+                                    Seconds(c.response_timeout), ", \"lb_policy\": ",
                                     JsonString(config::LbPolicyName(c.lb_policy)), ", \"max_connections\": ",
                                     c.max_connections, ", \"endpoints\": [", absl::StrJoin(endpoints, ", "), "]}"));
   }

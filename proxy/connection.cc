@@ -90,6 +90,7 @@ std::string Connection::AccessLogLine() const {
   PathSwitch::Summary summary;
   if (path_ != nullptr) summary = path_->Summarize();
   const char* end = end_reason_;
+  if (end == nullptr && path_ == nullptr && session_ != nullptr) end = session_->end_reason();
   if (end == nullptr && path_ != nullptr) {
     end = summary.reset ? "reset" : summary.first_end == 0 ? "client_close" : summary.first_end == 1 ? "upstream_close" : "closed";
   }
@@ -534,9 +535,9 @@ void Connection::Drain() {
 
 void Connection::StartPipe() {
   state_ = State::kPiping;
-  std::function<void(UniqueFd)> no_response;
+  std::function<void(UniqueFd, bool)> no_response;
   if (listener_.config->protocol == config::ListenerProtocol::kHttp) {
-    no_response = [this](UniqueFd client) { OnNoResponse(std::move(client)); };
+    no_response = [this](UniqueFd client, bool timed_out) { OnNoResponse(std::move(client), timed_out); };
   }
   path_ = std::make_unique<PathSwitch>(worker_, listener_.metrics, std::move(client_), std::move(upstream_),
                                        [this] { worker_.finished->push_back(this); }, std::move(no_response));
@@ -544,13 +545,56 @@ void Connection::StartPipe() {
   path_->Start();
 }
 
-void Connection::OnNoResponse(UniqueFd client) {
+void Connection::OnNoResponse(UniqueFd client, bool timed_out) {
   // HAProxy's answer when the server closes or resets without a byte of response ("SH" termination):
   // the request head was written, so the client is owed a status, and no byte of a response reached it.
-  // The pipe that called this is spent; it stays in path_ until the connection goes.
+  // The pipe that called this is spent; it stays in path_ until the connection goes. A response_timeout
+  // that passed is HAProxy's "sH" (and Envoy's route timeout): 504.
   client_ = std::move(client);
+  if (timed_out) {
+    cluster_->metrics().response_timeouts_before->Increment();
+    end_reason_ = "response_timeout";
+    Respond(504);
+    return;
+  }
   end_reason_ = "upstream_no_response";
   Respond(502);
+}
+
+bool Connection::ExpireResponse(absl::Time now) {
+  // The wait for the upstream, and whether anything moved since the last sweep: a pooled request's upstream
+  // send or receive in flight (each one submitted counts as progress), or a spliced connection before the
+  // upstream's first byte (any byte moved counts).
+  bool waiting = false;
+  uint64_t progress = 0;
+  absl::Duration timeout;
+  if (state_ == State::kPooling && !session_->finished()) {
+    waiting = session_->awaiting_upstream();
+    progress = session_->upstream_progress();
+    timeout = session_->cluster().config().response_timeout;
+  } else if (state_ == State::kPiping && !path_->finished() && cluster_ != nullptr) {
+    waiting = path_->awaiting_response();
+    progress = path_->activity();
+    timeout = cluster_->config().response_timeout;
+  }
+  if (!waiting || timeout <= absl::ZeroDuration()) {
+    response_watched_ = false;
+    return false;
+  }
+  if (!response_watched_ || progress != response_progress_) {
+    response_watched_ = true;
+    response_progress_ = progress;
+    response_since_ = now;
+    return false;
+  }
+  if (now - response_since_ < timeout) return false;
+  response_watched_ = false;
+  if (state_ == State::kPooling) {
+    session_->TimeOutResponse();
+  } else {
+    path_->TimeOutResponse();
+  }
+  return true;
 }
 
 bool Connection::CloseIfIdle(absl::Duration timeout, absl::Time now) {

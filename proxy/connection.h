@@ -53,6 +53,9 @@ class Connection final : public TrackedHandler {
   bool CloseIfIdle(absl::Duration timeout, absl::Time now);
   // The connection is about to be destroyed unfinished: its sockets close with RST, never a FIN.
   void ResetOnClose();
+  // The worker's sweep: ends the wait for the upstream (504 before any response byte, a reset client after)
+  // when nothing moved for the cluster's response_timeout while the connection waited on it. True when it did.
+  bool ExpireResponse(absl::Time now);
   uint64_t id() const { return id_; }
   // For GET /connections; on the worker's thread. Costs no syscall (the kernel path's byte counts are in
   // the verdict's shared mapping).
@@ -87,8 +90,9 @@ class Connection final : public TrackedHandler {
   void SetTimeout(absl::Duration d);
   void StartPipe();
   // An http listener's upstream ended (FIN or reset) after the request was written and before it sent a
-  // byte: the pipe gives the client's leg back, and the client gets a 502.
-  void OnNoResponse(UniqueFd client);
+  // byte, or (`timed_out`) let the cluster's response_timeout pass: the pipe gives the client's leg back, and
+  // the client gets a 502 (504).
+  void OnNoResponse(UniqueFd client, bool timed_out);
   // The request in buffer_ goes over `cluster`'s keep-alive pool; false when it cannot (then spliced).
   bool StartSession(ClusterState& cluster);
   void OnSessionHandover(HttpSession::Handover handover);
@@ -114,6 +118,9 @@ class Connection final : public TrackedHandler {
   SocketAddress upstream_address_;               // of the connect in flight
   uint64_t last_activity_ = 0;                   // the pipe's activity() at the last sweep that saw it move
   absl::Time last_active_;
+  bool response_watched_ = false;  // a sweep saw the connection waiting on its upstream
+  uint64_t response_progress_ = 0;  // the wait's progress count then
+  absl::Time response_since_;       // when that count was first seen
   bool last_connect_timed_out_ = false;
   __kernel_timespec connect_timeout_{};
   // Inspection, and a local response's drain after it.

@@ -29,6 +29,10 @@ class Pipe : public TrackedHandler {
   virtual uint64_t activity() const = 0;
   // Closes both legs now, with a FIN rather than a reset (the idle timeout: nothing is in transit).
   virtual void CloseIdle() = 0;
+  // An http listener's pipe still waiting for the upstream's first byte (UserspacePipe::AwaitResponse), and
+  // the end of that wait when the cluster's response_timeout passed without progress.
+  virtual bool awaiting_response() const { return false; }
+  virtual void TimeOutResponse() {}
 
   // What this pipe moved, for the access log: bytes user space wrote to the destination, and bytes the
   // kernel redirected, per direction (enum skp_direction).

@@ -80,7 +80,9 @@ void HttpSession::Handle(unsigned tag, int res, unsigned) {
     Finish();
     return;
   }
+  if (tag == kUpstreamSend || tag == kUpstreamRecv) upstream_wait_ = false;
   switch (tag) {
+    case kCancel: break;
     case kClientRecv: OnClientReceived(res); break;
     case kClientSend: OnClientSent(res); break;
     case kConnect: OnConnected(res); break;
@@ -303,18 +305,28 @@ void HttpSession::SendRequest() {
   head_done_ = false;
   sent_to_client_ = false;
   upstream_eof_ = false;
-  io_uring_prep_send(Submit(kUpstreamSend), upstream_.get(), out_.data(), out_.size(), MSG_NOSIGNAL | MSG_WAITALL);
+  SendUpstream(out_.data(), out_.size());
+}
+
+void HttpSession::SendUpstream(const char* data, size_t size) {
+  upstream_wait_ = true;
+  ++upstream_progress_;
+  io_uring_prep_send(Submit(kUpstreamSend), upstream_.get(), data, size, MSG_NOSIGNAL | MSG_WAITALL);
 }
 
 void HttpSession::OnUpstreamSent(int res) {
+  if (timing_out_ && res == -ECANCELED) {
+    OnResponseTimeout();
+    return;
+  }
+  timing_out_ = false;
   if (res < 0) {
     UpstreamFailed();
     return;
   }
   out_sent_ += static_cast<size_t>(res);
   if (out_sent_ < out_.size()) {
-    io_uring_prep_send(Submit(kUpstreamSend), upstream_.get(), out_.data() + out_sent_, out_.size() - out_sent_,
-                       MSG_NOSIGNAL | MSG_WAITALL);
+    SendUpstream(out_.data() + out_sent_, out_.size() - out_sent_);
     return;
   }
   if (body_left_ > 0) {  // the body streams through in_ (empty now: it held nothing past the head's body)
@@ -333,17 +345,24 @@ void HttpSession::OnBodyReceived(int res) {
   body_left_ -= static_cast<uint64_t>(res);
   out_.assign(in_.data(), static_cast<size_t>(res));
   out_sent_ = 0;
-  io_uring_prep_send(Submit(kUpstreamSend), upstream_.get(), out_.data(), out_.size(), MSG_NOSIGNAL | MSG_WAITALL);
+  SendUpstream(out_.data(), out_.size());
 }
 
 // ---- response side ----
 
 void HttpSession::ReadResponse() {
   if (resp_.empty()) resp_.resize(kResponseBuffer);
+  upstream_wait_ = true;
+  ++upstream_progress_;
   io_uring_prep_recv(Submit(kUpstreamRecv), upstream_.get(), resp_.data() + resp_len_, resp_.size() - resp_len_, 0);
 }
 
 void HttpSession::OnUpstreamReceived(int res) {
+  if (timing_out_ && res == -ECANCELED) {
+    OnResponseTimeout();
+    return;
+  }
+  timing_out_ = false;  // bytes came after all (or the end): the cancel finds nothing
   if (!head_done_) {
     if (res <= 0) {
       if (resp_len_ == 0 && !sent_to_client_) {
@@ -496,6 +515,26 @@ void HttpSession::UpstreamFailed() {
     return;
   }
   Answer(last_timed_out_ ? 504 : 502);
+}
+
+void HttpSession::TimeOutResponse() {
+  if (!awaiting_upstream() || closing_ || timing_out_) return;
+  timing_out_ = true;
+  io_uring_prep_cancel_fd(Submit(kCancel), upstream_.get(), IORING_ASYNC_CANCEL_ALL);
+}
+
+void HttpSession::OnResponseTimeout() {
+  // Not retried, not even an idempotent request: the upstream has it and is slow, and a second try would
+  // double both its load and the client's wait (Envoy retries a timeout only when told to).
+  timing_out_ = false;
+  end_reason_ = "response_timeout";
+  if (sent_to_client_) {
+    cluster_->metrics().response_timeouts_mid->Increment();
+    Abort();
+    return;
+  }
+  cluster_->metrics().response_timeouts_before->Increment();
+  Answer(504);
 }
 
 void HttpSession::Retry() {

@@ -62,12 +62,23 @@ class HttpSession final : public TrackedHandler {
   uint64_t requests() const { return requests_; }
   // The listener's idle timeout: both legs are shut down, which ends whatever is in flight.
   void CloseIdle();
+  // The cluster's response_timeout (the worker's sweep: docs/l7-routing.md). Waiting on the upstream: a
+  // send of the request or a receive of the response in flight; each one submitted is progress.
+  bool awaiting_upstream() const { return upstream_wait_ && !finished_; }
+  uint64_t upstream_progress() const { return upstream_progress_; }
+  ClusterState& cluster() const { return *cluster_; }
+  // The wait passed response_timeout: cancels it; then 504 if no response byte reached the client, else the
+  // client is reset. The upstream connection is closed, never pooled.
+  void TimeOutResponse();
+  // For the access log: "response_timeout" after one, else null.
+  const char* end_reason() const { return end_reason_; }
   // The connection is destroyed unfinished: RST on both legs.
   void ResetOnClose();
 
  private:
   enum Tag : unsigned {
     kClientRecv = 0, kClientSend = 1, kConnect = 2, kUpstreamSend = 3, kUpstreamRecv = 4, kBodyRecv = 5, kDrain = 6,
+    kCancel = 7,
   };
   void Handle(unsigned tag, int res, unsigned cqe_flags) override;
 
@@ -80,6 +91,7 @@ class HttpSession final : public TrackedHandler {
   void Acquire(bool allow_pool);
   void OnConnected(int res);
   void SendRequest();
+  void SendUpstream(const char* data, size_t size);
   void OnUpstreamSent(int res);
   void OnBodyReceived(int res);
   // Response side.
@@ -92,6 +104,7 @@ class HttpSession final : public TrackedHandler {
   // Failures.
   void UpstreamFailed();  // before any response byte: retry once, or 502
   void Retry();
+  void OnResponseTimeout();
   void Answer(int status, const char* reason = nullptr);  // a local answer, by the Connection
   void Abort();          // mid-response: both legs end at once (RST to the client, so it cannot mistake a cut
                          // body for a whole one)
@@ -113,6 +126,10 @@ class HttpSession final : public TrackedHandler {
   bool closing_ = false;  // CloseIdle: completions only wind down
   uint64_t activity_ = 0;
   uint64_t requests_ = 0;
+  bool upstream_wait_ = false;    // an upstream send or receive is in flight
+  uint64_t upstream_progress_ = 0;
+  bool timing_out_ = false;       // TimeOutResponse cancelled that operation
+  const char* end_reason_ = nullptr;
 
   // The client's bytes: the head being read, then what follows it.
   std::string in_;

@@ -198,6 +198,10 @@ Metrics::Metrics(const bpf::SockmapProgram* program, const ProcessState* state)
                  .Name("skproxy_http_pool_retries_total")
                  .Help("Requests that failed on a reused connection before any response byte and were sent again on a new one, by cluster.")
                  .Register(*registry_)),
+      response_timeouts_(prometheus::BuildCounter()
+                 .Name("skproxy_upstream_response_timeouts_total")
+                 .Help("HTTP requests whose upstream let response_timeout pass without progress, by cluster and stage (before_response: answered 504; mid_response: the client was reset).")
+                 .Register(*registry_)),
       endpoint_healthy_(prometheus::BuildGauge()
                  .Name("skproxy_endpoint_healthy")
                  .Help("1 when the endpoint may take new connections (resolved, passing its health checks, not ejected).")
@@ -273,6 +277,8 @@ ClusterMetrics Metrics::ForCluster(const std::string& cluster) {
   m.pool_misses = &pool_requests_.Add({{"cluster", cluster}, {"result", "miss"}});
   m.pool_idle = &pool_idle_.Add({{"cluster", cluster}});
   m.pool_retries = &pool_retries_.Add({{"cluster", cluster}});
+  m.response_timeouts_before = &response_timeouts_.Add({{"cluster", cluster}, {"stage", "before_response"}});
+  m.response_timeouts_mid = &response_timeouts_.Add({{"cluster", cluster}, {"stage", "mid_response"}});
   return m;
 }
 

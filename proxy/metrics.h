@@ -49,6 +49,10 @@ struct ClusterMetrics {
   prometheus::Counter* pool_misses;   // skproxy_http_pool_requests_total{result="miss"}
   prometheus::Gauge* pool_idle;       // skproxy_http_pool_idle_connections
   prometheus::Counter* pool_retries;  // skproxy_http_pool_retries_total
+  // skproxy_upstream_response_timeouts_total: response_timeout expired before any response byte reached the
+  // client (answered 504) / after (the client was reset).
+  prometheus::Counter* response_timeouts_before;  // stage="before_response"
+  prometheus::Counter* response_timeouts_mid;     // stage="mid_response"
 };
 
 // One endpoint of a cluster (labels cluster=NAME, endpoint="host:port" as configured).
@@ -144,6 +148,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& pool_requests_;
   prometheus::Family<prometheus::Gauge>& pool_idle_;
   prometheus::Family<prometheus::Counter>& pool_retries_;
+  prometheus::Family<prometheus::Counter>& response_timeouts_;
   prometheus::Family<prometheus::Gauge>& endpoint_healthy_;
   prometheus::Family<prometheus::Gauge>& endpoint_ejected_;
   prometheus::Family<prometheus::Gauge>& endpoint_active_;

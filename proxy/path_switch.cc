@@ -16,7 +16,7 @@ constexpr uint32_t kQuietReads = 64;
 
 PathSwitch::PathSwitch(WorkerContext& worker, ListenerMetrics& listener_metrics, UniqueFd downstream,
                        UniqueFd upstream, std::function<void()> on_finish,
-                       std::function<void(UniqueFd)> no_response)
+                       std::function<void(UniqueFd, bool)> no_response)
     : worker_(worker), listener_metrics_(listener_metrics), on_finish_(std::move(on_finish)) {
   if (worker_.sockmap != nullptr && !worker_.promote && !no_response) {
     pipe_ = KernelPipe(std::move(downstream), std::move(upstream));
@@ -39,7 +39,7 @@ void PathSwitch::Start() {
 }
 
 std::unique_ptr<Pipe> PathSwitch::UserPipe(UniqueFd downstream, UniqueFd upstream,
-                                           std::function<void(UniqueFd)> no_response) {
+                                           std::function<void(UniqueFd, bool)> no_response) {
   auto pipe = std::make_unique<UserspacePipe>(*worker_.ring, *worker_.metrics, std::move(downstream),
                                               std::move(upstream), on_finish_);
   if (no_response) pipe->AwaitResponse(std::move(no_response));

@@ -45,7 +45,7 @@ class PathSwitch {
   // client's leg is handed to it (UserspacePipe::AwaitResponse). With datapath sockmap the connection
   // moves into the kernel path at that first byte.
   PathSwitch(WorkerContext& worker, ListenerMetrics& listener_metrics, UniqueFd downstream, UniqueFd upstream,
-             std::function<void()> on_finish, std::function<void(UniqueFd)> no_response = nullptr);
+             std::function<void()> on_finish, std::function<void(UniqueFd, bool)> no_response = nullptr);
   ~PathSwitch();
   PathSwitch(const PathSwitch&) = delete;
   PathSwitch& operator=(const PathSwitch&) = delete;
@@ -55,6 +55,9 @@ class PathSwitch {
   uint64_t activity() const { return pipe_->activity(); }
   bool finished() const { return pipe_->finished(); }
   void CloseIdle() { pipe_->CloseIdle(); }
+  // See Pipe::awaiting_response (an http listener's response timeout).
+  bool awaiting_response() const { return pipe_->awaiting_response(); }
+  void TimeOutResponse() { pipe_->TimeOutResponse(); }
   bool done() const { return pipe_->done() && (retired_ == nullptr || retired_->inflight() == 0); }
 
   // Called once per switch_interval while the connection is on a SockmapPipe with both legs in the map.
@@ -80,7 +83,8 @@ class PathSwitch {
   };
   // The pipe for the kernel path, or a UserspacePipe when the legs cannot be inserted.
   std::unique_ptr<Pipe> KernelPipe(UniqueFd downstream, UniqueFd upstream);
-  std::unique_ptr<Pipe> UserPipe(UniqueFd downstream, UniqueFd upstream, std::function<void(UniqueFd)> no_response);
+  std::unique_ptr<Pipe> UserPipe(UniqueFd downstream, UniqueFd upstream,
+                                 std::function<void(UniqueFd, bool)> no_response);
   void Promote(UniqueFd downstream, UniqueFd upstream);
   // What the verdict has seen of this connection so far, both directions.
   Traffic Seen() const;

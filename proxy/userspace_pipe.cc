@@ -125,7 +125,7 @@ void UserspacePipe::Handle(unsigned tag, int res, unsigned cqe_flags) {
       failed_before_response_ = false;
       NoResponse no_response = std::move(no_response_);
       upstream_.Reset();
-      no_response(std::move(downstream_));
+      no_response(std::move(downstream_), response_timed_out_);
       return;
     }
     Finish();
@@ -300,6 +300,12 @@ void UserspacePipe::FailBeforeResponse() {
   if (aborting_) return;
   failed_before_response_ = true;
   Abort(/*reset=*/false);
+}
+
+void UserspacePipe::TimeOutResponse() {
+  if (!no_response_ || aborting_) return;
+  response_timed_out_ = true;
+  FailBeforeResponse();
 }
 
 void UserspacePipe::Abort(bool reset) {

@@ -43,11 +43,15 @@ class UserspacePipe final : public Pipe {
 
   // An http listener's pipe, until the upstream's first byte: when the upstream ends (FIN or reset) or
   // fails a write before it sent any byte, nothing is passed on to the client; the pipe stops, closes the
-  // upstream leg and gives the client's leg to `no_response` (which answers 502). Once the upstream has
-  // sent a byte, its end or reset passes through as on any connection. No hand-over to the kernel path
-  // happens before that first byte: the kernel path could not tell these cases apart.
-  using NoResponse = std::function<void(UniqueFd downstream)>;
+  // upstream leg and gives the client's leg to `no_response` (which answers 502; with `timed_out`, after
+  // TimeOutResponse, 504). Once the upstream has sent a byte, its end or reset passes through as on any
+  // connection. No hand-over to the kernel path happens before that first byte: the kernel path could not
+  // tell these cases apart.
+  using NoResponse = std::function<void(UniqueFd downstream, bool timed_out)>;
   void AwaitResponse(NoResponse no_response) { no_response_ = std::move(no_response); }
+  bool awaiting_response() const override { return no_response_ != nullptr && !aborting_; }
+  // The owner's response timeout (the worker's sweep saw no byte move for that long): stop as above.
+  void TimeOutResponse() override;
 
   // Bytes one direction may hold read but not yet written, in provided buffers: two buffers, so the next
   // recv overlaps the send of the previous one.
@@ -117,6 +121,7 @@ class UserspacePipe final : public Pipe {
   Handover handover_;
   NoResponse no_response_;        // armed until the upstream's first byte
   bool failed_before_response_ = false;
+  bool response_timed_out_ = false;
   bool stopping_ = false;    // reading stopped for the hand-over
   bool aborting_ = false;
 };

@@ -116,23 +116,31 @@ class Worker::Waker final : public IoHandler {
   uint64_t value_ = 0;
 };
 
-// Closes connections that moved no byte for their listener's idle_timeout. It samples each connection's
-// activity counter every tick (a quarter of the shortest idle_timeout, 50 ms to 1 s): on the kernel path
-// that is the verdict's per-direction counts in the shared mapping, so the bytes the kernel moves cost no
-// wake-up and the sweep no syscall. A connection closes between timeout and timeout + one tick after its
-// last byte.
-class Worker::IdleSweeper final : public IoHandler {
+// The per-connection timeouts that need no timer of their own: a listener's idle_timeout (close a connection
+// that moved no byte for that long) and, on http listeners, a cluster's response_timeout (end the wait for an
+// upstream that took no request byte and sent no response byte for that long: Connection::ExpireResponse).
+// It samples each connection's progress counters every tick (a quarter of the shortest timeout served,
+// 50 ms to 1 s): on the kernel path that is the verdict's per-direction counts in the shared mapping, so the
+// bytes the kernel moves cost no wake-up and the sweep no syscall, and a request costs no timer. A timeout
+// fires between its length and its length plus one tick after the last progress.
+class Worker::TimeoutSweeper final : public IoHandler {
  public:
-  explicit IdleSweeper(Worker& worker) : worker_(worker) {}
+  explicit TimeoutSweeper(Worker& worker) : worker_(worker) {}
 
-  // Arms the next tick from the listeners served now; none while no listener has an idle_timeout (a
-  // reload that brings one calls this again).
+  // Arms the next tick from the listeners served now; none while no listener has an idle_timeout and no
+  // http listener a cluster with a response_timeout (a reload that brings one calls this again).
   void Arm() {
     if (armed_ || worker_.stopping_) return;
     absl::Duration shortest = absl::InfiniteDuration();
-    for (const std::unique_ptr<Listening>& listening : worker_.listening_) {
-      const absl::Duration timeout = listening->context->config->idle_timeout;
+    auto consider = [&](absl::Duration timeout) {
       if (timeout > absl::ZeroDuration()) shortest = std::min(shortest, timeout);
+    };
+    for (const std::unique_ptr<Listening>& listening : worker_.listening_) {
+      const ListenerContext& listener = *listening->context;
+      consider(listener.config->idle_timeout);
+      if (listener.config->protocol != config::ListenerProtocol::kHttp) continue;
+      if (listener.cluster != nullptr) consider(listener.cluster->config().response_timeout);
+      for (const ClusterState* cluster : listener.route_clusters) consider(cluster->config().response_timeout);
     }
     if (shortest == absl::InfiniteDuration()) return;
     const absl::Duration tick = std::clamp(shortest / 4, absl::Milliseconds(50), absl::Seconds(1));
@@ -148,8 +156,11 @@ class Worker::IdleSweeper final : public IoHandler {
     const absl::Time now = absl::Now();
     for (auto& [raw, connection] : worker_.connections_) {
       const absl::Duration timeout = connection->listener().config->idle_timeout;
-      if (timeout > absl::ZeroDuration() && connection->CloseIfIdle(timeout, now))
+      if (timeout > absl::ZeroDuration() && connection->CloseIfIdle(timeout, now)) {
         connection->listener().metrics.idle_timeouts->Increment();
+        continue;
+      }
+      if (connection->listener().config->protocol == config::ListenerProtocol::kHttp) connection->ExpireResponse(now);
     }
     Arm();
   }
@@ -328,7 +339,7 @@ void Worker::ApplyReload() {
     listening_.push_back(std::move(listening));
     StartAccepting(*listening_.back());
   }
-  idle_sweeper_->Arm();
+  timeout_sweeper_->Arm();
   applied->Notify();
 }
 
@@ -385,8 +396,8 @@ void Worker::Run() {
   for (std::unique_ptr<Listening>& listening : listening_) StartAccepting(*listening);
   waker_ = std::make_unique<Waker>(*this, stop_event_.get());
   waker_->Arm();
-  idle_sweeper_ = std::make_unique<IdleSweeper>(*this);
-  idle_sweeper_->Arm();
+  timeout_sweeper_ = std::make_unique<TimeoutSweeper>(*this);
+  timeout_sweeper_->Arm();
   started_.Notify();
 
   Loop();

@@ -71,7 +71,7 @@ class Worker {
  private:
   class Acceptor;
   class Waker;
-  class IdleSweeper;
+  class TimeoutSweeper;
   // One listener as this worker serves it: its socket, and the generation new connections are accepted under.
   struct Listening {
     std::shared_ptr<ListenerContext> context;
@@ -136,7 +136,7 @@ class Worker {
   NoticeTargets notice_targets_;
   std::unique_ptr<NoticeReader> notice_reader_;
   std::unique_ptr<Waker> waker_;
-  std::unique_ptr<IdleSweeper> idle_sweeper_;
+  std::unique_ptr<TimeoutSweeper> timeout_sweeper_;
   std::unique_ptr<Ring> ring_;
 };
 

@@ -699,6 +699,8 @@ TEST(Examples, L7IsValid) {
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->listeners.size(), 3u);
   EXPECT_EQ(config->clusters[0].http_keepalive.max_idle, 64u);
+  EXPECT_EQ(config->clusters[0].response_timeout, absl::Seconds(30));
+  EXPECT_EQ(config->clusters[1].response_timeout, absl::Seconds(15));
 }
 
 }  // namespace
@@ -879,11 +881,30 @@ TEST(ParseClusterOptions, ErrorsNameFileLineAndKey) {
        "bad.yaml:8: clusters[0].http_keepalive.idle_timeout: must be greater than 0"},
       {head + endpoints + "    http_keepalive: { max_idle: 8, max_requests: 3 }\n",
        "bad.yaml:8: clusters[0].http_keepalive.max_requests: unknown key"},
+      {head + endpoints + "    response_timeout: 0s\n",
+       "bad.yaml:8: clusters[0].response_timeout: must be greater than 0"},
+      {head + endpoints + "    response_timeout: 500us\n",
+       "bad.yaml:8: clusters[0].response_timeout: must be 0 (off) or between 1ms and 24h"},
+      {head + endpoints + "    response_timeout: 25h\n",
+       "bad.yaml:8: clusters[0].response_timeout: must be 0 (off) or between 1ms and 24h"},
+      {head + endpoints + "    response_timeout: soon\n",
+       "bad.yaml:8: clusters[0].response_timeout: expected a duration like 5s, 250ms or 1m"},
       {head + endpoints + "    proxy_protocol: v1\n    http_keepalive: { max_idle: 8 }\n",
        "bad.yaml:9: clusters[0].http_keepalive: cannot be combined with proxy_protocol (a pooled connection serves "
        "many clients)"},
   };
   for (const auto& [yaml, expected] : cases) EXPECT_EQ(ErrorOf(yaml), expected) << yaml;
+}
+
+TEST(ParseClusterOptions, ResponseTimeoutDefaultsTo15sAndZeroTurnsItOff) {
+  EXPECT_EQ(Parse(WithDemoCluster(kWeb)).clusters[0].response_timeout, absl::Seconds(15));
+  for (const auto& [text, expected] : std::vector<std::pair<std::string, absl::Duration>>{
+           {"0", absl::ZeroDuration()}, {"off", absl::ZeroDuration()}, {"250ms", absl::Milliseconds(250)},
+           {"24h", absl::Hours(24)}}) {
+    Config c = Parse(std::string(kWeb) + "clusters: [{ name: demo, endpoints: [\"127.0.0.1:1\"], response_timeout: " +
+                     text + " }]\n");
+    EXPECT_EQ(c.clusters[0].response_timeout, expected) << text;
+  }
 }
 
 TEST(ParseClusterOptions, HttpKeepaliveIsOffUnlessSet) {

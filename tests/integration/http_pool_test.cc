@@ -8,12 +8,14 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/host_stats.h"
@@ -51,9 +53,24 @@ struct UpstreamOptions {
   std::atomic<uint64_t>* big_sent = nullptr;  // bytes of /big/ bodies sent so far
 };
 
+// Waits, sending nothing, until the peer closes `fd` (or the handler's deadline); records a clean EOF.
+void WaitForPeerClose(int fd, ConnStats& stats, Deadline deadline) {
+  char buf[4096];
+  for (;;) {
+    if (PollFd(fd, POLLIN, deadline) == 0) return;
+    const ssize_t got = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (got < 0 && errno == EAGAIN) continue;
+    if (got <= 0) {
+      stats.eof = got == 0;
+      return;
+    }
+  }
+}
+
 // An HTTP/1.1 keep-alive upstream. By path: /len/N (Content-Length), /chunked, /close (no framing: the body
 // ends with the connection), /once (Content-Length, then the server closes without saying so), /big/N
-// (Content-Length, sent in 64 KiB pieces), /echo (the request body back), anything else: "ok".
+// (Content-Length, sent in 64 KiB pieces), /echo (the request body back), /silent (no answer at all), /stall
+// (the head and 10 of 100 body bytes, then nothing), anything else: "ok".
 TcpServer::Handler HttpUpstream(UpstreamOptions options) {
   return [options](int fd, ConnStats& stats, TcpServer& server) {
     Deadline deadline = server.handler_deadline();
@@ -121,6 +138,14 @@ TcpServer::Handler HttpUpstream(UpstreamOptions options) {
         continue;
       } else if (path == "/echo") {
         reply = absl::StrCat("HTTP/1.1 200 OK\r\nContent-Length: ", request_body.size(), "\r\n\r\n", request_body);
+      } else if (path == "/silent") {
+        WaitForPeerClose(fd, stats, deadline);
+        return;
+      } else if (path == "/stall") {
+        reply = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789";
+        if (SendAll(fd, reply.data(), reply.size(), deadline).bytes != reply.size()) return;
+        WaitForPeerClose(fd, stats, deadline);
+        return;
       } else {
         reply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
       }
@@ -217,6 +242,25 @@ listeners:
                          "\"]\n    http_keepalive: { max_idle: 8 }\n") : "");
   c.workers = 1;  // one worker, one pool: the tests count connections
   return c;
+}
+
+// Adds `line` (e.g. "response_timeout: 500ms") to the cluster "web" of a PoolConfig.
+void AddClusterKey(ProxyConfig& config, const std::string& line) {
+  const std::string at = "  - name: web\n";
+  const size_t where = config.listeners_and_clusters_yaml.find(at, config.listeners_and_clusters_yaml.find("clusters:"));
+  config.listeners_and_clusters_yaml.insert(where + at.size(), absl::StrCat("    ", line, "\n"));
+}
+
+// Whether `fd` ends with a reset (not a clean close) within `timeout`, whatever it read before.
+bool EndsWithReset(int fd, Millis timeout = 10s) {
+  Deadline deadline = DeadlineIn(timeout);
+  char buf[4096];
+  for (;;) {
+    if (PollFd(fd, POLLIN, deadline) == 0) return false;
+    const ssize_t got = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (got > 0 || (got < 0 && errno == EAGAIN)) continue;
+    return got < 0 && errno == ECONNRESET;
+  }
 }
 
 TEST(HttpPoolTest, ConnectionCloseClientsReuseOneUpstreamConnection) {
@@ -431,6 +475,75 @@ TEST(HttpPoolTest, LargeResponseStreamsThroughBoundedMemory) {
   bool exact = true;
   for (size_t at = 0; at < kBig && exact; at += piece.size()) exact = r.body.compare(at, piece.size(), piece) == 0;
   EXPECT_TRUE(exact) << "the body differs from what the upstream sent";
+}
+
+// response_timeout: an upstream that takes a request and never answers gets 504 (not a client left hanging
+// until some idle timeout), its connection is closed rather than pooled, and the next request goes over a new
+// one; one that stalls after part of a response resets the client, which must not take the part for whole.
+TEST(HttpPoolTest, ResponseTimeoutAnswers504BeforeAResponseAndResetsAfter) {
+  auto upstream = StartServer(HttpUpstream({}));
+  ASSERT_TRUE(upstream);
+  ProxyConfig config = PoolConfig(*upstream);
+  const std::string log = absl::StrCat(::testing::TempDir(), "skproxy-pool-timeout-", getpid(), ".log");
+  unlink(log.c_str());
+  config.access_log = log;
+  AddClusterKey(config, "response_timeout: 500ms");
+  SKPROXY_START_OR_SKIP(proxy, config);
+  {
+    auto fd = Connect(proxy->listener(), 5s);
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    const std::string request = Get("/silent");
+    const auto start = Clock::now();
+    ASSERT_EQ(SendAll(fd->get(), request.data(), request.size(), DeadlineIn(5s)).bytes, request.size());
+    Response r = ReadResponse(fd->get(), 10s);
+    ASSERT_TRUE(r.complete) << "no answer within 10 s: " << r.head;
+    EXPECT_TRUE(absl::StartsWith(r.head, "HTTP/1.1 504 ")) << r.head;
+    EXPECT_TRUE(absl::StrContains(r.head, "\r\nConnection: close\r\n")) << r.head;
+    EXPECT_GE(Clock::now() - start, 500ms) << "answered before response_timeout";
+    EXPECT_TRUE(ClosedCleanly(fd->get()));
+  }
+  // The upstream connection was closed by the proxy, not kept.
+  ASSERT_TRUE(upstream->WaitForFinished(1, 5s));
+  EXPECT_TRUE(upstream->Finished()[0].eof);
+  EXPECT_EQ(proxy->Metric("skproxy_http_pool_idle_connections", {{"cluster", "web"}}), 0);
+  EXPECT_EQ(proxy->Metric("skproxy_upstream_response_timeouts_total", {{"cluster", "web"}, {"stage", "before_response"}}), 1);
+  EXPECT_EQ(proxy->Metric("skproxy_local_responses_total", {{"listener", "web"}, {"status", "504"}}), 1);
+  // Not retried on another connection: the upstream has the request.
+  EXPECT_EQ(upstream->accepted(), 1u);
+  EXPECT_EQ(proxy->Metric("skproxy_http_pool_retries_total", {{"cluster", "web"}}), 0);
+
+  // After part of a response: the client gets those bytes and then a reset.
+  {
+    auto fd = Connect(proxy->listener(), 5s);
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    const std::string request = Get("/stall");
+    ASSERT_EQ(SendAll(fd->get(), request.data(), request.size(), DeadlineIn(5s)).bytes, request.size());
+    EXPECT_TRUE(EndsWithReset(fd->get())) << "a cut response ended without a reset";
+  }
+  ASSERT_TRUE(upstream->WaitForFinished(2, 5s));
+  EXPECT_EQ(proxy->Metric("skproxy_upstream_response_timeouts_total", {{"cluster", "web"}, {"stage", "mid_response"}}), 1);
+
+  // A slow answer within the timeout is not cut, and the pool goes on with a new connection.
+  {
+    auto fd = Connect(proxy->listener(), 5s);
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    const std::string request = Get("/len/10", "a", true);
+    ASSERT_EQ(SendAll(fd->get(), request.data(), request.size(), DeadlineIn(5s)).bytes, request.size());
+    Response r = ReadResponse(fd->get());
+    ASSERT_TRUE(r.complete) << r.head;
+    EXPECT_EQ(r.body, Body(10, 1));
+  }
+  EXPECT_EQ(upstream->accepted(), 3u);
+  auto lines = [&] {
+    std::vector<std::string> out;
+    std::ifstream in(log);
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
+  };
+  ASSERT_TRUE(WaitFor([&] { return lines().size() == 3; }, 10s)) << lines().size();
+  int timed_out = 0;
+  for (const std::string& line : lines()) timed_out += absl::StrContains(line, "\"end\":\"response_timeout\"");
+  EXPECT_EQ(timed_out, 2) << absl::StrJoin(lines(), "\n");
 }
 
 }  // namespace

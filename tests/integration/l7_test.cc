@@ -351,6 +351,84 @@ INSTANTIATE_TEST_SUITE_P(
       return absl::StrCat(std::get<0>(info.param), std::get<1>(info.param) ? "Reset" : "Close");
     });
 
+// A spliced request's upstream that takes the request and says nothing: once the cluster's response_timeout
+// passed with no byte moved, the client gets 504 (HAProxy's `timeout server`, Envoy's route timeout) and the
+// upstream leg is closed, on every data path (the wait happens on the io_uring path on all of them).
+class ResponseTimeoutTest : public L7Test, public ::testing::WithParamInterface<std::string> {
+ protected:
+  // HttpConfig with cluster web pointing at `upstream`, its response_timeout set.
+  ProxyConfig TimeoutConfig(const TcpServer& upstream, const std::string& timeout) {
+    ProxyConfig config = HttpConfig();
+    config.datapath = GetParam();
+    config.listeners_and_clusters_yaml = absl::StrReplaceAll(
+        config.listeners_and_clusters_yaml,
+        {{absl::StrCat("{ name: web, endpoints: [\"", web_->endpoint().ToString(), "\"] }"),
+          absl::StrCat("{ name: web, response_timeout: ", timeout, ", endpoints: [\"", upstream.endpoint().ToString(),
+                       "\"] }")}});
+    return config;
+  }
+};
+
+TEST_P(ResponseTimeoutTest, Status504WhenTheUpstreamDoesNotAnswerInTime) {
+  if (GetParam() != "userspace") {
+    SKPROXY_SKIP_IF_KERNEL_TOO_OLD();
+  }
+  auto silent = StartServer(ReadHeadThen([](int fd) {
+    char c;
+    // Until the proxy closes its side (the handler's deadline is the bound).
+    while (PollFd(fd, POLLIN, DeadlineIn(20s)) > 0 && recv(fd, &c, 1, MSG_DONTWAIT) > 0) {
+    }
+  }));
+  ASSERT_TRUE(silent);
+  SKPROXY_START_ANY_PATH(proxy, baseline, TimeoutConfig(*silent, "500ms"));
+  const auto start = Clock::now();
+  ExpectLocalResponse(*proxy, Ask(proxy->listener(0), "GET / HTTP/1.1\r\nHost: a\r\n\r\n"), 504);
+  EXPECT_GE(Clock::now() - start, 500ms) << "answered before response_timeout";
+  ASSERT_TRUE(silent->WaitForFinished(1, 5s)) << "the upstream leg was not closed";
+  EXPECT_GT(silent->Finished()[0].bytes_in, 0u);  // the head did reach it
+  EXPECT_EQ(proxy->Metric("skproxy_upstream_response_timeouts_total", {{"cluster", "web"}, {"stage", "before_response"}}),
+            1);
+  EXPECT_EQ(proxy->Metric("skproxy_local_responses_total", {{"listener", "web"}, {"status", "502"}}), 0);
+  EXPECT_PROXY_IDLE(proxy, baseline);
+}
+
+// The timer runs only while nothing moves: an upload that takes several timeouts to arrive, answered only at
+// its end, is not cut.
+TEST_P(ResponseTimeoutTest, AnUploadThatKeepsMovingIsNotCut) {
+  if (GetParam() != "userspace") {
+    SKPROXY_SKIP_IF_KERNEL_TOO_OLD();
+  }
+  constexpr size_t kPieces = 8;
+  auto reader = StartServer(ReadHeadThen([](int fd) {
+    std::string body(kPieces, '\0');
+    if (RecvExact(fd, body.data(), body.size(), DeadlineIn(20s)).bytes != body.size()) return;
+    const std::string reply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    SendAll(fd, reply.data(), reply.size(), DeadlineIn(5s));
+  }));
+  ASSERT_TRUE(reader);
+  SKPROXY_START_ANY_PATH(proxy, baseline, TimeoutConfig(*reader, "400ms"));
+  auto fd = Connect(proxy->listener(0), 5s);
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  const std::string head = absl::StrCat("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: ", kPieces, "\r\n\r\n");
+  ASSERT_EQ(SendAll(fd->get(), head.data(), head.size(), DeadlineIn(5s)).bytes, head.size());
+  // One byte every 200 ms: 1.6 s in all, four times the timeout, never 400 ms without a byte.
+  for (size_t i = 0; i < kPieces; ++i) {
+    // Paces the upload (the proxy must see a slow sender); nothing waits on the proxy here.
+    ASSERT_EQ(PollFd(fd->get(), POLLIN, DeadlineIn(200ms)), 0) << "the proxy answered mid-upload";
+    ASSERT_EQ(SendAll(fd->get(), "x", 1, DeadlineIn(5s)).bytes, 1u);
+  }
+  std::string reply(40, '\0');
+  const IoResult got = RecvExact(fd->get(), reply.data(), reply.size(), DeadlineIn(5s));
+  reply.resize(got.bytes);
+  EXPECT_TRUE(absl::StartsWith(reply, "HTTP/1.1 200 OK")) << reply;
+  EXPECT_EQ(proxy->Metric("skproxy_upstream_response_timeouts_total", {{"cluster", "web"}, {"stage", "before_response"}}),
+            0);
+  fd->Reset();
+  EXPECT_PROXY_IDLE(proxy, baseline);
+}
+
+INSTANTIATE_TEST_SUITE_P(Datapaths, ResponseTimeoutTest, ::testing::Values("userspace", "auto", "sockmap"));
+
 TEST_F(L7Test, Status504WhenTheConnectTimesOut) {
   // A listener whose accept queue is full drops further SYNs: connecting to it times out.
   auto full = StartServer(EchoHandler(), AF_INET, {}, /*hold_accepts=*/true, /*backlog=*/0);
