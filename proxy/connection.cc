@@ -542,7 +542,8 @@ void Connection::StartPipe() {
   path_ = std::make_unique<PathSwitch>(worker_, listener_.metrics, std::move(client_), std::move(upstream_),
                                        [this] { worker_.finished->push_back(this); }, std::move(no_response));
   last_active_ = absl::Now();
-  path_->Start();
+  // A client connection that began as an HttpSession was counted there.
+  path_->Start(/*count_connection=*/session_ == nullptr);
 }
 
 void Connection::OnNoResponse(UniqueFd client, bool timed_out) {

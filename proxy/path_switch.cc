@@ -32,9 +32,9 @@ PathSwitch::~PathSwitch() {
   if (counted_) Uncount();
 }
 
-void PathSwitch::Start() {
+void PathSwitch::Start(bool count_connection) {
   Count(pipe_->kind());
-  listener_metrics_.connections_total[static_cast<int>(counted_kind_)]->Increment();
+  if (count_connection) listener_metrics_.connections_total[static_cast<int>(counted_kind_)]->Increment();
   pipe_->Start();
 }
 

@@ -50,7 +50,9 @@ class PathSwitch {
   PathSwitch(const PathSwitch&) = delete;
   PathSwitch& operator=(const PathSwitch&) = delete;
 
-  void Start();
+  // `count_connection`: count it in skproxy_connections_total (false when the client connection was already
+  // counted, by the HttpSession it started as).
+  void Start(bool count_connection = true);
   // The current pipe's: see Pipe::activity, Pipe::finished, Pipe::CloseIdle (the idle timeout).
   uint64_t activity() const { return pipe_->activity(); }
   bool finished() const { return pipe_->finished(); }

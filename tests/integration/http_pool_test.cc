@@ -546,5 +546,35 @@ TEST(HttpPoolTest, ResponseTimeoutAnswers504BeforeAResponseAndResetsAfter) {
   EXPECT_EQ(timed_out, 2) << absl::StrJoin(lines(), "\n");
 }
 
+// A client connection that starts on the pool and falls back to the splice (an HTTP/1.0 request, which the
+// pool does not take) is one connection: counted once in skproxy_connections_total, and not active once
+// closed.
+TEST(HttpPoolTest, AConnectionThatFallsBackToTheSpliceIsCountedOnce) {
+  auto upstream = StartServer(HttpUpstream({}));
+  ASSERT_TRUE(upstream);
+  SKPROXY_START_OR_SKIP(proxy, PoolConfig(*upstream));
+  {
+    auto fd = Connect(proxy->listener(), 5s);
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    const std::string pooled = Get("/len/3");
+    ASSERT_EQ(SendAll(fd->get(), pooled.data(), pooled.size(), DeadlineIn(5s)).bytes, pooled.size());
+    Response first = ReadResponse(fd->get());
+    ASSERT_TRUE(first.complete) << first.head;
+    const std::string spliced = "GET /len/4 HTTP/1.0\r\n\r\n";
+    ASSERT_EQ(SendAll(fd->get(), spliced.data(), spliced.size(), DeadlineIn(5s)).bytes, spliced.size());
+    Response second = ReadResponse(fd->get());
+    ASSERT_TRUE(second.complete) << second.head;
+    EXPECT_EQ(second.body, Body(4, 1));
+    EXPECT_EQ(upstream->accepted(), 2u) << "the HTTP/1.0 request should have been spliced on a connection of its own";
+  }
+  const LabelFilter userspace{{"listener", "web"}, {"datapath", "userspace"}};
+  const LabelFilter sockmap{{"listener", "web"}, {"datapath", "sockmap"}};
+  EXPECT_TRUE(WaitFor([&] { return proxy->Metric("skproxy_connections_active", userspace) == 0 &&
+                                   proxy->Metric("skproxy_connections_active", sockmap) == 0; }, 10s))
+      << "still active: " << proxy->Metric("skproxy_connections_active", userspace) << " / "
+      << proxy->Metric("skproxy_connections_active", sockmap);
+  EXPECT_EQ(proxy->Metric("skproxy_connections_total", userspace) + proxy->Metric("skproxy_connections_total", sockmap), 1);
+}
+
 }  // namespace
 }  // namespace skproxy::itest
