@@ -69,7 +69,8 @@ void WaitForPeerClose(int fd, ConnStats& stats, Deadline deadline) {
 
 // An HTTP/1.1 keep-alive upstream. By path: /len/N (Content-Length), /chunked, /close (no framing: the body
 // ends with the connection), /once (Content-Length, then the server closes without saying so), /big/N
-// (Content-Length, sent in 64 KiB pieces), /echo (the request body back), /silent (no answer at all), /stall
+// (Content-Length, sent in 64 KiB pieces), /echo (the request body back), /head (the request head it
+// received, as the body), /hop (a response with hop-by-hop fields), /silent (no answer at all), /stall
 // (the head and 10 of 100 body bytes, then nothing), anything else: "ok".
 TcpServer::Handler HttpUpstream(UpstreamOptions options) {
   return [options](int fd, ConnStats& stats, TcpServer& server) {
@@ -138,6 +139,11 @@ TcpServer::Handler HttpUpstream(UpstreamOptions options) {
         continue;
       } else if (path == "/echo") {
         reply = absl::StrCat("HTTP/1.1 200 OK\r\nContent-Length: ", request_body.size(), "\r\n\r\n", request_body);
+      } else if (path == "/head") {
+        reply = absl::StrCat("HTTP/1.1 200 OK\r\nContent-Length: ", head.size(), "\r\n\r\n", head);
+      } else if (path == "/hop") {
+        reply = "HTTP/1.1 200 OK\r\nConnection: X-Internal\r\nX-Internal: secret\r\nKeep-Alive: timeout=5\r\n"
+                "Upgrade: h2c\r\nX-Kept: k\r\nContent-Length: 2\r\n\r\nok";
       } else if (path == "/silent") {
         WaitForPeerClose(fd, stats, deadline);
         return;
@@ -544,6 +550,44 @@ TEST(HttpPoolTest, ResponseTimeoutAnswers504BeforeAResponseAndResetsAfter) {
   int timed_out = 0;
   for (const std::string& line : lines()) timed_out += absl::StrContains(line, "\"end\":\"response_timeout\"");
   EXPECT_EQ(timed_out, 2) << absl::StrJoin(lines(), "\n");
+}
+
+// RFC 9110 7.6.1: what the Connection header names, and the hop-by-hop fields, stop at the proxy, in both
+// directions; the body's framing is untouched.
+TEST(HttpPoolTest, HopByHopFieldsStopAtTheProxy) {
+  auto upstream = StartServer(HttpUpstream({}));
+  ASSERT_TRUE(upstream);
+  SKPROXY_START_OR_SKIP(proxy, PoolConfig(*upstream));
+  for (const std::string connection : {"close, X-Secret", "keep-alive, X-Secret"}) {
+    auto fd = Connect(proxy->listener(), 5s);
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    const std::string request = absl::StrCat(
+        "GET /head HTTP/1.1\r\nHost: a\r\nConnection: ", connection, "\r\nX-Secret: s\r\n"
+        "Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nX-Kept: k\r\n\r\n");
+    ASSERT_EQ(SendAll(fd->get(), request.data(), request.size(), DeadlineIn(5s)).bytes, request.size());
+    Response seen = ReadResponse(fd->get());
+    ASSERT_TRUE(seen.complete) << seen.head;
+    EXPECT_EQ(seen.body, "GET /head HTTP/1.1\r\nHost: a\r\nX-Kept: k\r\nTE: trailers\r\n\r\n")
+        << connection << ": the upstream saw another head";
+  }
+  auto fd = Connect(proxy->listener(), 5s);
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  // A body whose Content-Length the Connection header names arrives whole: framing fields are never dropped.
+  const std::string post =
+      "POST /echo HTTP/1.1\r\nHost: a\r\nConnection: Content-Length, X-Secret\r\nX-Secret: s\r\n"
+      "Content-Length: 5\r\n\r\nhello";
+  ASSERT_EQ(SendAll(fd->get(), post.data(), post.size(), DeadlineIn(5s)).bytes, post.size());
+  Response echo = ReadResponse(fd->get());
+  ASSERT_TRUE(echo.complete) << echo.head;
+  EXPECT_EQ(echo.body, "hello");
+  // The response's hop-by-hop fields, and the one its Connection header names, do not reach the client.
+  const std::string hop = Get("/hop");
+  ASSERT_EQ(SendAll(fd->get(), hop.data(), hop.size(), DeadlineIn(5s)).bytes, hop.size());
+  Response r = ReadResponse(fd->get());
+  ASSERT_TRUE(r.complete) << r.head;
+  EXPECT_EQ(r.head, "HTTP/1.1 200 OK\r\nX-Kept: k\r\nContent-Length: 2\r\n\r\n");
+  EXPECT_EQ(r.body, "ok");
+  EXPECT_EQ(upstream->accepted(), 1u);
 }
 
 // A client connection that starts on the pool and falls back to the splice (an HTTP/1.0 request, which the
