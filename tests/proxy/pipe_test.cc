@@ -623,13 +623,14 @@ TEST_P(SharedPoolTest, EchoingUpstreamsDoNotHangADryPool) {
 
 // The kernel path's held directions copy through the same pool (SockmapPipe::Receive), so the same
 // echoing upstreams behind a dry pool must not hang them either. Four held connections (every byte passed
-// to user space and copied through the ring), 4 MiB each, through four 64 KiB buffers. The upstream legs'
-// send buffers are small, so that a send towards an upstream that stopped reading keeps its buffer, as it
-// does wherever the kernel path's large send buffer could not be forced (no CAP_NET_ADMIN) or TCP is
-// under memory pressure.
+// to user space and copied through the ring), 4 MiB each, through one 64 KiB buffer: a held direction
+// holds at most one, so the pool is dry whenever one send is in flight. The upstream legs' send buffers
+// are small, so that a send towards an upstream that stopped reading keeps its buffer, as it does wherever
+// the kernel path's large send buffer could not be forced (no CAP_NET_ADMIN) or TCP is under memory
+// pressure.
 class HeldDryPoolTest : public ::testing::Test, protected PipeRig {
  protected:
-  void SetUp() override { Build(true, /*buffers=*/4); }
+  void SetUp() override { Build(true, /*buffers=*/1); }
 };
 
 TEST_F(HeldDryPoolTest, EchoingUpstreamsDoNotHangHeldConnections) {
