@@ -15,6 +15,8 @@ PACKAGES=(
   nftables iproute2 curl python3 procps
   # tests: the admin status page is checked in a headless browser
   chromium
+  # tests: the container image is built and checked with podman, on a base image made with mmdebstrap
+  podman mmdebstrap
   # bench peers and load tools
   haproxy nginx libnginx-mod-stream iperf3 wrk
   # the parser measurement of the http listener (bench/http_head_parse.cc)

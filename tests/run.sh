@@ -8,6 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
 deploy/build.sh
+# The image test builds on a local Debian base image (no registry is reachable): made once, from the mirror.
+if ! deploy/make-base-image.sh; then
+  echo "run.sh: deploy/make-base-image.sh failed: the image test will skip and say why" >&2
+fi
 build_dir=${SKPROXY_BUILD_DIR:-build}
 status=0
 ctest --test-dir "$build_dir" --output-on-failure --timeout 600 "$@" || status=$?

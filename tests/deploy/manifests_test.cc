@@ -323,7 +323,7 @@ TEST_F(ManifestsTest, SidecarPod) {
 }
 
 // The Dockerfile's runtime stage: the flags of its CMD, the HEALTHCHECK's target, and the file
-// capabilities it sets.
+// capabilities its file system script (deploy/image-rootfs.sh, run by both binary stages) sets.
 TEST_F(ManifestsTest, Dockerfile) {
   const std::string text = ReadFile(kSource + "/deploy/Dockerfile");
   auto json_array = [&](const std::string& instruction) {
@@ -344,9 +344,17 @@ TEST_F(ManifestsTest, Dockerfile) {
   EXPECT_EQ(probe[0], "/usr/local/bin/skproxy-healthcheck");
   EXPECT_EQ(probe[1], absl::StrCat("127.0.0.1:", default_admin_port_));
   EXPECT_EQ(probe[2], "/healthz");
-  size_t setcap = text.find("setcap ");
+  const std::string assemble = "RUN /src/deploy/image-rootfs.sh /src/config/skproxy.yaml";
+  int assembled = 0;
+  for (size_t at = text.find(assemble); at != std::string::npos; at = text.find(assemble, at + 1)) ++assembled;
+  EXPECT_EQ(assembled, 1) << "the build stage";
+  EXPECT_TRUE(absl::StrContains(text, "&& /src/deploy/image-rootfs.sh /src/config/skproxy.yaml"))
+      << "the prebuilt stage; both the build and the prebuilt stage assemble the file system with deploy/image-rootfs.sh";
+  const std::string rootfs = ReadFile(kSource + "/deploy/image-rootfs.sh");
+  size_t setcap = rootfs.find("\nsetcap ");
   ASSERT_NE(setcap, std::string::npos);
-  std::string caps_text = text.substr(setcap + 7, text.find('+', setcap) - setcap - 7);
+  setcap += 1;
+  std::string caps_text = rootfs.substr(setcap + 7, rootfs.find('+', setcap) - setcap - 7);
   std::set<std::string> caps;
   for (absl::string_view c : absl::StrSplit(caps_text, ',')) {
     absl::ConsumePrefix(&c, "cap_");
