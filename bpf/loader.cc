@@ -160,6 +160,17 @@ absl::Status SockmapProgram::Insert(ConnectionKeys& keys, int downstream_fd, int
     if (failed_errno != nullptr) *failed_errno = err;
     return Errno(err, what);
   };
+  // A key can still be held by a connection that is ending: a reset leg gives its port back while it is
+  // still open (and in the sockhash until it is closed), and on loopback the kernel reuses a TIME_WAIT
+  // tuple for a new connection. Such a connection stays out of the kernel path: taking the key over would
+  // point the ending connection's verdict at this one's sockets (or this one's at the ending socket, where
+  // the bytes are lost), and its release would delete this one's state. No socket that is open and
+  // hashed can share the tuple of a live one, so what holds the key is always the older connection.
+  for (const skp_key* key : {&keys.downstream, &keys.upstream}) {
+    uint64_t cookie;
+    if (bpf_map_lookup_elem(socks_fd(), key, &cookie) == 0)
+      return fail(EEXIST, "a socket still held has this connection's addresses");
+  }
   if (!TakeSlots(keys)) {
     if (failed_errno != nullptr) *failed_errno = ENOSPC;
     return absl::ResourceExhaustedError("no free skp_users slot: sockmap.max_entries is too small");
@@ -176,10 +187,17 @@ absl::Status SockmapProgram::Insert(ConnectionKeys& keys, int downstream_fd, int
   up.gate_limit = gate_limit;
   up.user_slot = keys.user_slots[SKP_UPSTREAM_TO_DOWNSTREAM];
   up.worker = worker;
-  if (bpf_map_update_elem(dirs_fd(), &keys.downstream, &down, BPF_ANY) != 0 ||
-      bpf_map_update_elem(dirs_fd(), &keys.upstream, &up, BPF_ANY) != 0) {
+  // NOEXIST for the same reason: the state of an ending connection on the same tuple is left alone, and
+  // only what this call wrote is taken back.
+  if (bpf_map_update_elem(dirs_fd(), &keys.downstream, &down, BPF_NOEXIST) != 0) {
     const int err = errno;
-    RemoveState(keys);
+    ReturnSlots(keys);
+    return fail(err, "adding connection state");
+  }
+  if (bpf_map_update_elem(dirs_fd(), &keys.upstream, &up, BPF_NOEXIST) != 0) {
+    const int err = errno;
+    DeleteOrLog(dirs_fd(), keys.downstream, "skp_dirs");
+    ReturnSlots(keys);
     return fail(err, "adding connection state");
   }
   // Downstream first: a client that has already half-closed fails here (EOPNOTSUPP) before anything of

@@ -15,6 +15,7 @@ namespace {
 
 constexpr uint64_t kTagMask = IoHandler::kMaxTags - 1;
 constexpr uint64_t kUntracked = 0;  // user_data of completions nobody waits for
+static_assert(sizeof(io_uring_buf) == 16, "proxy/buffer_pool_size.h counts 16 bytes per ring entry");
 
 }  // namespace
 

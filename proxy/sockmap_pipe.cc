@@ -245,8 +245,12 @@ void SockmapPipe::Pump(int d) {
     }
     if (held_) {
       dir.buffer.reset();
-      Receive(d);
-      return;
+      if (!dir.pool_dry) {
+        Receive(d);
+        return;
+      }
+      if (!ReadIntoOwnBuffer(d)) return;
+      continue;
     }
     // Not zeroed: recv overwrites what is sent.
     if (!dir.buffer) dir.buffer.reset(new uint8_t[kCopyBufferSize]);
@@ -323,9 +327,12 @@ void SockmapPipe::OnReceived(int d, int res, unsigned cqe_flags) {
   } else if (res == 0) {
     if (AtEof(d)) Pump(d);
   } else if (res == -ENOBUFS) {
-    // The worker's pool is empty (the bytes stay in the socket): try again on the pipe's timer.
+    // The worker's pool is empty (the bytes stay in the socket). Nothing of this direction is in flight
+    // (one recv or one send at a time), so it reads into its own buffer instead: other connections may
+    // hold the whole pool in sends that complete only once this direction reads (own_buffer.h).
     ring_.buffers().NoteEmpty();
-    WaitForBacklog(d);
+    dir.pool_dry = true;
+    Pump(d);
   } else {
     Abort();
   }
@@ -350,11 +357,43 @@ void SockmapPipe::OnSent(int d, int res) {
   Pump(d);
 }
 
+// Watches the source for POLLIN until it has bytes, then reads them (the send goes through the ring as for
+// a pool buffer). The next read tries the pool again.
+bool SockmapPipe::ReadIntoOwnBuffer(int d) {
+  Direction& dir = dirs_[d];
+  if (dir.readable_poll) return false;  // its completion pumps again
+  const ssize_t n = dir.own.Read(source(d));
+  if (n > 0) {
+    dir.pool_dry = false;
+    dir.ring_buffer = kOwnBuffer;
+    dir.length = static_cast<size_t>(n);
+    dir.sent = 0;
+    return true;
+  }
+  if (n == 0) return AtEof(d);
+  if (errno == EINTR) return true;
+  if (errno == EAGAIN) {
+    WatchReadable(d);
+    return false;
+  }
+  Abort();
+  return false;
+}
+
+uint8_t* SockmapPipe::RingBytes(const Direction& dir) {
+  return dir.ring_buffer == kOwnBuffer ? dir.own.data()
+                                       : ring_.buffers().buffer(static_cast<unsigned>(dir.ring_buffer));
+}
+
 void SockmapPipe::ReturnRingBuffer(int d) {
   Direction& dir = dirs_[d];
-  if (dir.ring_buffer < 0) return;
-  ring_.buffers().Return(static_cast<unsigned>(dir.ring_buffer));
-  dir.ring_buffer = -1;
+  if (dir.ring_buffer == kNoRingBuffer) return;
+  if (dir.ring_buffer == kOwnBuffer) {
+    dir.own.Release();
+  } else {
+    ring_.buffers().Return(static_cast<unsigned>(dir.ring_buffer));
+  }
+  dir.ring_buffer = kNoRingBuffer;
   dir.length = dir.sent = 0;
 }
 
@@ -391,12 +430,11 @@ bool SockmapPipe::Flush(int d) {
     WaitForBacklog(d);
     return false;
   }
-  if (dir.ring_buffer >= 0) {
+  if (dir.ring_buffer != kNoRingBuffer) {
     // MSG_WAITALL: the ring finishes a short send itself. OnSent goes on from here.
     dir.send_inflight = true;
-    io_uring_prep_send(Submit(kSend + d), destination(d),
-                       ring_.buffers().buffer(static_cast<unsigned>(dir.ring_buffer)) + dir.sent,
-                       dir.length - dir.sent, MSG_NOSIGNAL | MSG_WAITALL);
+    io_uring_prep_send(Submit(kSend + d), destination(d), RingBytes(dir) + dir.sent, dir.length - dir.sent,
+                       MSG_NOSIGNAL | MSG_WAITALL);
     return false;
   }
   while (dir.sent < dir.length) {

@@ -8,7 +8,8 @@
 //  - reset or error, or a trim that fell short: take both legs off the map and reset the other one.
 // When both directions have ended, both legs leave the map and are closed.
 // Held (a demoted connection, see path_switch.h), every byte is passed, and the copy goes through the ring
-// instead: a recv into the worker's provided buffers, then a send, no synchronous syscall per message.
+// instead: a recv into the worker's provided buffers, then a send, no synchronous syscall per message;
+// when the pool is dry, a read into a small buffer of the direction's own (own_buffer.h).
 #pragma once
 
 #include <linux/time_types.h>
@@ -20,6 +21,7 @@
 #include "bpf/loader.h"
 #include "proxy/datapath.h"
 #include "proxy/notice_ring.h"
+#include "proxy/own_buffer.h"
 
 namespace skproxy {
 
@@ -70,6 +72,8 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   // + direction where paired.
   enum Tag : unsigned { kReadable = 0, kWritable = 2, kHangup = 4, kTimer = 6, kCancel = 7, kRecv = 8, kSend = 10 };
   static constexpr size_t kCopyBufferSize = 256 * 1024;
+  static constexpr int kNoRingBuffer = -1;
+  static constexpr int kOwnBuffer = -2;
 
   struct Direction {
     skp_key source_key;
@@ -88,10 +92,15 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
     bool on_timer = false;       // waiting for the backlog: the pipe's timer pumps it again
     // Held, a direction copies through the ring like the user-space path: one recv into a provided buffer
     // of the worker's pool, then one send of it, no synchronous syscall per message. [sent, length) of
-    // `ring_buffer` is what is left to send; -1: the bytes, if any, are in `buffer` (synchronous copy).
+    // `ring_buffer` is what is left to send: a pool buffer's id, or kOwnBuffer (the bytes are in `own`);
+    // kNoRingBuffer: the bytes, if any, are in `buffer` (synchronous copy).
     bool recv_inflight = false;
     bool send_inflight = false;
-    int ring_buffer = -1;
+    int ring_buffer = kNoRingBuffer;
+    // The last recv found the pool empty: the next read goes into `own` once the source is readable,
+    // rather than waiting for the pool, which could wait for ever (see own_buffer.h).
+    bool pool_dry = false;
+    OwnBuffer own;
     // The verdict's redirected count when the backlog was last found drained: until it grows, nothing new
     // entered the backlog, and a held direction's copies skip the two syscalls of the check.
     uint64_t drained_at_redirected = ~0ull;
@@ -116,6 +125,9 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   void Receive(int d);
   void OnReceived(int d, int res, unsigned cqe_flags);
   void OnSent(int d, int res);
+  // Held and the pool dry: reads into the direction's own buffer. False when it has to wait or aborted.
+  bool ReadIntoOwnBuffer(int d);
+  uint8_t* RingBytes(const Direction& dir);
   void ReturnRingBuffer(int d);
   // recv() (or the ring's) said EOF: true when the direction has ended, false when it waits or aborted.
   bool AtEof(int d);

@@ -51,12 +51,12 @@ void UserspacePipe::SendHead(int d) {
 }
 
 uint8_t* UserspacePipe::ChunkData(const Direction& dir, const Chunk& chunk) {
-  return chunk.buffer_id == kOwnBufferId ? dir.own_buffer.get() : ring_.buffers().buffer(chunk.buffer_id);
+  return chunk.buffer_id == kOwnBufferId ? dir.own.data() : ring_.buffers().buffer(chunk.buffer_id);
 }
 
 void UserspacePipe::ReturnBuffer(Direction& dir, uint16_t buffer_id) {
   if (buffer_id == kOwnBufferId) {
-    dir.own_buffer.reset();
+    dir.own.Release();
   } else {
     ring_.buffers().Return(buffer_id);
   }
@@ -68,8 +68,7 @@ void UserspacePipe::ReceiveIntoOwnBuffer(int d) {
     MaybeReceive(d);
     return;
   }
-  dir.own_buffer.reset(new uint8_t[kOwnBufferSize]);  // not zeroed: recv overwrites what is sent
-  const ssize_t n = recv(source(d), dir.own_buffer.get(), kOwnBufferSize, MSG_DONTWAIT);
+  const ssize_t n = dir.own.Read(source(d));
   if (n > 0) {
     dir.queue.push_back({kOwnBufferId, static_cast<uint32_t>(n)});
     dir.queued_bytes += static_cast<uint64_t>(n);
@@ -79,7 +78,6 @@ void UserspacePipe::ReceiveIntoOwnBuffer(int d) {
     SendHead(d);
     return;
   }
-  dir.own_buffer.reset();
   if (n == 0) {
     OnEof(d);
   } else if (errno == EAGAIN || errno == EINTR) {
@@ -223,7 +221,7 @@ void UserspacePipe::OnReceived(int d, int res, unsigned cqe_flags) {
     ring_.buffers().NoteEmpty();
     // Every provided buffer is in use (the data waits in the socket). Our own send returns one and
     // re-arms; with nothing of ours in flight, read into our own buffer once there is something to read
-    // (see kOwnBufferSize: waiting for the pool could wait for ever).
+    // (see own_buffer.h: waiting for the pool could wait for ever).
     if (stopping_ || dir.sending) return;
     dir.awaiting_readable = true;
     io_uring_prep_poll_add(Submit(kReadable + d), source(d), POLLIN);

@@ -11,6 +11,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "proxy/datapath.h"
+#include "proxy/own_buffer.h"
 
 namespace skproxy {
 
@@ -59,12 +60,6 @@ class UserspacePipe final : public Pipe {
   // Buffers one direction may hold however few bytes they carry (a sender of tiny segments): beyond this
   // the recv is cancelled, so one connection cannot drain the worker's shared pool.
   static constexpr uint32_t kMaxQueuedBuffers = 8;
-  // When the shared pool is dry, a direction with nothing queued reads into a buffer of its own, of this
-  // size, allocated once its source is readable and freed once written. Many connections together can
-  // hold the whole pool in sends towards peers that stopped reading until their own writes towards us go
-  // through (an echoing server, most request/response servers): a direction that waited for the pool
-  // would then wait for ever, and with it every connection of the worker.
-  static constexpr uint32_t kOwnBufferSize = 16 * 1024;
 
  private:
   // + direction where paired; kCancel is shared by both legs' cancels on abort.
@@ -83,8 +78,8 @@ class UserspacePipe final : public Pipe {
     uint64_t queued_bytes = 0;     // bytes in the queue not yet sent
     bool receiving = false;        // a recv is in flight (multishot: until its last completion)
     uint32_t recv_cap = 0;         // the most one completion of that recv can carry
-    bool awaiting_readable = false;  // the pool was dry: a POLLIN poll, then a read into own_buffer
-    std::unique_ptr<uint8_t[]> own_buffer;  // while a chunk read into it waits to be sent
+    bool awaiting_readable = false;  // the pool was dry: a POLLIN poll, then a read into `own`
+    OwnBuffer own;                 // while a chunk read into it waits to be sent (see own_buffer.h)
     bool pausing = false;          // its cancel was sent because too many buffers wait
     bool sending = false;
     bool eof = false;              // the source sent FIN; passed on once the queue is empty

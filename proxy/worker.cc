@@ -12,15 +12,13 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "proxy/buffer_pool_size.h"
 #include "proxy/socket_options.h"
 
 namespace skproxy {
 namespace {
 
 constexpr unsigned kRingEntries = 4096;
-// Provided buffers for the user-space path: only a direction with bytes in transit holds one.
-constexpr unsigned kBufferCount = 1024;
-constexpr unsigned kBufferSize = 64 * 1024;
 
 }  // namespace
 
@@ -367,7 +365,7 @@ bool Worker::FaultInjected() const {
 }
 
 void Worker::Run() {
-  absl::StatusOr<std::unique_ptr<Ring>> ring = Ring::Create(kRingEntries, kBufferCount, kBufferSize);
+  absl::StatusOr<std::unique_ptr<Ring>> ring = Ring::Create(kRingEntries, kBufferPoolCount, kBufferPoolBufferSize);
   if (!ring.ok()) {
     start_status_ = ring.status();
     started_.Notify();

@@ -376,6 +376,63 @@ TEST_P(SockmapProgramTest, TrimFallingShortResetsInsteadOfRepeating) {
   EXPECT_GE(Stat(0, SKP_STAT_BROKEN_DROPS), 1u);
 }
 
+// A 4-tuple outlives the socket it named: a reset leg gives its port back at once while the proxy still
+// holds it, and with it its entries in the maps (the sockhash keeps a socket until it is closed), and on
+// loopback the kernel also reuses a TIME_WAIT tuple for a new connection. A new connection on such a
+// tuple must stay out of the kernel path and leave the old connection's records as they are: overwriting
+// them would point the old connection's verdict at the new one's sockets, and the old one's release would
+// then delete the new one's state.
+TEST_P(SockmapProgramTest, ATupleStillHeldByAnEndingConnectionIsNotTakenOver) {
+  Insert(8 << 20);
+  sockaddr_storage local{}, remote{};
+  socklen_t local_len = sizeof(local), remote_len = sizeof(remote);
+  ASSERT_EQ(getsockname(legs_.upstream_leg.get(), reinterpret_cast<sockaddr*>(&local), &local_len), 0);
+  ASSERT_EQ(getpeername(legs_.upstream_leg.get(), reinterpret_cast<sockaddr*>(&remote), &remote_len), 0);
+  // The upstream resets the old connection; its leg stays open here, in the map.
+  const linger reset{1, 0};
+  ASSERT_EQ(setsockopt(legs_.server.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)), 0);
+  legs_.server.Reset();
+  pollfd p{legs_.upstream_leg.get(), POLLRDHUP, 0};
+  ASSERT_EQ(poll(&p, 1, 5000), 1) << "the reset did not arrive";
+
+  // A new connection from the old leg's local address and port to the same upstream address: the same key.
+  const int on = 1;
+  UniqueFd listener(socket(GetParam(), SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)), 0);
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&remote), remote_len), 0) << strerror(errno);
+  ASSERT_EQ(listen(listener.get(), 4), 0);
+  UniqueFd new_upstream(socket(GetParam(), SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(setsockopt(new_upstream.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)), 0);
+  ASSERT_EQ(bind(new_upstream.get(), reinterpret_cast<sockaddr*>(&local), local_len), 0)
+      << "the reset leg's port was not given back: " << strerror(errno);
+  ASSERT_EQ(connect(new_upstream.get(), reinterpret_cast<sockaddr*>(&remote), remote_len), 0) << strerror(errno);
+  UniqueFd new_server(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  auto [new_client, new_downstream] = Pair(GetParam());
+  absl::StatusOr<skp_key> down = SocketKey(new_downstream.get());
+  absl::StatusOr<skp_key> up = SocketKey(new_upstream.get());
+  ASSERT_TRUE(down.ok() && up.ok());
+  ASSERT_EQ(memcmp(&*up, &keys_.upstream, sizeof(skp_key)), 0) << "the new upstream leg did not get the old key";
+  ConnectionKeys new_keys{*down, *up};
+
+  Inserted inserted = Inserted::kBoth;
+  int err = 0;
+  EXPECT_FALSE(program_->Insert(new_keys, new_downstream.get(), new_upstream.get(), 8 << 20, 0, &inserted, &err).ok());
+  EXPECT_EQ(inserted, Inserted::kNone) << "nothing of the new connection may enter the kernel path";
+  EXPECT_EQ(err, EEXIST);
+  // The old connection's records are its own still.
+  absl::StatusOr<skp_dir> old_up = program_->ReadDirection(keys_.upstream);
+  ASSERT_TRUE(old_up.ok()) << old_up.status();
+  EXPECT_EQ(memcmp(&old_up->peer, &keys_.downstream, sizeof(skp_key)), 0) << "the old direction was overwritten";
+  EXPECT_EQ(old_up->user_slot, keys_.user_slots[SKP_UPSTREAM_TO_DOWNSTREAM]);
+  EXPECT_TRUE(program_->ReadDirection(new_keys.downstream).status().code() == absl::StatusCode::kNotFound);
+  // The new connection's bytes wait for user space on the leg they arrived on, nowhere else.
+  const std::string request = Payload(1000, 'n');
+  ASSERT_EQ(send(new_client.get(), request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
+  EXPECT_EQ(ReadN(new_downstream.get(), request.size()), request);
+  EXPECT_EQ(program_->CountSockets(), 2u) << "only the old connection's legs";
+  program_->Remove(keys_);
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, SockmapProgramTest, ::testing::Values(AF_INET, AF_INET6),
                          [](const auto& info) { return info.param == AF_INET ? "IPv4" : "IPv6"; });
 

@@ -3,8 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -65,6 +68,42 @@ uint64_t ProcessRssBytes(pid_t pid) {
   size_t at = text.find("VmRSS:");
   if (at == std::string::npos) return 0;
   return strtoull(text.c_str() + at + 6, nullptr, 10) * 1024;
+}
+
+std::vector<AddressRange> AnonymousMappingsInUnitsOf(pid_t pid, uint64_t unit) {
+  std::vector<AddressRange> out;
+  std::ifstream maps(absl::StrCat("/proc/", pid, "/maps"));
+  for (std::string line; std::getline(maps, line);) {
+    // start-end perms offset dev inode [path]: anonymous when the inode is 0 and there is no path.
+    std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (f.size() != 5 || f[1] != "rw-p" || f[4] != "0") continue;
+    std::vector<absl::string_view> range = absl::StrSplit(f[0], '-');
+    if (range.size() != 2) continue;
+    const uint64_t start = strtoull(std::string(range[0]).c_str(), nullptr, 16);
+    const uint64_t end = strtoull(std::string(range[1]).c_str(), nullptr, 16);
+    if (end > start && (end - start) % unit == 0) out.push_back({start, end});
+  }
+  return out;
+}
+
+uint64_t ResidentBytes(pid_t pid, const std::vector<AddressRange>& ranges) {
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const int fd = open(absl::StrCat("/proc/", pid, "/pagemap").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  uint64_t resident = 0;
+  std::vector<uint64_t> entries(4096);
+  for (const AddressRange& r : ranges) {
+    for (uint64_t at = r.start; at < r.end;) {
+      const size_t pages = static_cast<size_t>(std::min<uint64_t>(entries.size(), (r.end - at) / page));
+      const ssize_t n = pread(fd, entries.data(), pages * sizeof(uint64_t), static_cast<off_t>(at / page * sizeof(uint64_t)));
+      if (n <= 0) break;
+      for (size_t i = 0; i < static_cast<size_t>(n) / sizeof(uint64_t); ++i)
+        if (entries[i] >> 63) resident += page;  // bit 63: the page is present
+      at += static_cast<uint64_t>(n) / sizeof(uint64_t) * page;
+    }
+  }
+  close(fd);
+  return resident;
 }
 
 uint64_t TcpRetransSegs() {

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <thread>
+#include <vector>
 
 namespace skproxy::itest {
 
@@ -29,6 +30,19 @@ class MemAvailableSampler {
 
 // VmRSS of a process, bytes (0 if unknown).
 uint64_t ProcessRssBytes(pid_t pid);
+
+// An address range [start, end) of a process.
+struct AddressRange {
+  uint64_t start;
+  uint64_t end;
+};
+// The private anonymous read-write mappings of a process whose size is a non-zero multiple of `unit`
+// bytes (from /proc/PID/maps): how a test finds fixed-size pools the process mapped, before anything
+// else could have been mapped next to them (adjacent mappings of the same kind merge into one).
+std::vector<AddressRange> AnonymousMappingsInUnitsOf(pid_t pid, uint64_t unit);
+// Bytes of `ranges` resident in the process's memory now, page by page from /proc/PID/pagemap (root):
+// exact whatever the mappings around them became since.
+uint64_t ResidentBytes(pid_t pid, const std::vector<AddressRange>& ranges);
 
 // Raises this process's RLIMIT_NOFILE (soft, and hard if it must: root) to at least `descriptors`, for a
 // test that holds thousands of sockets; children (the proxy) inherit it. False if it could not.

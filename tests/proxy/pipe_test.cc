@@ -621,6 +621,85 @@ TEST_P(SharedPoolTest, EchoingUpstreamsDoNotHangADryPool) {
   EXPECT_GT(ring_->buffers().empty_count(), 0u) << "the pool never ran dry: the test proves nothing";
 }
 
+// The kernel path's held directions copy through the same pool (SockmapPipe::Receive), so the same
+// echoing upstreams behind a dry pool must not hang them either. Four held connections (every byte passed
+// to user space and copied through the ring), 4 MiB each, through one 64 KiB buffer: a held direction
+// holds at most one, so the pool is dry whenever one send is in flight. The upstream legs' send buffers
+// are small, so that a send towards an upstream that stopped reading keeps its buffer, as it does wherever
+// the kernel path's large send buffer could not be forced (no CAP_NET_ADMIN) or TCP is under memory
+// pressure.
+class HeldDryPoolTest : public ::testing::Test, protected PipeRig {
+ protected:
+  void SetUp() override { Build(true, /*buffers=*/1); }
+};
+
+TEST_F(HeldDryPoolTest, EchoingUpstreamsDoNotHangHeldConnections) {
+  constexpr int kConnections = 4;
+  constexpr uint64_t kBytes = 4 << 20;
+  struct Leg {
+    UniqueFd client, server;
+    std::unique_ptr<SockmapPipe> pipe;
+  };
+  std::deque<Leg> legs;
+  std::vector<ReadResult> at_client(kConnections);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kConnections; ++i) {
+    Leg& leg = legs.emplace_back();
+    UniqueFd downstream, upstream;
+    std::tie(leg.client, downstream) = Pair();
+    std::tie(upstream, leg.server) = Pair();
+    const int small = 32 * 1024, upstream_sndbuf = 64 * 1024;
+    setsockopt(upstream.get(), SOL_SOCKET, SO_SNDBUF, &upstream_sndbuf, sizeof(upstream_sndbuf));
+    // Small buffers at the upstream: its echo blocks, and it stops reading, early.
+    setsockopt(leg.server.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    setsockopt(leg.server.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    fcntl(downstream.get(), F_SETFL, O_NONBLOCK);
+    fcntl(upstream.get(), F_SETFL, O_NONBLOCK);
+    SockmapPipe::InsertFailure failure;
+    leg.pipe = SockmapPipe::Create(*ring_, *metrics_, *program_, notices_, {8 << 20, 0}, std::move(downstream),
+                                   std::move(upstream), [] {}, &failure);
+    ASSERT_NE(leg.pipe, nullptr) << failure.status;
+    leg.pipe->Start();
+    ASSERT_TRUE(leg.pipe->Hold(true));
+  }
+  for (int i = 0; i < kConnections; ++i) {  // no ASSERT from here until the threads are joined
+    Leg& leg = legs[i];
+    threads.emplace_back([&leg] { WritePattern(leg.client.get(), kBytes, true); });
+    threads.emplace_back([&leg] { EchoUntilEof(leg.server.get(), 60); });
+    threads.emplace_back([&leg, &r = at_client[i]] { r = ReadPattern(leg.client.get(), 0, 60); });
+  }
+  const auto all_done = [&] { return std::all_of(legs.begin(), legs.end(), [](const Leg& l) { return !l.pipe; }); };
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  __kernel_timespec tick{0, 20'000'000};  // wakes the loop so the condition and deadline are checked
+  while (!all_done() && Clock::now() < deadline) {
+    io_uring_prep_timeout(ring_->PrepareUntracked(), &tick, 0, 0);
+    if (absl::Status s = ring_->SubmitAndDispatch(); !s.ok()) {
+      ADD_FAILURE() << s;
+      break;
+    }
+    for (Leg& leg : legs)
+      if (leg.pipe != nullptr && leg.pipe->done()) leg.pipe.reset();
+  }
+  const bool finished = all_done();
+  EXPECT_TRUE(finished) << "the held connections hung on the dry pool";
+  if (!finished) {
+    for (Leg& leg : legs) shutdown(leg.client.get(), SHUT_RDWR);  // unblocks the writers
+  }
+  for (std::thread& t : threads) t.join();
+  for (int i = 0; i < kConnections; ++i) {
+    EXPECT_EQ(at_client[i].bytes, kBytes) << "connection " << i;
+    EXPECT_EQ(at_client[i].first_bad, UINT64_MAX) << "connection " << i;
+    EXPECT_TRUE(at_client[i].eof) << "connection " << i << ", error " << at_client[i].error;
+  }
+  if (finished) {  // every byte both ways went through user space's copy, none through a redirect
+    EXPECT_EQ(metrics_->UserBytes(0).load(), kConnections * kBytes);
+    EXPECT_EQ(metrics_->UserBytes(1).load(), kConnections * kBytes);
+    const auto stats = program_->ReadStats();
+    EXPECT_EQ(stats[0][SKP_STAT_REDIRECTED_BYTES] + stats[1][SKP_STAT_REDIRECTED_BYTES], 0u);
+  }
+  EXPECT_GT(ring_->buffers().empty_count(), 0u) << "the pool never ran dry: the test proves nothing";
+}
+
 INSTANTIATE_TEST_SUITE_P(RecvModes, SharedPoolTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "Multishot" : "SingleShot"; });
 
