@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "proxy/buffer_pool_size.h"
@@ -367,9 +368,12 @@ TEST_P(ReliabilitySoakTest, ThousandConnectionsWithKilledUpstreamsAndClientReset
   auto check = [&](const Stream& s) {
     ++counts[static_cast<int>(s.kind)];
     std::string error = CheckClientSide(s);
+    auto it = upstream.find(s.id);
+    const ConnStats* up = it == upstream.end() ? nullptr : &it->second;
     if (error.empty() && s.kind != Kind::kUpstreamKilled) {
-      auto it = upstream.find(s.id);
-      error = CheckUpstreamSide(s, it == upstream.end() ? nullptr : &it->second);
+      error = CheckUpstreamSide(s, up);
+    } else if (!error.empty() && up != nullptr) {
+      error += "; its upstream connection: " + up->Describe();  // which side ended it first
     }
     if (!error.empty() && ++bad <= 10) ADD_FAILURE() << "[" << datapath << "] " << error;
   };
@@ -397,6 +401,13 @@ TEST_P(ReliabilitySoakTest, ThousandConnectionsWithKilledUpstreamsAndClientReset
   auto m = proxy->Metrics();
   ASSERT_TRUE(m.ok()) << m.status();
   ByteCounters bytes = ReadByteCounters(*m);
+  if (HasFailure()) {  // what the proxy counted about the way connections ended, for the diagnosis
+    for (const auto& [sample, value] : *m) {
+      if (value != 0 && (absl::StartsWith(sample, "skproxy_pipe_errors") || absl::StartsWith(sample, "skproxy_fallbacks") ||
+                         absl::StartsWith(sample, "skproxy_verdict_events") || absl::StartsWith(sample, "skproxy_resets")))
+        printf("[%s] %s %.0f\n", datapath.c_str(), sample.c_str(), value);
+    }
+  }
   EXPECT_GE(bytes.d2u() + bytes.u2d(), static_cast<double>(kSoakBytes)) << bytes.Describe();
   EXPECT_TRUE(proxy->Running()) << proxy->StderrTail();
 
