@@ -17,6 +17,8 @@ PACKAGES=(
   chromium
   # tests: the container image is built and checked with podman, on a base image made with mmdebstrap
   podman mmdebstrap
+  # tests: the systemd unit is checked with systemd-analyze verify
+  systemd
   # bench peers and load tools
   haproxy nginx libnginx-mod-stream iperf3 wrk
   # the parser measurement of the http listener (bench/http_head_parse.cc)
