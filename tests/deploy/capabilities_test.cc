@@ -157,7 +157,7 @@ TEST_F(CapabilitiesTest, TheNamedOnesRunTheKernelPathAsNobody) {
 }
 
 TEST_F(CapabilitiesTest, EachNecessaryOneIsNeeded) {
-  for (const std::string& missing : {"BPF", "PERFMON", "NET_ADMIN"}) {
+  for (const std::string missing : {"BPF", "PERFMON", "NET_ADMIN"}) {
     ASSERT_TRUE(caps_.count(missing)) << "the README does not name CAP_" << missing;
     std::set<std::string> fewer = caps_;
     fewer.erase(missing);

@@ -393,7 +393,7 @@ TEST_P(OperationsTest, ConnectionsListsOpenConnectionsPaged) {
   EXPECT_EQ(GetConnections(proxy->admin(), "?limit=1000").connections.size(), 5u);
   EXPECT_EQ(GetConnections(proxy->admin(), absl::StrCat("?after=", ids_all[2])).connections.size(), 2u);
 
-  for (const std::string& bad : {"?limit=0", "?limit=1001", "?limit=ten", "?limit=", "?after=-1", "?after=x",
+  for (const char* bad : {"?limit=0", "?limit=1001", "?limit=ten", "?limit=", "?after=-1", "?after=x",
                                  "?offset=3", "?limit=5&bogus"}) {
     ConnectionsPage page = GetConnections(proxy->admin(), bad);
     EXPECT_EQ(page.status, 400) << bad << ": " << page.body;

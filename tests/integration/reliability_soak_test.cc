@@ -273,8 +273,9 @@ TEST_P(ReliabilitySoakTest, ThousandConnectionsWithKilledUpstreamsAndClientReset
     EXPECT_TRUE(all) << "only " << barrier.arrived() << " of " << kSlots << " connections opened";
     const double active = proxy->Metric("skproxy_connections_active");
     EXPECT_GE(active, kSlots) << "the proxy did not hold every connection at once";
-    if (datapath == "sockmap")
+    if (datapath == "sockmap") {
       EXPECT_GE(proxy->Metric("skproxy_sockmap_entries"), 2 * kSlots) << "not every connection in the sockhash";
+    }
     barrier.Release();
     for (auto& t : threads) t.join();
     printf("[%s] %d connections open at once (connections_active %.0f)\n", datapath.c_str(), kSlots, active);

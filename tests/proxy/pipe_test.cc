@@ -169,7 +169,9 @@ class PipeTest : public ::testing::TestWithParam<TestPath>, protected PipeRig {
                               std::move(upstream_), on_finish, &failure);
       ASSERT_NE(pipe, nullptr) << failure.status;
       pipe->Start();
-      if (GetParam() == TestPath::kHeld) ASSERT_TRUE(pipe->Hold(true));
+      if (GetParam() == TestPath::kHeld) {
+        ASSERT_TRUE(pipe->Hold(true));
+      }
       pipe_ = std::move(pipe);
     } else {
       pipe_ = std::make_unique<UserspacePipe>(*ring_, *metrics_, std::move(downstream_), std::move(upstream_),
