@@ -27,7 +27,6 @@ class OwnBuffer {
   // returns bytes.
   ssize_t Read(int fd);
   uint8_t* data() const { return bytes_.get(); }
-  bool holding() const { return bytes_ != nullptr; }
   // Once every byte read into it is written: an idle direction holds nothing.
   void Release() { bytes_.reset(); }
 
