@@ -142,6 +142,7 @@ ConnectionInfo Connection::Describe(absl::Time now) const {
       info.kernel_bytes[d] = summary.kernel_bytes[d];
       info.user_bytes[d] = summary.user_bytes[d];
     }
+    info.operations = path_->Operations();
   }
   info.age = now - start_;
   return info;

@@ -23,6 +23,7 @@ struct ConnectionInfo {
   uint32_t switches = 0;      // moves between the data paths
   uint64_t kernel_bytes[2] = {0, 0};  // by direction: downstream_to_upstream, upstream_to_downstream
   uint64_t user_bytes[2] = {0, 0};
+  std::string operations;  // Pipe::Operations of the current pipe; empty before the pipe starts
   absl::Duration age;
 };
 

@@ -38,7 +38,7 @@ std::string ToJson(const ConnectionInfo& c) {
       ",\"kernel_bytes\":{\"downstream_to_upstream\":", c.kernel_bytes[0],
       ",\"upstream_to_downstream\":", c.kernel_bytes[1], "}",
       ",\"user_bytes\":{\"downstream_to_upstream\":", c.user_bytes[0], ",\"upstream_to_downstream\":", c.user_bytes[1],
-      "},\"age_s\":", absl::ToDoubleSeconds(c.age), "}");
+      "},\"operations\":", StringOrNull(c.operations), ",\"age_s\":", absl::ToDoubleSeconds(c.age), "}");
 }
 
 }  // namespace

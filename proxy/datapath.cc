@@ -4,7 +4,13 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include "absl/strings/str_cat.h"
+
 namespace skproxy {
+
+std::string Pipe::Operations() const {
+  return absl::StrCat("inflight=", inflight(), finished_ ? " finished" : "", reset_ ? " reset" : "");
+}
 
 void Pipe::ArmResetOnClose() {
   reset_ = true;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 
 #include "proxy/metrics.h"
 #include "proxy/tracked_handler.h"
@@ -33,6 +34,9 @@ class Pipe : public TrackedHandler {
   // the end of that wait when the cluster's response_timeout passed without progress.
   virtual bool awaiting_response() const { return false; }
   virtual void TimeOutResponse() {}
+  // What the pipe is waiting for, per direction, for GET /connections: a connection that stopped moving
+  // shows which operation it still expects to complete (or that none is armed).
+  virtual std::string Operations() const;
 
   // What this pipe moved, for the access log: bytes user space wrote to the destination, and bytes the
   // kernel redirected, per direction (enum skp_direction).

@@ -77,6 +77,7 @@ class PathSwitch {
     uint32_t switches = 0;
   };
   Summary Summarize() const;
+  std::string Operations() const { return pipe_->Operations(); }
 
  private:
   struct Traffic {

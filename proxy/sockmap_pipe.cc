@@ -530,6 +530,24 @@ uint64_t SockmapPipe::activity() const {
   return total;
 }
 
+std::string SockmapPipe::Operations() const {
+  std::string out = absl::StrCat(Pipe::Operations(), held_ ? " held" : "", upstream_in_map_ ? "" : " upstream_not_in_map",
+                                 aborting_ ? " aborting" : "");
+  for (int d = 0; d < 2; ++d) {
+    const Direction& dir = dirs_[d];
+    absl::StrAppend(&out, d == 0 ? "; d2u:" : "; u2d:");
+    if (dir.source_in_map && !state_released_ && dir.slot != bpf::ConnectionKeys::kNoSlot) {
+      absl::StrAppend(&out, " redirected=", program_.Redirected(dir.slot), " passed=", program_.Passed(dir.slot));
+    }
+    absl::StrAppend(&out, " copied=", dir.user_copied, " pending=", dir.length - dir.sent,
+                    dir.readable_poll ? " poll_in" : "", dir.hangup_poll ? " poll_rdhup" : "",
+                    dir.writable_poll ? " poll_out" : "", dir.on_timer ? " timer" : "", dir.recv_inflight ? " recv" : "",
+                    dir.send_inflight ? " send" : "", dir.pool_dry ? " pool_dry" : "", dir.eof ? " eof" : "",
+                    dir.shut ? " shut" : "");
+  }
+  return out;
+}
+
 void SockmapPipe::Abort(bool reset) {
   if (aborting_) return;
   aborting_ = true;

@@ -55,6 +55,9 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   uint64_t activity() const override;
   void CloseIdle() override { Abort(/*reset=*/false); }
   uint64_t kernel_bytes(int direction) const override;
+  // Per direction (d2u, u2d): what the verdict redirected and passed, what user space copied, and the
+  // polls, recv, send or timer the direction waits on.
+  std::string Operations() const override;
 
   // Holds both directions in user mode (the verdict passes every byte, this pipe copies it once every
   // byte redirected before has left the backlog) or gives them back to the gate. Both are exact at any

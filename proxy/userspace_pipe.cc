@@ -5,6 +5,8 @@
 
 #include <cerrno>
 
+#include "absl/strings/str_cat.h"
+
 namespace skproxy {
 
 UserspacePipe::UserspacePipe(Ring& ring, Metrics& metrics, UniqueFd downstream, UniqueFd upstream,
@@ -14,6 +16,18 @@ UserspacePipe::UserspacePipe(Ring& ring, Metrics& metrics, UniqueFd downstream, 
 void UserspacePipe::Start() {
   MaybeReceive(0);
   MaybeReceive(1);
+}
+
+std::string UserspacePipe::Operations() const {
+  std::string out = Pipe::Operations();
+  for (int d = 0; d < 2; ++d) {
+    const Direction& dir = dirs_[d];
+    absl::StrAppend(&out, d == 0 ? "; d2u:" : "; u2d:", dir.receiving ? " recv" : "", dir.sending ? " send" : "",
+                    dir.awaiting_readable ? " poll" : "", dir.pausing ? " pausing" : "", dir.eof ? " eof" : "",
+                    dir.ended ? " ended" : "", " queued=", dir.queue.size(), "/", dir.queued_bytes);
+  }
+  absl::StrAppend(&out, stopping_ ? " stopping" : "", aborting_ ? " aborting" : "");
+  return out;
 }
 
 void UserspacePipe::MaybeReceive(int d) {

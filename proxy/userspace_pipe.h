@@ -53,6 +53,8 @@ class UserspacePipe final : public Pipe {
   bool awaiting_response() const override { return no_response_ != nullptr && !aborting_; }
   // The owner's response timeout (the worker's sweep saw no byte move for that long): stop as above.
   void TimeOutResponse() override;
+  // Per direction (d2u, u2d): the operation in flight, the bytes queued and the flags that gate a recv.
+  std::string Operations() const override;
 
   // Bytes one direction may hold read but not yet written, in provided buffers: two buffers, so the next
   // recv overlaps the send of the previous one.

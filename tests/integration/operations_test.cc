@@ -355,6 +355,14 @@ TEST_P(OperationsTest, ConnectionsListsOpenConnectionsPaged) {
     EXPECT_EQ(JsonField(c, "state"), "piping") << c;
     EXPECT_TRUE(bytes_are(c, kFirst)) << c;
     EXPECT_TRUE(JsonField(c, "worker") == "0" || JsonField(c, "worker") == "1") << c;
+    // An idle connection waits for its peers in both directions: what it waits on is listed.
+    const std::string operations = JsonField(c, "operations");
+    for (const char* d : {"d2u:", "u2d:"}) {
+      const std::string waits = datapath() == "sockmap"
+                                    ? absl::StrCat(d, " redirected=", kFirst, " passed=0 copied=0 pending=0 poll_rdhup")
+                                    : absl::StrCat(d, " recv queued=0/0");
+      EXPECT_NE(operations.find(waits), std::string::npos) << "no \"" << waits << "\" in: " << c;
+    }
   }
 
   // More bytes on one connection: its counts and its age grow, the others' counts stay.

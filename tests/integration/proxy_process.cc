@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "tests/integration/command.h"
+#include "tests/integration/connections_page.h"
 #include "tests/integration/sanitizer_report.h"
 #include "tests/integration/sockets.h"
 
@@ -243,6 +244,37 @@ absl::StatusOr<int> ProxyProcess::FdCount() const {
     if (e->d_name[0] != '.') n++;
   closedir(d);
   return n;
+}
+
+std::string ProxyProcess::InFlight() const {
+  const ConnectionsPage page = GetConnections(config_.admin, "?limit=100");
+  std::string out = absl::StrCat("GET /connections: ", page.status, "\n", page.body);
+  const std::string fds = absl::StrCat("/proc/", pid_, "/fd");
+  DIR* d = opendir(fds.c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = readdir(d)) {
+    char target[64] = {};
+    const std::string link = absl::StrCat(fds, "/", e->d_name);
+    if (readlink(link.c_str(), target, sizeof(target) - 1) <= 0 || std::string(target) != "anon_inode:[io_uring]")
+      continue;
+    std::ifstream info(absl::StrCat("/proc/", pid_, "/fdinfo/", e->d_name));
+    std::string line;
+    absl::StrAppend(&out, "io_uring fd ", e->d_name, ":\n");
+    while (std::getline(info, line)) absl::StrAppend(&out, "  ", line, "\n");
+  }
+  closedir(d);
+  // TCP sockets with bytes queued, either end: which side of a stalled stream holds them.
+  const CommandResult ss = RunCommand({"ss", "-tnoi"}, 5s);
+  absl::StrAppend(&out, "ss -tnoi, sockets with bytes queued:\n");
+  bool keep = false;
+  for (absl::string_view line : absl::StrSplit(ss.out, '\n')) {
+    if (!line.empty() && line[0] != ' ' && line[0] != '\t') {
+      std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      keep = fields.size() > 2 && (fields[1] != "0" || fields[2] != "0") && fields[1] != "Recv-Q";
+    }
+    if (keep) absl::StrAppend(&out, "  ", line, "\n");
+  }
+  return out;
 }
 
 double ProxyProcess::Metric(std::string_view name, const LabelFilter& filter) const {

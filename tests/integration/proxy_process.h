@@ -99,6 +99,9 @@ class ProxyProcess {
   absl::StatusOr<HttpResponse> PostReload(const std::string& yaml) const;
   std::string ReadyLine() const;         // "skproxy ready: datapath=..."
   absl::StatusOr<int> FdCount() const;   // entries in /proc/PID/fd
+  // For a failure's diagnosis: GET /connections (what each connection's pipe waits for) and what the
+  // kernel says of each io_uring instance (/proc/PID/fdinfo: the requests armed on a poll).
+  std::string InFlight() const;
   absl::StatusOr<MetricSamples> Metrics() const { return ScrapeMetrics(config_.admin); }
   // SumMetric over a fresh scrape; NaN if the scrape failed (comparisons then fail loudly).
   double Metric(std::string_view name, const LabelFilter& filter = {}) const;
