@@ -9,9 +9,14 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "tests/integration/command.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/numbers.h"
+
+#include <fstream>
+#include <sstream>
 
 namespace skproxy::itest {
 
@@ -36,6 +41,45 @@ ScopedNetns::~ScopedNetns() {
     fprintf(stderr, "FATAL: setns back to the original network namespace failed: %s\n", strerror(errno));
     abort();
   }
+}
+
+absl::Status WriteSysctl(const std::string& path, const std::string& value) {
+  const std::string file = "/proc/sys/" + path;
+  std::ofstream out(file);
+  out << value << "\n";
+  out.close();
+  if (!out) return absl::UnavailableError(absl::StrCat("cannot write \"", value, "\" to ", file));
+  return absl::OkStatus();
+}
+
+uint64_t NetstatCounter(const std::string& group, const std::string& name) {
+  // Pairs of lines: "TcpExt: Name1 Name2 ..." then "TcpExt: value1 value2 ...".
+  std::ifstream in("/proc/thread-self/net/netstat");
+  std::string names, values;
+  while (std::getline(in, names) && std::getline(in, values)) {
+    std::vector<std::string> n = absl::StrSplit(names, ' ', absl::SkipEmpty());
+    std::vector<std::string> v = absl::StrSplit(values, ' ', absl::SkipEmpty());
+    if (n.empty() || n[0] != group + ":" || n.size() != v.size()) continue;
+    for (size_t i = 1; i < n.size(); ++i) {
+      uint64_t value = 0;
+      if (n[i] == name && absl::SimpleAtoi(v[i], &value)) return value;
+    }
+  }
+  return 0;
+}
+
+uint64_t TcpMemoryPages() {
+  std::ifstream in("/proc/thread-self/net/sockstat");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!absl::StartsWith(line, "TCP:")) continue;
+    std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    for (size_t i = 0; i + 1 < f.size(); ++i) {
+      uint64_t pages = 0;
+      if (f[i] == "mem" && absl::SimpleAtoi(f[i + 1], &pages)) return pages;
+    }
+  }
+  return 0;
 }
 
 absl::Status InstallTcpLoss(const std::vector<std::string>& matches, int percent) {

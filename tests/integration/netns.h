@@ -28,6 +28,16 @@ class ScopedNetns {
   UniqueFd original_;
 };
 
+// Writes `value` to /proc/sys/`path` (e.g. "net/ipv4/tcp_rmem") as the calling thread sees it: inside a
+// ScopedNetns, a per-namespace setting changes for that namespace only.
+absl::Status WriteSysctl(const std::string& path, const std::string& value);
+// A counter of the calling thread's namespace from /proc/thread-self/net/netstat, e.g. ("TcpExt",
+// "TCPMemoryPressures"); 0 when absent.
+uint64_t NetstatCounter(const std::string& group, const std::string& name);
+// Pages of memory all TCP sockets of the machine hold (every namespace: the kernel's limit, net.ipv4.tcp_mem,
+// is one for the machine), from /proc/thread-self/net/sockstat.
+uint64_t TcpMemoryPages();
+
 // Adds table `inet skt` with an input-hook chain that drops `percent`% (random) of the TCP segments
 // matching each entry of `matches` (e.g. "dport 10000", "sport 8080"). Unavailable if nft is missing or the
 // kernel refuses the rules.
