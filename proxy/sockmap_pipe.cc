@@ -474,7 +474,13 @@ bool SockmapPipe::DestinationBusy(int d) {
   dir.queue_known = true;
   dir.queued_at_check = static_cast<uint64_t>(queued);
   dir.written_at_check = written;
-  return dir.queued_at_check > gate_limit_ / 2;
+  if (dir.queued_at_check <= gate_limit_ / 2) return false;
+  // Busy: the direction waits on the timer, with no poll on the destination. A destination that was reset
+  // keeps the count its reset left (write_seq - snd_una) for good and would look busy for ever: pass the
+  // reset on instead.
+  absl::StatusOr<WriteProgress> progress = ReadWriteProgress(destination(d));
+  if (progress.ok() && progress->tcp_state == kTcpClose) Abort();
+  return true;
 }
 
 bool SockmapPipe::AllPassedCopied(int d) const {

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "tests/integration/connections_page.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/test_helpers.h"
 #include "tests/integration/upstreams.h"
@@ -442,6 +443,45 @@ TEST_P(DatapathTest, ClientResetWhileBytesQueuedTowardsSlowUpstream) {
   EXPECT_EQ(s.first_bad, -1) << s.Describe();
   EXPECT_TRUE(s.eof || s.error) << s.Describe();
   EXPECT_LT(after, 3.0) << "the upstream connection outlived the client's reset";
+  EXPECT_PROXY_IDLE(proxy, baseline_fds);
+}
+
+// 8b'. Neither peer reads: each direction holds bytes for a destination that is full. Then the client
+// resets. The upstream must see the reset promptly and the proxy let go: on the kernel path both
+// directions then wait on the pipe's timer for their destination to drain, no poll on the client's socket,
+// and a reset socket's send queue count (SIOCOUTQ) stays where the reset left it, so a direction that
+// only asked whether its destination had drained waited for ever (seen in the reliability soak).
+TEST_P(DatapathTest, ClientResetWhileNeitherPeerReads) {
+  auto source = StartServer(SourceHandler({1 * GiB, 0}), AF_INET, SocketOptions{128 * KiB, 0});
+  ASSERT_TRUE(source);
+  SKPROXY_START(proxy, baseline_fds, SimpleProxyConfig(datapath(), {source->endpoint()}));
+  auto fd = Connect(proxy->listener(), 2s, SocketOptions{128 * KiB, 0});
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  // Both directions blocked on their destination: the kernel path waits on its timer, the io_uring path
+  // has a send in flight each way.
+  const char* waits = datapath() == "sockmap" ? " timer" : " send";
+  std::vector<uint8_t> bytes(64 * KiB, 'x');
+  std::string operations;
+  const bool blocked = WaitFor(
+      [&] {
+        while (send(fd->get(), bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
+        }
+        const ConnectionsPage page = GetConnections(proxy->admin());
+        if (page.connections.size() != 1) return false;
+        operations = JsonField(page.connections[0], "operations");
+        const size_t u2d = operations.find("u2d:");
+        return u2d != std::string::npos && operations.rfind(waits, u2d) != std::string::npos &&
+               operations.find(waits, u2d) != std::string::npos;
+      },
+      20s, 50ms);
+  ASSERT_TRUE(blocked) << "both directions never waited on their destination: " << operations;
+  const auto reset_at = Clock::now();
+  CloseWithReset(*fd);
+  ASSERT_TRUE(source->WaitForFinished(1, 10s)) << "the upstream never learnt of the client's reset: "
+                                               << proxy->InFlight();
+  ConnStats s = source->Finished()[0];
+  EXPECT_NE(s.error, 0) << "not a reset: " << s.Describe();
+  EXPECT_LT(SecondsSince(reset_at), 3.0) << "the upstream connection outlived the client's reset";
   EXPECT_PROXY_IDLE(proxy, baseline_fds);
 }
 

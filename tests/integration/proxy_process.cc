@@ -264,8 +264,8 @@ std::string ProxyProcess::InFlight() const {
   }
   closedir(d);
   // TCP sockets with bytes queued, either end: which side of a stalled stream holds them.
-  const CommandResult ss = RunCommand({"ss", "-tnoi"}, 5s);
-  absl::StrAppend(&out, "ss -tnoi, sockets with bytes queued:\n");
+  const CommandResult ss = RunCommand({"ss", "-tnmoi"}, 5s);
+  absl::StrAppend(&out, "ss -tnmoi, sockets with bytes queued:\n");
   bool keep = false;
   for (absl::string_view line : absl::StrSplit(ss.out, '\n')) {
     if (!line.empty() && line[0] != ' ' && line[0] != '\t') {

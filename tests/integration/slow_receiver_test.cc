@@ -9,6 +9,7 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/test_helpers.h"
@@ -44,15 +45,18 @@ class SlowReceiverTest : public ::testing::TestWithParam<std::string> {
   const std::string& datapath() const { return GetParam(); }
 };
 
-// Samples, every 5 ms: sender progress minus receiver progress (held bytes), and the proxy's RSS.
+// Samples, every 5 ms: sender progress minus receiver progress (held bytes), and the proxy's RSS. The first
+// time the held bytes pass kMaxHeldBytes it takes the proxy's InFlight (where the bytes are), for the failure.
 class TransferMonitor {
  public:
-  TransferMonitor(const std::atomic<uint64_t>& sent, const std::atomic<uint64_t>& received, pid_t proxy)
-      : sent_(sent), received_(received), proxy_(proxy), rss_base_(ProcessRssBytes(proxy)), rss_max_(rss_base_),
-        thread_([this] {
+  TransferMonitor(const std::atomic<uint64_t>& sent, const std::atomic<uint64_t>& received, const ProxyProcess& proxy)
+      : sent_(sent), received_(received), proxy_(proxy.pid()), rss_base_(ProcessRssBytes(proxy_)), rss_max_(rss_base_),
+        thread_([this, &proxy] {
           while (!stop_) {
             uint64_t r = received_.load(), s = sent_.load();
             if (s > r) held_max_ = std::max<uint64_t>(held_max_, s - r);
+            if (s > r && s - r >= kMaxHeldBytes && over_limit_.empty())
+              over_limit_ = absl::StrCat("held ", s - r, " bytes: ", proxy.InFlight());
             rss_max_ = std::max<uint64_t>(rss_max_, ProcessRssBytes(proxy_));
             std::this_thread::sleep_for(5ms);  // sampling period
           }
@@ -63,6 +67,8 @@ class TransferMonitor {
     if (thread_.joinable()) thread_.join();
   }
   uint64_t held_max() const { return held_max_; }
+  // Call after Stop().
+  const std::string& over_limit() const { return over_limit_; }
   uint64_t rss_growth() const { return rss_max_ - rss_base_; }
 
  private:
@@ -73,6 +79,7 @@ class TransferMonitor {
   std::atomic<uint64_t> rss_max_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> held_max_{0};
+  std::string over_limit_;  // the monitor thread's until Stop()
   std::thread thread_;
 };
 
@@ -88,7 +95,8 @@ void CheckBounds(const std::string& what, double secs, const TransferMonitor& mo
          mon.rss_growth() / double(MiB), kMaxProxyRssGrowth / double(MiB), mem.max_drop() / double(MiB),
          kMaxMemAvailableDrop / double(MiB), StrictMemory() ? "" : ", not asserted: set SKPROXY_STRICT_MEMORY=1");
   EXPECT_LT(secs, kMaxSeconds);
-  EXPECT_LT(mon.held_max(), kMaxHeldBytes) << "the proxy let the sender run ahead of the slow reader";
+  EXPECT_LT(mon.held_max(), kMaxHeldBytes) << "the proxy let the sender run ahead of the slow reader\n"
+                                           << mon.over_limit();
   EXPECT_LT(mon.rss_growth(), kMaxProxyRssGrowth);
   if (StrictMemory()) {
     EXPECT_LT(mem.max_drop(), kMaxMemAvailableDrop);
@@ -106,7 +114,7 @@ TEST_P(SlowReceiverTest, SlowUpstreamReaderBoundsMemoryAndCompletes) {
   ASSERT_TRUE(fd.ok()) << fd.status();
   std::atomic<uint64_t> sent{0};
   MemAvailableSampler mem;
-  TransferMonitor mon(sent, sink->bytes_in, proxy->pid());
+  TransferMonitor mon(sent, sink->bytes_in, *proxy);
   auto start = Clock::now();
   IoResult w = SendPattern(fd->get(), NextStreamId(), 0, kBytes, DeadlineIn(60s), 0, &sent);
   ASSERT_EQ(w.bytes, kBytes) << w.Describe();
@@ -131,7 +139,7 @@ TEST_P(SlowReceiverTest, SlowClientReaderBoundsMemoryAndCompletes) {
   // The source starts sending on accept: measure from before the connect.
   std::atomic<uint64_t> received{0};
   MemAvailableSampler mem;
-  TransferMonitor mon(source->bytes_out, received, proxy->pid());
+  TransferMonitor mon(source->bytes_out, received, *proxy);
   auto start = Clock::now();
   auto fd = Connect(proxy->listener(), 2s, SocketOptions{128 * KiB, 0});
   ASSERT_TRUE(fd.ok()) << fd.status();
