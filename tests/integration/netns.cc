@@ -16,7 +16,6 @@
 #include "absl/strings/numbers.h"
 
 #include <fstream>
-#include <sstream>
 
 namespace skproxy::itest {
 
