@@ -523,8 +523,9 @@ def make_row(row, ctx):
     if row in ('nginx', 'nginx-http'):
         return Nginx(row, ctx)
     if row.startswith('skproxy-http'):
-        # Not the -baseline row: an older binary may not know the key.
-        return Skproxy(row, ctx, 'auto', http=True, pool=row == 'skproxy-http')
+        # The -baseline row runs the same config as the row it is compared with (pooled), so a baseline binary
+        # must know http_keepalive.
+        return Skproxy(row, ctx, 'auto', http=True, pool=row in ('skproxy-http', 'skproxy-http-baseline'))
     return Skproxy(row, ctx, row.split('-')[1])
 
 

@@ -190,12 +190,10 @@ void Connection::SetTimeout(absl::Duration d) {
 void Connection::StartInspection() {
   state_ = State::kInspecting;
   const config::Listener& listener = *listener_.config;
-  sockaddr_storage peer{}, local{};
-  socklen_t peer_length = sizeof(peer), local_length = sizeof(local);
-  getpeername(client_.get(), reinterpret_cast<sockaddr*>(&peer), &peer_length);
+  sockaddr_storage local{};
+  socklen_t local_length = sizeof(local);
   getsockname(client_.get(), reinterpret_cast<sockaddr*>(&local), &local_length);
-  inspection_ = std::make_unique<Inspection>(listener, *listener_.routes,
-                                             SocketAddressFrom(reinterpret_cast<sockaddr*>(&peer), peer_length),
+  inspection_ = std::make_unique<Inspection>(listener, *listener_.routes, logged_client_,
                                              SocketAddressFrom(reinterpret_cast<sockaddr*>(&local), local_length));
   buffer_.resize(listener.inspect.max_bytes);
   deadline_ = absl::Now() + listener.inspect.timeout;

@@ -158,7 +158,7 @@ class HttpSession final : public TrackedHandler {
   absl::Time connect_started_;
 
   // The response in flight.
-  std::string resp_;
+  std::unique_ptr<char[]> resp_;  // kResponseBuffer bytes, allocated at the first response
   size_t resp_len_ = 0;
   HttpResponseParser parser_;
   HttpBodyReader body_;
