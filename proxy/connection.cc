@@ -321,10 +321,8 @@ void Connection::ConnectTo(ClusterState& cluster) {
       client = inspection_->client();
       local = inspection_->local();
     } else {
-      socklen_t length = sizeof(client.storage);
-      getpeername(client_.get(), reinterpret_cast<sockaddr*>(&client.storage), &length);
-      client.length = length;
-      length = sizeof(local.storage);
+      client = logged_client_;  // the socket's peer, read at accept
+      socklen_t length = sizeof(local.storage);
       getsockname(client_.get(), reinterpret_cast<sockaddr*>(&local.storage), &length);
       local.length = length;
     }
