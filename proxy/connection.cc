@@ -57,7 +57,7 @@ Connection::Connection(WorkerContext& worker, std::shared_ptr<ListenerContext> l
       listener_owner_(std::move(listener)),
       listener_(*listener_owner_),
       client_(std::move(client)) {
-  SetNoDelay(client_.get());
+  // TCP_NODELAY comes with the accepted socket, from its listener (BindListener).
   // For the access log and /connections: one syscall per accepted connection, none per byte.
   sockaddr_storage peer{};
   socklen_t length = sizeof(peer);

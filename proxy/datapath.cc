@@ -21,12 +21,15 @@ void Pipe::ArmResetOnClose() {
 
 bool Pipe::SourceWasReset(int d, bool our_side_shut) const {
   const int fd = source(d);
-  int err = 0;
-  socklen_t len = sizeof(err);
-  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) return true;
-  if (our_side_shut) return false;
+  if (our_side_shut) {
+    int err = 0;
+    socklen_t len = sizeof(err);
+    return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0;
+  }
+  // One call, not two: while our side is open the state alone tells. Every error that ends a TCP
+  // connection (a reset, a retransmission timeout) closes the socket, and a FIN leaves CLOSE_WAIT.
   tcp_info info{};
-  len = sizeof(info);
+  socklen_t len = sizeof(info);
   return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0 && info.tcpi_state == TCP_CLOSE;
 }
 
