@@ -2,7 +2,11 @@
 // that no connection pays a syscall for it.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "config/address.h"
 #include "config/config.h"
@@ -29,7 +33,9 @@ UniqueFd AcceptOne(const char* address_text, UniqueFd* client) {
   EXPECT_EQ(getsockname(listening->get(), reinterpret_cast<sockaddr*>(&bound), &length), 0);
   *client = UniqueFd(socket(bound.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
   EXPECT_EQ(connect(client->get(), reinterpret_cast<sockaddr*>(&bound), length), 0) << strerror(errno);
-  // The listener is non-blocking, but the handshake has completed once connect returned on loopback.
+  // The listener is non-blocking: wait until the handshake has put the connection in its queue.
+  pollfd ready{listening->get(), POLLIN, 0};
+  EXPECT_EQ(poll(&ready, 1, 5000), 1);
   return UniqueFd(accept4(listening->get(), nullptr, nullptr, SOCK_CLOEXEC));
 }
 
