@@ -32,7 +32,7 @@ absl::StatusOr<UniqueFd> BindListener(const config::Listener& listener, const co
   setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
   if (address.family() == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
   // Accepted sockets inherit TCP_NODELAY from the listener: one setsockopt here instead of one per
-  // connection (syscalls are the proxy's largest cost per short connection on a VM).
+  // connection (on a VM each system call costs the proxy about a microsecond).
   setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   if (kernel_path != nullptr) {
     // Accepted sockets inherit it, before their handshake: see Connection::ConnectNext.
