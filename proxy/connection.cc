@@ -42,6 +42,14 @@ constexpr absl::Duration kDrainTimeout = absl::Seconds(2);
 constexpr size_t kMaxDrainBytes = 256 << 10;
 constexpr size_t kDrainChunk = 4 << 10;
 
+// The address the client connected to, as the socket sees it (for the PROXY header and inspection).
+SocketAddress LocalAddress(int fd) {
+  sockaddr_storage local{};
+  socklen_t length = sizeof(local);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length);
+  return SocketAddressFrom(reinterpret_cast<sockaddr*>(&local), length);
+}
+
 void SetNoDelay(int fd) {
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -190,11 +198,8 @@ void Connection::SetTimeout(absl::Duration d) {
 void Connection::StartInspection() {
   state_ = State::kInspecting;
   const config::Listener& listener = *listener_.config;
-  sockaddr_storage local{};
-  socklen_t local_length = sizeof(local);
-  getsockname(client_.get(), reinterpret_cast<sockaddr*>(&local), &local_length);
   inspection_ = std::make_unique<Inspection>(listener, *listener_.routes, logged_client_,
-                                             SocketAddressFrom(reinterpret_cast<sockaddr*>(&local), local_length));
+                                             LocalAddress(client_.get()));
   buffer_.resize(listener.inspect.max_bytes);
   deadline_ = absl::Now() + listener.inspect.timeout;
   ReceiveMore();
@@ -322,9 +327,7 @@ void Connection::ConnectTo(ClusterState& cluster) {
       local = inspection_->local();
     } else {
       client = logged_client_;  // the socket's peer, read at accept
-      socklen_t length = sizeof(local.storage);
-      getsockname(client_.get(), reinterpret_cast<sockaddr*>(&local.storage), &length);
-      local.length = length;
+      local = LocalAddress(client_.get());
     }
     if (cluster.needs_client_address() && client.length > 0) client_address_ = client;
     if (proxy != config::ProxyProtocolVersion::kNone) forward_.insert(0, BuildProxyHeader(proxy, client, local));
