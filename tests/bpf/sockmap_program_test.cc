@@ -27,21 +27,25 @@ struct Legs {
   UniqueFd client, downstream, upstream_leg, server;
 };
 
-UniqueFd Listen(int family) {
-  UniqueFd fd(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_storage ss{};
-  socklen_t len;
+// The loopback address of `family`, port 0: the kernel picks the port at bind.
+socklen_t Loopback(int family, sockaddr_storage* ss) {
+  *ss = {};
   if (family == AF_INET) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    auto* sin = reinterpret_cast<sockaddr_in*>(ss);
     sin->sin_family = AF_INET;
     sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    len = sizeof(*sin);
-  } else {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_addr = in6addr_loopback;
-    len = sizeof(*sin6);
+    return sizeof(*sin);
   }
+  auto* sin6 = reinterpret_cast<sockaddr_in6*>(ss);
+  sin6->sin6_family = AF_INET6;
+  sin6->sin6_addr = in6addr_loopback;
+  return sizeof(*sin6);
+}
+
+UniqueFd Listen(int family) {
+  UniqueFd fd(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_storage ss;
+  const socklen_t len = Loopback(family, &ss);
   EXPECT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len), 0) << strerror(errno);
   EXPECT_EQ(listen(fd.get(), 4), 0);
   return fd;
@@ -54,6 +58,12 @@ std::pair<UniqueFd, UniqueFd> Pair(int family) {
   socklen_t len = sizeof(ss);
   getsockname(listener.get(), reinterpret_cast<sockaddr*>(&ss), &len);
   UniqueFd connecting(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  // A port of its own, bound before the connect: a port that connect() picks may be shared with other
+  // connections' TIME_WAIT entries (other destinations), and then a later bind to it fails, which
+  // ATupleStillHeldByAnEndingConnectionIsNotTakenOver needs to succeed once this end is reset.
+  sockaddr_storage local;
+  const socklen_t local_len = Loopback(family, &local);
+  EXPECT_EQ(bind(connecting.get(), reinterpret_cast<sockaddr*>(&local), local_len), 0) << strerror(errno);
   EXPECT_EQ(connect(connecting.get(), reinterpret_cast<sockaddr*>(&ss), len), 0) << strerror(errno);
   UniqueFd accepted(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
   return {std::move(connecting), std::move(accepted)};
