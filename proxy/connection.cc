@@ -156,6 +156,10 @@ ConnectionInfo Connection::Describe(absl::Time now) const {
   return info;
 }
 
+void Connection::CloseLegsThroughRing() {
+  if (state_ == State::kPiping) path_->CloseLegsThroughRing();
+}
+
 bool Connection::done() const {
   if (state_ == State::kPiping) return path_->done() && (session_ == nullptr || session_->done());
   if (state_ == State::kPooling) return session_->done();

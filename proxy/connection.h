@@ -47,6 +47,9 @@ class Connection final : public TrackedHandler {
   // Admits the connection (listener limit), then inspects or connects to the listener's cluster.
   void Start();
   bool done() const;
+  // Once done(), just before the worker destroys it while its ring still runs: the piped legs close from
+  // the ring instead of with close(2).
+  void CloseLegsThroughRing();
   ListenerContext& listener() { return listener_; }
   // The worker's idle sweep: closes the connection (both legs, without a reset) when neither direction
   // moved a byte since `timeout` ago. True when it did.

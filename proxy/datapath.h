@@ -25,6 +25,13 @@ class Pipe : public TrackedHandler {
   // the owner may destroy the pipe, which closes both legs.
   bool done() const { return finished_ && inflight() == 0; }
   bool finished() const { return finished_; }
+  // For the owner of a done pipe, while the worker's ring runs: closes both legs from the ring, which costs
+  // no system call of its own (the destructor would close them with two). Kernel state goes first.
+  void CloseLegsThroughRing() {
+    ReleaseKernelState();
+    ring_.Close(std::move(downstream_));
+    ring_.Close(std::move(upstream_));
+  }
   // Grows whenever a byte moves in either direction (its unit is the implementation's): the idle timeout
   // compares two samples. Reading it costs no syscall.
   virtual uint64_t activity() const = 0;
@@ -84,6 +91,9 @@ class Pipe : public TrackedHandler {
   }
   // Cancels every operation still in flight on either leg.
   void CancelAll(unsigned cancel_tag);
+  // What the implementation holds in the kernel for this connection besides the sockets (sockhash
+  // elements, verdict state): released before the legs close. Idempotent.
+  virtual void ReleaseKernelState() {}
 
   Metrics& metrics_;
   UniqueFd downstream_;

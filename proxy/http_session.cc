@@ -555,7 +555,7 @@ void HttpSession::ReleaseUpstream(bool reusable) {
     if (reusable && !closing_) {
       worker_.http_pool->Put(listener_.clusters, *cluster_, endpoint_, std::move(upstream_));
     } else {
-      upstream_.Reset();
+      ring_.Close(std::move(upstream_));
     }
   }
   if (endpoint_) {
@@ -623,7 +623,7 @@ void HttpSession::Drain() {
 void HttpSession::Finish() {
   if (finished_) return;
   ReleaseUpstream(held_);  // the client left between requests: its kept connection goes to the pool
-  client_.Reset();
+  ring_.Close(std::move(client_));  // with the next submit: no close(2) of its own
   finished_ = true;
   listener_.metrics.connections_active[static_cast<int>(PathKind::kUserspace)]->Decrement();
   on_finish_();

@@ -61,6 +61,8 @@ class PathSwitch {
   bool awaiting_response() const { return pipe_->awaiting_response(); }
   void TimeOutResponse() { pipe_->TimeOutResponse(); }
   bool done() const { return pipe_->done() && (retired_ == nullptr || retired_->inflight() == 0); }
+  // Once done(), on the worker's thread with its ring running: see Pipe::CloseLegsThroughRing.
+  void CloseLegsThroughRing() { pipe_->CloseLegsThroughRing(); }
 
   // Called once per switch_interval while the connection is on a SockmapPipe with both legs in the map.
   void Sample();

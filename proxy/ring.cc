@@ -100,8 +100,19 @@ bool Ring::ProbeRecvMultishotLimit() {
 }
 
 Ring::~Ring() {
-  if (initialized_) io_uring_queue_exit(&ring_);
+  if (initialized_) {
+    // Closes still queued run now; one that cannot reach the kernel is done here, so nothing leaks.
+    MoveHeldIntoRing();
+    io_uring_submit(&ring_);
+    for (const io_uring_sqe& sqe : held_)
+      if (sqe.opcode == IORING_OP_CLOSE) close(sqe.fd);
+    io_uring_queue_exit(&ring_);
+  }
   if (buffer_memory_ != nullptr) munmap(buffer_memory_, buffer_memory_size_);
+}
+
+void Ring::Close(UniqueFd fd) {
+  if (fd.valid()) io_uring_prep_close(PrepareUntracked(), fd.Release());
 }
 
 io_uring_sqe* Ring::Prepare(IoHandler* handler, unsigned tag) {

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "proxy/unique_fd.h"
 
 namespace skproxy {
 
@@ -66,6 +67,10 @@ class Ring {
   io_uring_sqe* Prepare(IoHandler* handler, unsigned tag);
   // An SQE whose completion is ignored (e.g. the timeout half of a linked pair we track elsewhere).
   io_uring_sqe* PrepareUntracked();
+  // Closes fd with IORING_OP_CLOSE, issued with the next submit: a socket has no flush, so the kernel closes
+  // it inline there and the close costs no system call of its own. The number stays allocated until then,
+  // so no SQE prepared before can name a reused descriptor. Used for the legs of a finished connection.
+  void Close(UniqueFd fd);
   // Submits what is queued (held SQEs first), waits for at least one completion and dispatches every
   // ready one. Does not wait while SQEs are still held, so they are retried on the next call.
   absl::Status SubmitAndDispatch();

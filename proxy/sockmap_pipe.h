@@ -143,7 +143,7 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   void WaitForBacklog(int d);
   void ShutDestination(int d);
   void EndIfDone();
-  void ReleaseKernelState();
+  void ReleaseKernelState() override;
   void Abort(bool reset = true);
 
   bpf::SockmapProgram& program_;

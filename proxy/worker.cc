@@ -444,6 +444,7 @@ void Worker::Reap() {
   size_t kept = 0;
   for (Connection* connection : finished_) {
     if (connection->done()) {
+      connection->CloseLegsThroughRing();
       connections_.erase(connection);
     } else {
       finished_[kept++] = connection;

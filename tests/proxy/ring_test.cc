@@ -1,6 +1,10 @@
 // Ring against the real io_uring: a submit that fails while the SQ is full must not hang Prepare.
 #include "proxy/ring.h"
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <future>
 #include <memory>
@@ -56,6 +60,42 @@ TEST(RingTest, FullSqWithFailingSubmitDoesNotSpin) {
   EXPECT_EQ(handler.completions, kPrepared);
   EXPECT_EQ(handler.errors, 0);
   EXPECT_EQ(ring->held(), 0u);
+}
+
+// A finished connection's legs close from the ring (Ring::Close): not before the next submit, which may
+// still carry SQEs naming the descriptor, and at that submit, with no system call of their own.
+TEST(RingTest, CloseClosesTheDescriptorAtTheNextSubmit) {
+  auto created = Ring::Create(8, 4, 4096);
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::unique_ptr<Ring> ring = *std::move(created);
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd peer(pair[1]);
+  const int closed = pair[0];
+  ring->Close(UniqueFd(closed));
+  EXPECT_NE(fcntl(closed, F_GETFD), -1) << "closed before the submit";
+  char byte;
+  EXPECT_EQ(recv(peer.get(), &byte, 1, MSG_DONTWAIT), -1) << "the peer saw the close before the submit";
+  ASSERT_TRUE(ring->SubmitAndDispatch().ok());  // the close's own completion ends the wait
+  EXPECT_EQ(fcntl(closed, F_GETFD), -1);
+  EXPECT_EQ(errno, EBADF);
+  EXPECT_EQ(recv(peer.get(), &byte, 1, MSG_DONTWAIT), 0) << "the peer does not see the close";
+}
+
+// A worker tears its ring down before its connections: closes still queued then must not leak.
+TEST(RingTest, DestroyingTheRingRunsTheClosesStillQueued) {
+  auto created = Ring::Create(8, 4, 4096);
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::unique_ptr<Ring> ring = *std::move(created);
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd peer(pair[1]);
+  const int closed = pair[0];
+  ring->Close(UniqueFd(closed));
+  ring.reset();
+  EXPECT_EQ(fcntl(closed, F_GETFD), -1);
+  char byte;
+  EXPECT_EQ(recv(peer.get(), &byte, 1, MSG_DONTWAIT), 0) << "the peer does not see the close";
 }
 
 // The user-space path reads with a limited multishot recv where the kernel has it (merged for 6.17), and
