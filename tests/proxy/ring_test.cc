@@ -62,40 +62,47 @@ TEST(RingTest, FullSqWithFailingSubmitDoesNotSpin) {
   EXPECT_EQ(ring->held(), 0u);
 }
 
-// A finished connection's legs close from the ring (Ring::Close): not before the next submit, which may
-// still carry SQEs naming the descriptor, and at that submit, with no system call of their own.
-TEST(RingTest, CloseClosesTheDescriptorAtTheNextSubmit) {
-  auto created = Ring::Create(8, 4, 4096);
-  ASSERT_TRUE(created.ok()) << created.status();
-  std::unique_ptr<Ring> ring = *std::move(created);
-  int pair[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
-  UniqueFd peer(pair[1]);
-  const int closed = pair[0];
-  ring->Close(UniqueFd(closed));
-  EXPECT_NE(fcntl(closed, F_GETFD), -1) << "closed before the submit";
+// A finished connection's legs close from the ring (Ring::Close): each test hands one end of a socketpair
+// to it and watches the other end.
+class RingCloseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto created = Ring::Create(8, 4, 4096);
+    ASSERT_TRUE(created.ok()) << created.status();
+    ring_ = *std::move(created);
+    int pair[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    peer_.Reset(pair[1]);
+    closed_ = pair[0];
+    ring_->Close(UniqueFd(closed_));
+  }
+  // The handed-over descriptor is gone and the peer reads EOF.
+  void ExpectClosed() {
+    EXPECT_EQ(fcntl(closed_, F_GETFD), -1);
+    EXPECT_EQ(errno, EBADF);
+    char byte;
+    EXPECT_EQ(recv(peer_.get(), &byte, 1, MSG_DONTWAIT), 0) << "the peer does not see the close";
+  }
+
+  std::unique_ptr<Ring> ring_;
+  UniqueFd peer_;
+  int closed_ = -1;
+};
+
+// Not before the next submit, which may still carry SQEs naming the descriptor, and at that submit, with
+// no system call of its own.
+TEST_F(RingCloseTest, ClosesTheDescriptorAtTheNextSubmit) {
+  EXPECT_NE(fcntl(closed_, F_GETFD), -1) << "closed before the submit";
   char byte;
-  EXPECT_EQ(recv(peer.get(), &byte, 1, MSG_DONTWAIT), -1) << "the peer saw the close before the submit";
-  ASSERT_TRUE(ring->SubmitAndDispatch().ok());  // the close's own completion ends the wait
-  EXPECT_EQ(fcntl(closed, F_GETFD), -1);
-  EXPECT_EQ(errno, EBADF);
-  EXPECT_EQ(recv(peer.get(), &byte, 1, MSG_DONTWAIT), 0) << "the peer does not see the close";
+  EXPECT_EQ(recv(peer_.get(), &byte, 1, MSG_DONTWAIT), -1) << "the peer saw the close before the submit";
+  ASSERT_TRUE(ring_->SubmitAndDispatch().ok());  // the close's own completion ends the wait
+  ExpectClosed();
 }
 
 // A worker tears its ring down before its connections: closes still queued then must not leak.
-TEST(RingTest, DestroyingTheRingRunsTheClosesStillQueued) {
-  auto created = Ring::Create(8, 4, 4096);
-  ASSERT_TRUE(created.ok()) << created.status();
-  std::unique_ptr<Ring> ring = *std::move(created);
-  int pair[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
-  UniqueFd peer(pair[1]);
-  const int closed = pair[0];
-  ring->Close(UniqueFd(closed));
-  ring.reset();
-  EXPECT_EQ(fcntl(closed, F_GETFD), -1);
-  char byte;
-  EXPECT_EQ(recv(peer.get(), &byte, 1, MSG_DONTWAIT), 0) << "the peer does not see the close";
+TEST_F(RingCloseTest, DestroyingTheRingRunsTheClosesStillQueued) {
+  ring_.reset();
+  ExpectClosed();
 }
 
 // The user-space path reads with a limited multishot recv where the kernel has it (merged for 6.17), and
