@@ -1,4 +1,4 @@
-// Ring against the real io_uring: a submit that fails while the SQ is full must not hang Prepare.
+// Ring against the real io_uring: a submit failing on a full SQ, the recv probe, closes from the ring.
 #include "proxy/ring.h"
 
 #include <fcntl.h>
