@@ -15,6 +15,7 @@
 
 #include "bpf/loader.h"
 #include "bpf/socket_key.h"
+#include "config/address.h"
 #include "gtest/gtest.h"
 #include "proxy/unique_fd.h"
 #include "tests/kernel_support.h"
@@ -27,26 +28,10 @@ struct Legs {
   UniqueFd client, downstream, upstream_leg, server;
 };
 
-// The loopback address of `family`, port 0: the kernel picks the port at bind.
-socklen_t Loopback(int family, sockaddr_storage* ss) {
-  *ss = {};
-  if (family == AF_INET) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(ss);
-    sin->sin_family = AF_INET;
-    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return sizeof(*sin);
-  }
-  auto* sin6 = reinterpret_cast<sockaddr_in6*>(ss);
-  sin6->sin6_family = AF_INET6;
-  sin6->sin6_addr = in6addr_loopback;
-  return sizeof(*sin6);
-}
-
 UniqueFd Listen(int family) {
   UniqueFd fd(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_storage ss;
-  const socklen_t len = Loopback(family, &ss);
-  EXPECT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len), 0) << strerror(errno);
+  const SocketAddress any_port = LoopbackAddress(family, 0);
+  EXPECT_EQ(bind(fd.get(), any_port.sockaddr_ptr(), any_port.length), 0) << strerror(errno);
   EXPECT_EQ(listen(fd.get(), 4), 0);
   return fd;
 }
@@ -61,9 +46,8 @@ std::pair<UniqueFd, UniqueFd> Pair(int family) {
   // A port of its own, bound before the connect: a port that connect() picks may be shared with other
   // connections' TIME_WAIT entries (other destinations), and then a later bind to it fails, which
   // ATupleStillHeldByAnEndingConnectionIsNotTakenOver needs to succeed once this end is reset.
-  sockaddr_storage local;
-  const socklen_t local_len = Loopback(family, &local);
-  EXPECT_EQ(bind(connecting.get(), reinterpret_cast<sockaddr*>(&local), local_len), 0) << strerror(errno);
+  const SocketAddress any_port = LoopbackAddress(family, 0);
+  EXPECT_EQ(bind(connecting.get(), any_port.sockaddr_ptr(), any_port.length), 0) << strerror(errno);
   EXPECT_EQ(connect(connecting.get(), reinterpret_cast<sockaddr*>(&ss), len), 0) << strerror(errno);
   UniqueFd accepted(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
   return {std::move(connecting), std::move(accepted)};
