@@ -50,11 +50,6 @@ SocketAddress LocalAddress(int fd) {
   return SocketAddressFrom(reinterpret_cast<sockaddr*>(&local), length);
 }
 
-void SetNoDelay(int fd) {
-  const int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
-
 }  // namespace
 
 Connection::Connection(WorkerContext& worker, std::shared_ptr<ListenerContext> listener, UniqueFd client,
@@ -66,11 +61,29 @@ Connection::Connection(WorkerContext& worker, std::shared_ptr<ListenerContext> l
       listener_(*listener_owner_),
       client_(std::move(client)) {
   // TCP_NODELAY comes with the accepted socket, from its listener (BindListener).
-  // For the access log and /connections: one syscall per accepted connection, none per byte.
-  sockaddr_storage peer{};
-  socklen_t length = sizeof(peer);
-  if (getpeername(client_.get(), reinterpret_cast<sockaddr*>(&peer), &length) == 0)
-    logged_client_ = SocketAddressFrom(reinterpret_cast<sockaddr*>(&peer), length);
+  // The access log is written after the legs are closed: read the peer while the socket is open.
+  if (worker_.access_log != nullptr) ClientPeer();
+}
+
+int Connection::ClientSocket() const {
+  if (client_.valid()) return client_.get();
+  if (state_ == State::kPiping) return path_->downstream_fd();
+  return -1;
+}
+
+const SocketAddress& Connection::ClientPeer() const {
+  // The multishot accept gives no address. Read on first use (access log, inspection, PROXY header, hash,
+  // GET /connections): a plain tcp listener's connection that nobody asks about skips the system call.
+  if (!client_peer_read_) {
+    const int fd = ClientSocket();
+    if (fd < 0) return client_peer_;
+    client_peer_read_ = true;
+    sockaddr_storage peer{};
+    socklen_t length = sizeof(peer);
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) == 0)
+      client_peer_ = SocketAddressFrom(reinterpret_cast<sockaddr*>(&peer), length);
+  }
+  return client_peer_;
 }
 
 Connection::~Connection() {
@@ -113,7 +126,7 @@ std::string Connection::AccessLogLine() const {
       ",\"cluster\":", cluster_ != nullptr ? JsonString(cluster_->config().name) : "null",
       ",\"endpoint\":", endpoint_ != nullptr ? JsonString(endpoint_->ToString()) : "null",
       ",\"upstream\":", upstream_connected_ ? JsonString(upstream_connected_->ToString()) : "null",
-      ",\"client\":", logged_client_.length > 0 ? JsonString(logged_client_.ToString()) : "null",
+      ",\"client\":", client_peer_.length > 0 ? JsonString(client_peer_.ToString()) : "null",
       ",\"datapath\":", JsonString(path_ != nullptr ? PathKindName(summary.kind) : session_ != nullptr ? "http_pool" : "none"),
       ",\"switches\":", summary.switches,
       ",\"bytes_downstream_to_upstream\":", kernel[0] + user[0],
@@ -130,7 +143,7 @@ ConnectionInfo Connection::Describe(absl::Time now) const {
   info.listener = listener_.config->name;
   if (route_ != nullptr) info.route = *route_;
   if (cluster_ != nullptr) info.cluster = cluster_->config().name;
-  info.client = logged_client_;
+  info.client = ClientPeer();
   if (endpoint_ != nullptr) info.upstream = *endpoint_;
   switch (state_) {
     case State::kInspecting: info.state = "inspecting"; break;
@@ -202,7 +215,7 @@ void Connection::SetTimeout(absl::Duration d) {
 void Connection::StartInspection() {
   state_ = State::kInspecting;
   const config::Listener& listener = *listener_.config;
-  inspection_ = std::make_unique<Inspection>(listener, *listener_.routes, logged_client_,
+  inspection_ = std::make_unique<Inspection>(listener, *listener_.routes, ClientPeer(),
                                              LocalAddress(client_.get()));
   buffer_.resize(listener.inspect.max_bytes);
   deadline_ = absl::Now() + listener.inspect.timeout;
@@ -330,7 +343,7 @@ void Connection::ConnectTo(ClusterState& cluster) {
       client = inspection_->client();
       local = inspection_->local();
     } else {
-      client = logged_client_;  // the socket's peer, read at accept
+      client = ClientPeer();
       local = LocalAddress(client_.get());
     }
     if (cluster.needs_client_address() && client.length > 0) client_address_ = client;
@@ -395,19 +408,12 @@ void Connection::ConnectNext() {
       CloseClient();
       return;
     }
-    SetNoDelay(upstream_.get());
-    if (worker_.sockmap != nullptr) {
-      // Set before connecting so the window scale offered in the SYN fits it, and so that the window never
-      // grows past what the verdict's trim is sized for. Below ~512 KiB the kernel path crawls on zero-window
-      // probes whenever the gate passes bytes to user space.
-      SetReceiveBufferOrWarnOnce(upstream_.get(), static_cast<int>(worker_.sockmap_config->receive_buffer_bytes),
-                                 "upstream sockets");
-      // The send buffer matters only in the sockhash: with datapath auto it is set when the connection is
-      // promoted (PathSwitch::KernelPipe), so a short connection saves the syscall.
-      if (!worker_.promote) {
-        SetSendBufferOrWarnOnce(upstream_.get(), KernelPathSendBuffer(*worker_.sockmap_config), "upstream sockets");
-      }
-    }
+    // The send buffer matters only in the sockhash: with datapath auto it is set when the connection is
+    // promoted (PathSwitch::KernelPipe), so a short connection saves the syscall.
+    if (worker_.sockmap != nullptr && !worker_.promote)
+      SetSendBufferOrWarnOnce(upstream_.get(), KernelPathSendBuffer(*worker_.sockmap_config), "upstream sockets");
+    // Linked ahead of the connect: nothing may be prepared in between.
+    SetUpstreamOptions(ring_, worker_.upstream_options, upstream_.get(), /*kernel_path=*/true);
     const absl::Duration timeout = ConnectTimeout();
     connect_timeout_.tv_sec = absl::ToInt64Seconds(timeout);
     connect_timeout_.tv_nsec = absl::ToInt64Nanoseconds(timeout - absl::Seconds(connect_timeout_.tv_sec));

@@ -102,6 +102,9 @@ class Connection final : public TrackedHandler {
   void CloseClient();
   // The access log line of this connection, written when it is destroyed.
   std::string AccessLogLine() const;
+  // The client's socket wherever it is now (-1 once it has been handed on or closed), and its peer address.
+  int ClientSocket() const;
+  const SocketAddress& ClientPeer() const;
 
   WorkerContext& worker_;
   const uint64_t id_;
@@ -141,7 +144,9 @@ class Connection final : public TrackedHandler {
   std::unique_ptr<HttpSession> session_;  // from pooling on (kept until the end: it may still hold operations)
   // For the access log.
   absl::Time start_ = absl::Now();
-  SocketAddress logged_client_;  // the client socket's peer, read at accept
+  // The client socket's peer (ClientPeer): read once, when first asked for.
+  mutable SocketAddress client_peer_;
+  mutable bool client_peer_read_ = false;
   const SocketAddress* endpoint_ = nullptr;  // the endpoint of the last connect attempt
   std::optional<SocketAddress> upstream_connected_;  // the address the upstream leg connected to
   const std::string* route_ = nullptr;       // the route an http/tls listener chose (a name, or "default")

@@ -32,6 +32,8 @@ class Pipe : public TrackedHandler {
     ring_.Close(std::move(downstream_));
     ring_.Close(std::move(upstream_));
   }
+  // The client's leg (for its address).
+  int downstream_fd() const { return downstream_.get(); }
   // Grows whenever a byte moves in either direction (its unit is the implementation's): the idle timeout
   // compares two samples. Reading it costs no syscall.
   virtual uint64_t activity() const = 0;

@@ -63,6 +63,7 @@ class PathSwitch {
   bool done() const { return pipe_->done() && (retired_ == nullptr || retired_->inflight() == 0); }
   // Once done(), on the worker's thread with its ring running: see Pipe::CloseLegsThroughRing.
   void CloseLegsThroughRing() { pipe_->CloseLegsThroughRing(); }
+  int downstream_fd() const { return pipe_->downstream_fd(); }
 
   // Called once per switch_interval while the connection is on a SockmapPipe with both legs in the map.
   void Sample();
