@@ -275,8 +275,8 @@ void HttpSession::Acquire(bool allow_pool) {
       Abort();
       return;
     }
-    const int one = 1;
-    setsockopt(upstream_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    // Linked ahead of the connect. A pooled leg never enters the sockhash.
+    SetUpstreamOptions(ring_, worker_.upstream_options, upstream_.get(), /*kernel_path=*/false);
     connect_started_ = absl::Now();
     io_uring_sqe* sqe = Submit(kConnect);
     io_uring_prep_connect(sqe, upstream_.get(), upstream_address_.sockaddr_ptr(), upstream_address_.length);

@@ -1,5 +1,7 @@
 #include "proxy/ring.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,6 +17,22 @@ namespace {
 
 constexpr uint64_t kTagMask = IoHandler::kMaxTags - 1;
 constexpr uint64_t kUntracked = 0;  // user_data of completions nobody waits for
+// user_data of a socket option set from the ring: only a failure completes (IOSQE_CQE_SKIP_SUCCESS). No
+// handler has this address: handlers are 16-byte aligned and never null.
+constexpr uint64_t kSocketOption = 1;
+// SOCKET_URING_OP_SETSOCKOPT of enum io_uring_socket_op (Linux 6.7): the UAPI headers of Debian 12 (6.1)
+// and its liburing 2.3 predate it, so the number and the SQE's fields are written here by hand.
+constexpr uint32_t kSocketUringOpSetsockopt = 3;
+
+// The SQE of IORING_OP_URING_CMD on a socket: cmd_op, then level and optname where addr is, optlen where
+// splice_fd_in is, optval where addr3 is (the field names of the newer header).
+void PrepareSocketCommand(io_uring_sqe* sqe, int fd, int level, int name, const int* value) {
+  io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, nullptr, 0, 0);
+  sqe->cmd_op = kSocketUringOpSetsockopt;
+  sqe->addr = static_cast<uint32_t>(level) | static_cast<uint64_t>(static_cast<uint32_t>(name)) << 32;
+  sqe->splice_fd_in = sizeof(*value);
+  sqe->addr3 = reinterpret_cast<uint64_t>(value);
+}
 static_assert(sizeof(io_uring_buf) == 16, "proxy/buffer_pool_size.h counts 16 bytes per ring entry");
 
 }  // namespace
@@ -67,7 +85,28 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(unsigned entries, unsigned bu
                           io_uring_buf_ring_mask(buffer_count), id);
   io_uring_buf_ring_advance(br, buffer_count);
   ring->recv_multishot_limit_ = !single_shot_recv && ring->ProbeRecvMultishotLimit();
+  ring->socket_commands_ = ring->ProbeSocketCommands();
   return ring;
+}
+
+bool Ring::ProbeSocketCommands() {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  static const int kOne = 1;
+  PrepareSocketCommand(io_uring_get_sqe(&ring_), fd, IPPROTO_TCP, TCP_NODELAY, &kOne);
+  io_uring_submit(&ring_);
+  bool supported = false;
+  io_uring_cqe* cqe = nullptr;
+  __kernel_timespec timeout{1, 0};
+  if (io_uring_wait_cqe_timeout(&ring_, &cqe, &timeout) == 0) {
+    // An older kernel refuses the command (-EOPNOTSUPP, or -EINVAL for a field it does not know).
+    int set = 0;
+    socklen_t length = sizeof(set);
+    supported = cqe->res == 0 && getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &set, &length) == 0 && set != 0;
+    io_uring_cqe_seen(&ring_, cqe);
+  }
+  close(fd);
+  return supported;
 }
 
 bool Ring::ProbeRecvMultishotLimit() {
@@ -113,6 +152,21 @@ Ring::~Ring() {
 
 void Ring::Close(UniqueFd fd) {
   if (fd.valid()) io_uring_prep_close(PrepareUntracked(), fd.Release());
+}
+
+void Ring::SetSocketOption(int fd, int level, int name, const int* value) {
+  io_uring_sqe* sqe = PrepareUntracked();
+  PrepareSocketCommand(sqe, fd, level, name, value);
+  sqe->flags |= IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS;
+  io_uring_sqe_set_data64(sqe, kSocketOption);
+}
+
+void Ring::NoteSocketOptionFailure(int res) {
+  // Options the caller could set before (probed at start), on a socket just made: a failure is not
+  // expected, and the connection goes on without the option, as it would after a failed setsockopt.
+  if (socket_option_failures_++ == 0)
+    std::fprintf(stderr, "skproxy: setting a socket option through io_uring: %s (reported once per worker)\n",
+                 strerror(-res));
 }
 
 io_uring_sqe* Ring::Prepare(IoHandler* handler, unsigned tag) {
@@ -165,6 +219,10 @@ absl::Status Ring::SubmitAndDispatch() {
     ++seen;
     const uint64_t data = io_uring_cqe_get_data64(cqe);
     if (data == kUntracked) continue;
+    if (data == kSocketOption) {
+      NoteSocketOptionFailure(cqe->res);
+      continue;
+    }
     auto* handler = reinterpret_cast<IoHandler*>(data & ~kTagMask);
     handler->OnCompletion(static_cast<unsigned>(data & kTagMask), cqe->res, cqe->flags);
   }

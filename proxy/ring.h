@@ -71,6 +71,12 @@ class Ring {
   // it inline there and the close costs no system call of its own. The number stays allocated until then,
   // so no SQE prepared before can name a reused descriptor. Used for the legs of a finished connection.
   void Close(UniqueFd fd);
+  // setsockopt(fd, level, name, *value) as an SQE (IORING_OP_URING_CMD; Linux 6.7+, see socket_commands),
+  // hard-linked to the SQE prepared next, which therefore runs after it whether or not it succeeded. A
+  // socket option is set inline at submit, so it costs no system call of its own. *value is read when the
+  // SQE runs: it must outlive the submit. Success posts no completion; a failure is written to stderr
+  // once per ring and counted (socket_option_failures).
+  void SetSocketOption(int fd, int level, int name, const int* value);
   // Submits what is queued (held SQEs first), waits for at least one completion and dispatches every
   // ready one. Does not wait while SQEs are still held, so they are retried on the next call.
   absl::Status SubmitAndDispatch();
@@ -83,6 +89,9 @@ class Ring {
   // The kernel takes a multishot recv with a total byte limit (sqe->optlen, IORING_OP_RECV; Linux 6.17+):
   // the recv re-arms itself until that many bytes arrived, then ends. Probed once at Create.
   bool recv_multishot_limit() const { return recv_multishot_limit_; }
+  // The kernel sets socket options from the ring (SetSocketOption). Probed once at Create.
+  bool socket_commands() const { return socket_commands_; }
+  uint64_t socket_option_failures() const { return socket_option_failures_; }
 
  private:
   Ring() = default;
@@ -90,6 +99,9 @@ class Ring {
   void MoveHeldIntoRing();
   // Sends one byte through a socketpair into a limited multishot recv: supported if it ends after it.
   bool ProbeRecvMultishotLimit();
+  // Sets TCP_NODELAY on a new TCP socket from the ring: supported if it succeeds and the socket shows it.
+  bool ProbeSocketCommands();
+  void NoteSocketOptionFailure(int res);
 
   io_uring ring_{};
   bool initialized_ = false;
@@ -100,6 +112,8 @@ class Ring {
   size_t buffer_memory_size_ = 0;
   std::unique_ptr<BufferRing> buffers_;
   bool recv_multishot_limit_ = false;
+  bool socket_commands_ = false;
+  uint64_t socket_option_failures_ = 0;
 };
 
 // Prepares a multishot recv into a provided buffer of `group` that reads at most `limit` bytes in all

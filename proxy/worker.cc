@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -380,6 +379,8 @@ void Worker::Run() {
   context_.ring = ring_.get();
   http_pool_ = std::make_unique<HttpPool>(*ring_);
   context_.http_pool = http_pool_.get();
+  context_.upstream_options = DecideUpstreamOptions(
+      *ring_, context_.sockmap != nullptr ? static_cast<int>(config_.sockmap.receive_buffer_bytes) : 0);
   if (context_.sockmap != nullptr) {
     absl::StatusOr<std::unique_ptr<NoticeReader>> reader =
         NoticeReader::Create(*ring_, *context_.sockmap, context_.index, notice_targets_);

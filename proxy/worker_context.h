@@ -15,6 +15,7 @@
 #include "proxy/connection_limit.h"
 #include "proxy/ring.h"
 #include "proxy/route_table.h"
+#include "proxy/upstream_socket.h"
 
 namespace skproxy {
 
@@ -61,6 +62,7 @@ struct WorkerContext {
   std::vector<Connection*>* finished;  // connections that may be done: the worker reaps them
   AccessLog* access_log = nullptr;     // null: no access log
   HttpPool* http_pool = nullptr;       // idle keep-alive upstream connections (clusters' http_keepalive)
+  UpstreamOptions upstream_options;    // how upstream sockets get theirs (proxy/upstream_socket.h)
 };
 
 }  // namespace skproxy
