@@ -281,7 +281,11 @@ void UserspacePipe::OnSent(int d, int res) {
 }
 
 void UserspacePipe::OnEof(int d) {
-  if (SourceWasReset(d, dirs_[1 - d].ended)) {
+  // Once the other direction has ended, no send of ours can use this socket any more, and only a send could
+  // have taken a reset's error (one that failed has aborted the pipe): a reset would have been read as that
+  // error, so this 0 is a FIN. A reset that follows the FIN cuts nothing of this direction, and a direct
+  // peer would have read the same FIN: no system call is spent to look.
+  if (!dirs_[1 - d].ended && SourceWasReset(d, /*our_side_shut=*/false)) {
     Abort();  // a FIN passed on would tell the other side a truncated stream was complete
     return;
   }
