@@ -1,7 +1,6 @@
 #include "proxy/connection.h"
 
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <cerrno>

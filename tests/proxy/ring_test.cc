@@ -12,19 +12,10 @@
 
 #include "gtest/gtest.h"
 #include "proxy/kernel_version.h"
+#include "tests/proxy/counting_handler.h"
 
 namespace skproxy {
 namespace {
-
-class CountingHandler final : public IoHandler {
- public:
-  void OnCompletion(unsigned tag, int res, unsigned) override {
-    ++completions;
-    if (res < 0) ++errors;
-  }
-  int completions = 0;
-  int errors = 0;
-};
 
 // The ring is IORING_SETUP_SINGLE_ISSUER: a submit from any thread but the one that created it fails with
 // EEXIST. Preparing more SQEs than the SQ holds from another thread therefore meets a full SQ whose submit

@@ -9,24 +9,16 @@
 #include <memory>
 #include <string>
 
+#include "config/address.h"
 #include "gtest/gtest.h"
 #include "proxy/kernel_version.h"
 #include "proxy/unique_fd.h"
+#include "tests/proxy/counting_handler.h"
 
 namespace skproxy {
 namespace {
 
 constexpr int kReceiveBuffer = 512 << 10;
-
-class CountingHandler final : public IoHandler {
- public:
-  void OnCompletion(unsigned tag, int res, unsigned) override {
-    ++completions;
-    last = res;
-  }
-  int completions = 0;
-  int last = 1;
-};
 
 int IntOption(int fd, int level, int name) {
   int value = -1;
@@ -59,11 +51,12 @@ class UpstreamSocketTest : public ::testing::TestWithParam<bool> {
       GTEST_SKIP() << "kernel " << RunningKernelRelease() << " sets no socket option from io_uring (Linux 6.7+)";
     if (!CanForceReceiveBuffer()) GTEST_SKIP() << "SO_RCVBUFFORCE needs CAP_NET_ADMIN";
     listener_.Reset(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    address_.sin_family = AF_INET;
-    address_.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(bind(listener_.get(), reinterpret_cast<sockaddr*>(&address_), sizeof(address_)), 0);
-    socklen_t length = sizeof(address_);
-    ASSERT_EQ(getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&address_), &length), 0);
+    const SocketAddress any_port = LoopbackAddress(AF_INET, 0);
+    ASSERT_EQ(bind(listener_.get(), any_port.sockaddr_ptr(), any_port.length), 0);
+    sockaddr_storage bound{};
+    socklen_t length = sizeof(bound);
+    ASSERT_EQ(getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&bound), &length), 0);
+    address_ = SocketAddressFrom(reinterpret_cast<sockaddr*>(&bound), length);
     ASSERT_EQ(listen(listener_.get(), 8), 0);
     upstream_.Reset(socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     ASSERT_TRUE(upstream_.valid());
@@ -73,8 +66,7 @@ class UpstreamSocketTest : public ::testing::TestWithParam<bool> {
 
   // Prepares the connect (the SQE the options link to), submits, and waits for its completion.
   void Connect() {
-    io_uring_prep_connect(ring_->Prepare(&handler_, 0), upstream_.get(), reinterpret_cast<sockaddr*>(&address_),
-                          sizeof(address_));
+    io_uring_prep_connect(ring_->Prepare(&handler_, 0), upstream_.get(), address_.sockaddr_ptr(), address_.length);
     for (int round = 0; round < 100 && handler_.completions == 0; ++round) ASSERT_TRUE(ring_->SubmitAndDispatch().ok());
     ASSERT_EQ(handler_.completions, 1) << "only the connect completes";
     ASSERT_EQ(handler_.last, 0) << strerror(-handler_.last);
@@ -83,14 +75,14 @@ class UpstreamSocketTest : public ::testing::TestWithParam<bool> {
   // A socket connected to the same listener with no option set, for comparison.
   UniqueFd Unconfigured() {
     UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    EXPECT_EQ(connect(fd.get(), reinterpret_cast<sockaddr*>(&address_), sizeof(address_)), 0);
+    EXPECT_EQ(connect(fd.get(), address_.sockaddr_ptr(), address_.length), 0);
     return fd;
   }
 
   std::unique_ptr<Ring> ring_;
   UniqueFd listener_;
   UniqueFd upstream_;
-  sockaddr_in address_{};
+  SocketAddress address_;  // the listener's
   CountingHandler handler_;
 };
 
