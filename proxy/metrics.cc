@@ -154,6 +154,11 @@ Metrics::Metrics(const bpf::SockmapProgram* program, const ProcessState* state)
                            .Name("skproxy_resource_errors_total")
                            .Help("Client connections closed because skproxy ran out of descriptors or memory.")
                            .Register(*registry_)),
+      socket_option_failures_(prometheus::BuildCounter()
+                                  .Name("skproxy_socket_option_failures_total")
+                                  .Help("Socket options the kernel refused when set through io_uring; the "
+                                        "connection went on without the option.")
+                                  .Register(*registry_)),
       route_decisions_(prometheus::BuildCounter()
                            .Name("skproxy_route_decisions_total")
                            .Help("Connections routed by an http or tls listener, by listener and route.")

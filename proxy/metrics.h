@@ -98,6 +98,8 @@ class Metrics {
   prometheus::Counter& DatapathSwitch(const std::string& to) { return datapath_switches_.Add({{"to", to}}); }
   // Connections closed because the process ran out of a resource (reason: emfile, enfile, enobufs, enomem).
   prometheus::Counter& ResourceErrors(const std::string& reason);
+  // skproxy_socket_option_failures_total: options the kernel refused when set through io_uring.
+  prometheus::Counter& SocketOptionFailures() { return socket_option_failures_.Add({}); }
   // L7 listeners: which route a connection took (route: its name, "default", or "none" when nothing
   // matched and there is no default), the responses skproxy sent itself, and why an inspection failed.
   prometheus::Counter& RouteDecision(const std::string& listener, const std::string& route) {
@@ -137,6 +139,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& pipe_errors_;
   prometheus::Family<prometheus::Counter>& datapath_switches_;
   prometheus::Family<prometheus::Counter>& resource_errors_;
+  prometheus::Family<prometheus::Counter>& socket_option_failures_;
   prometheus::Family<prometheus::Counter>& route_decisions_;
   prometheus::Family<prometheus::Counter>& local_responses_;
   prometheus::Family<prometheus::Counter>& inspection_failures_;

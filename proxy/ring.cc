@@ -164,6 +164,7 @@ void Ring::SetSocketOption(int fd, int level, int name, const int* value) {
 void Ring::NoteSocketOptionFailure(int res) {
   // Options the caller could set before (probed at start), on a socket just made: a failure is not
   // expected, and the connection goes on without the option, as it would after a failed setsockopt.
+  if (socket_option_failure_counter_ != nullptr) socket_option_failure_counter_->Increment();
   if (socket_option_failures_++ == 0)
     std::fprintf(stderr, "skproxy: setting a socket option through io_uring: %s (reported once per worker)\n",
                  strerror(-res));

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "prometheus/counter.h"
 #include "proxy/unique_fd.h"
 
 namespace skproxy {
@@ -75,8 +76,10 @@ class Ring {
   // hard-linked to the SQE prepared next, which therefore runs after it whether or not it succeeded. A
   // socket option is set inline at submit, so it costs no system call of its own. *value is read when the
   // SQE runs: it must outlive the submit. Success posts no completion; a failure is written to stderr
-  // once per ring and counted (socket_option_failures).
+  // once per ring and counted (socket_option_failures, and the counter given to CountSocketOptionFailuresIn).
   void SetSocketOption(int fd, int level, int name, const int* value);
+  // Also counts each refused socket option in *counter (the worker's metric), which must outlive the ring.
+  void CountSocketOptionFailuresIn(prometheus::Counter* counter) { socket_option_failure_counter_ = counter; }
   // Submits what is queued (held SQEs first), waits for at least one completion and dispatches every
   // ready one. Does not wait while SQEs are still held, so they are retried on the next call.
   absl::Status SubmitAndDispatch();
@@ -114,6 +117,7 @@ class Ring {
   bool recv_multishot_limit_ = false;
   bool socket_commands_ = false;
   uint64_t socket_option_failures_ = 0;
+  prometheus::Counter* socket_option_failure_counter_ = nullptr;
 };
 
 // Prepares a multishot recv into a provided buffer of `group` that reads at most `limit` bytes in all

@@ -377,6 +377,7 @@ void Worker::Run() {
   }
   ring_ = *std::move(ring);
   context_.ring = ring_.get();
+  ring_->CountSocketOptionFailuresIn(&context_.metrics->SocketOptionFailures());
   http_pool_ = std::make_unique<HttpPool>(*ring_);
   context_.http_pool = http_pool_.get();
   context_.upstream_options = DecideUpstreamOptions(

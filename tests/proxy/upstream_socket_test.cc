@@ -11,6 +11,8 @@
 
 #include "config/address.h"
 #include "gtest/gtest.h"
+#include "prometheus/counter.h"
+#include "prometheus/registry.h"
 #include "proxy/kernel_version.h"
 #include "proxy/unique_fd.h"
 #include "tests/proxy/counting_handler.h"
@@ -122,6 +124,10 @@ TEST(RingSocketOptionTest, AFailureIsCountedAndTheLinkedSqeStillRuns) {
     GTEST_SKIP() << "kernel " << RunningKernelRelease() << " sets no socket option from io_uring (Linux 6.7+)";
   const UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   ASSERT_TRUE(fd.valid());
+  prometheus::Registry registry;
+  prometheus::Counter& metric =
+      prometheus::BuildCounter().Name("skproxy_socket_option_failures_total").Register(registry).Add({});
+  ring->CountSocketOptionFailuresIn(&metric);
   static const int kOne = 1;
   ring->SetSocketOption(fd.get(), IPPROTO_TCP, /*no such option*/ 12345, &kOne);
   CountingHandler handler;
@@ -130,6 +136,7 @@ TEST(RingSocketOptionTest, AFailureIsCountedAndTheLinkedSqeStillRuns) {
   EXPECT_EQ(handler.completions, 1);
   EXPECT_EQ(handler.last, 0) << "the NOP was cancelled: the link is not a hard link";
   EXPECT_EQ(ring->socket_option_failures(), 1u);
+  EXPECT_EQ(metric.Value(), 1);
 }
 
 // Socket commands came with Linux 6.7: the probe must find them there, and not before.
