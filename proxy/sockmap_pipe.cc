@@ -61,9 +61,9 @@ std::unique_ptr<SockmapPipe> SockmapPipe::Create(Ring& ring, Metrics& metrics, b
     reason = absl::StrCat("insert_", absl::AsciiStrToLower(name != nullptr ? name : "error"));
     if (inserted == bpf::Inserted::kNone) return fail(std::move(reason), std::move(status));
   }
-  std::unique_ptr<SockmapPipe> pipe(new SockmapPipe(ring, metrics, program, notices, options.gate_limit, keys,
-                                                    std::move(downstream), std::move(upstream),
-                                                    std::move(on_finish)));
+  std::unique_ptr<SockmapPipe> pipe(new SockmapPipe(ring, metrics, program, notices, options.gate_limit,
+                                                    options.copy_buffer, keys, std::move(downstream),
+                                                    std::move(upstream), std::move(on_finish)));
   pipe->dirs_[SKP_DOWNSTREAM_TO_UPSTREAM].destination_base = up->entered;
   pipe->dirs_[SKP_UPSTREAM_TO_DOWNSTREAM].destination_base = down->entered;
   if (inserted == bpf::Inserted::kDownstreamOnly) {
@@ -74,13 +74,18 @@ std::unique_ptr<SockmapPipe> SockmapPipe::Create(Ring& ring, Metrics& metrics, b
   return pipe;
 }
 
+size_t SockmapPipe::CopyBufferSize(uint64_t receive_buffer) {
+  return static_cast<size_t>(std::clamp<uint64_t>(receive_buffer, 256 * 1024, 4 * 1024 * 1024));
+}
+
 SockmapPipe::SockmapPipe(Ring& ring, Metrics& metrics, bpf::SockmapProgram& program, NoticeTargets& notices,
-                         uint64_t gate_limit, bpf::ConnectionKeys keys, UniqueFd downstream, UniqueFd upstream,
-                         std::function<void()> on_finish)
+                         uint64_t gate_limit, size_t copy_buffer_size, bpf::ConnectionKeys keys,
+                         UniqueFd downstream, UniqueFd upstream, std::function<void()> on_finish)
     : Pipe(ring, metrics, std::move(downstream), std::move(upstream), std::move(on_finish)),
       program_(program),
       notices_(notices),
       gate_limit_(gate_limit),
+      copy_buffer_size_(copy_buffer_size),
       keys_(keys) {
   dirs_[SKP_DOWNSTREAM_TO_UPSTREAM].source_key = keys.downstream;
   dirs_[SKP_UPSTREAM_TO_DOWNSTREAM].source_key = keys.upstream;
@@ -253,10 +258,10 @@ void SockmapPipe::Pump(int d) {
       continue;
     }
     // Not zeroed: recv overwrites what is sent.
-    if (!dir.buffer) dir.buffer.reset(new uint8_t[kCopyBufferSize]);
+    if (!dir.buffer) dir.buffer.reset(new uint8_t[copy_buffer_size_]);
     // With the socket in the sockhash, recv only returns what the verdict passed to user space, and 0 once
     // every byte before the FIN has been through the verdict.
-    const ssize_t n = recv(source(d), dir.buffer.get(), kCopyBufferSize, MSG_DONTWAIT);
+    const ssize_t n = recv(source(d), dir.buffer.get(), copy_buffer_size_, MSG_DONTWAIT);
     if (n > 0) {
       dir.length = static_cast<size_t>(n);
       dir.sent = 0;

@@ -40,7 +40,13 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   struct Options {
     uint64_t gate_limit;
     uint32_t worker;  // the notice ring of the worker that owns the connection
+    size_t copy_buffer;  // CopyBufferSize(receive buffer)
   };
+  // How much one recv takes from a source whose bytes the gate passed: all that the source's receive buffer
+  // holds, so that one read catches up with the verdict and it may redirect again sooner (the share of one
+  // stream that stays on the kernel path follows from it: docs/kernel-datapath.md). Held within
+  // [256 KiB, 4 MiB], since it is allocated for every direction in user mode.
+  static size_t CopyBufferSize(uint64_t receive_buffer);
   static std::unique_ptr<SockmapPipe> Create(Ring& ring, Metrics& metrics, bpf::SockmapProgram& program,
                                              NoticeTargets& notices, Options options, UniqueFd downstream,
                                              UniqueFd upstream, std::function<void()> on_finish,
@@ -74,7 +80,6 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
  private:
   // + direction where paired.
   enum Tag : unsigned { kReadable = 0, kWritable = 2, kHangup = 4, kTimer = 6, kCancel = 7, kRecv = 8, kSend = 10 };
-  static constexpr size_t kCopyBufferSize = 256 * 1024;
   static constexpr int kNoRingBuffer = -1;
   static constexpr int kOwnBuffer = -2;
 
@@ -116,8 +121,8 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   };
 
   SockmapPipe(Ring& ring, Metrics& metrics, bpf::SockmapProgram& program, NoticeTargets& notices,
-              uint64_t gate_limit, bpf::ConnectionKeys keys, UniqueFd downstream, UniqueFd upstream,
-              std::function<void()> on_finish);
+              uint64_t gate_limit, size_t copy_buffer_size, bpf::ConnectionKeys keys, UniqueFd downstream,
+              UniqueFd upstream, std::function<void()> on_finish);
   void Handle(unsigned tag, int res, unsigned cqe_flags) override;
   // Moves direction d as far as it can go now; arms a poll or the timer where it has to wait.
   void Pump(int d);
@@ -149,6 +154,7 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   bpf::SockmapProgram& program_;
   NoticeTargets& notices_;
   uint64_t gate_limit_;
+  size_t copy_buffer_size_;
   bpf::ConnectionKeys keys_;
   bool upstream_in_map_ = true;
   bool held_ = false;

@@ -24,7 +24,7 @@ constexpr double kIdealSeconds = kBytes / kRate;        // 12.8 s
 constexpr double kMaxSeconds = 2 * kIdealSeconds;
 // Bytes accepted from the sender but not yet read by the receiver, at most. The product's bound per
 // direction on the kernel path (README): gate_limit (8 MiB: the upstream leg's write queue plus the psock
-// backlog) + the receive buffer passed bytes wait in (1 MiB) + the 256 KiB copy buffer, ~9.3 MiB; add the
+// backlog) + the receive buffer passed bytes wait in (1 MiB) + the copy buffer (1 MiB), ~10 MiB; add the
 // test's own send and receive buffers (128 KiB asked each) and one 64 KiB skb past the limit: measured
 // 9.7 MiB. The user-space path holds less (its upstream send buffer plus one 64 KiB buffer: 5.1 MiB).
 // This is the exact measure of what the proxy lets pile up, immune to other processes on the machine.

@@ -30,6 +30,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Worker 0's notice ring, and the copy buffer of the default receive buffer (1 MiB).
+SockmapPipe::Options PipeOptions(uint64_t gate_limit) { return {gate_limit, 0, SockmapPipe::CopyBufferSize(1 << 20)}; }
+
 uint8_t PatternByte(uint64_t offset) { return static_cast<uint8_t>((offset * 2654435761u) >> 13); }
 
 // (connecting end, accepted end) on IPv4 loopback.
@@ -165,7 +168,7 @@ class PipeTest : public ::testing::TestWithParam<TestPath>, protected PipeRig {
     if (GetParam() != TestPath::kUserspace) {
       SockmapPipe::InsertFailure failure;
       std::unique_ptr<SockmapPipe> pipe =
-          SockmapPipe::Create(*ring_, *metrics_, *program_, notices_, {gate_limit, 0}, std::move(downstream_),
+          SockmapPipe::Create(*ring_, *metrics_, *program_, notices_, PipeOptions(gate_limit), std::move(downstream_),
                               std::move(upstream_), on_finish, &failure);
       ASSERT_NE(pipe, nullptr) << failure.status;
       pipe->Start();
@@ -345,7 +348,7 @@ class SockmapInsertTest : public ::testing::Test, protected PipeRig {
   void SetUp() override { Build(true); }
 
   std::unique_ptr<Pipe> Create(SockmapPipe::InsertFailure* failure) {
-    return SockmapPipe::Create(*ring_, *metrics_, *program_, notices_, {8 << 20, 0}, std::move(downstream_),
+    return SockmapPipe::Create(*ring_, *metrics_, *program_, notices_, PipeOptions(8 << 20), std::move(downstream_),
                                std::move(upstream_), [] {}, failure);
   }
 };
@@ -660,7 +663,7 @@ TEST_F(HeldDryPoolTest, EchoingUpstreamsDoNotHangHeldConnections) {
     fcntl(downstream.get(), F_SETFL, O_NONBLOCK);
     fcntl(upstream.get(), F_SETFL, O_NONBLOCK);
     SockmapPipe::InsertFailure failure;
-    leg.pipe = SockmapPipe::Create(*ring_, *metrics_, *program_, notices_, {8 << 20, 0}, std::move(downstream),
+    leg.pipe = SockmapPipe::Create(*ring_, *metrics_, *program_, notices_, PipeOptions(8 << 20), std::move(downstream),
                                    std::move(upstream), [] {}, &failure);
     ASSERT_NE(leg.pipe, nullptr) << failure.status;
     leg.pipe->Start();
@@ -711,4 +714,17 @@ INSTANTIATE_TEST_SUITE_P(Paths, PipeTest, ::testing::Values(TestPath::kSockmap, 
                          [](const auto& info) { return std::string(TestPathName(info.param)); });
 
 }  // namespace
+// In user mode one recv takes what the source's receive buffer holds, bounded for the memory it costs.
+TEST(SockmapPipeCopyBuffer, FollowsTheReceiveBufferWithinBounds) {
+  constexpr size_t KiB = 1024, MiB = 1024 * KiB;
+  const struct {
+    uint64_t receive_buffer;
+    size_t copy_buffer;
+  } cases[] = {{0, 256 * KiB},           {512 * KiB, 512 * KiB}, {1 * MiB, 1 * MiB},
+               {3 * MiB, 3 * MiB},       {4 * MiB, 4 * MiB},     {64 * MiB, 4 * MiB},
+               {1024 * MiB, 4 * MiB}};
+  for (const auto& c : cases)
+    EXPECT_EQ(SockmapPipe::CopyBufferSize(c.receive_buffer), c.copy_buffer) << c.receive_buffer;
+}
+
 }  // namespace skproxy
