@@ -75,8 +75,7 @@ std::unique_ptr<Pipe> PathSwitch::KernelPipe(UniqueFd downstream, UniqueFd upstr
   SockmapPipe::InsertFailure failure;
   std::unique_ptr<SockmapPipe> pipe = SockmapPipe::Create(
       *worker_.ring, *worker_.metrics, *worker_.sockmap, *worker_.notices,
-      {worker_.sockmap_config->gate_limit_bytes, worker_.index,
-       SockmapPipe::CopyBufferSize(worker_.sockmap_config->receive_buffer_bytes)},
+      {worker_.sockmap_config->gate_limit_bytes, worker_.index, worker_.sockmap_config->receive_buffer_bytes},
       std::move(downstream), std::move(upstream), on_finish_, &failure);
   if (!failure.reason.empty()) worker_.metrics->Fallback(failure.reason).Increment();
   if (pipe == nullptr) {

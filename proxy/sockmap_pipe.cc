@@ -62,7 +62,7 @@ std::unique_ptr<SockmapPipe> SockmapPipe::Create(Ring& ring, Metrics& metrics, b
     if (inserted == bpf::Inserted::kNone) return fail(std::move(reason), std::move(status));
   }
   std::unique_ptr<SockmapPipe> pipe(new SockmapPipe(ring, metrics, program, notices, options.gate_limit,
-                                                    options.copy_buffer, keys, std::move(downstream),
+                                                    CopyBufferSize(options.receive_buffer), keys, std::move(downstream),
                                                     std::move(upstream), std::move(on_finish)));
   pipe->dirs_[SKP_DOWNSTREAM_TO_UPSTREAM].destination_base = up->entered;
   pipe->dirs_[SKP_UPSTREAM_TO_DOWNSTREAM].destination_base = down->entered;

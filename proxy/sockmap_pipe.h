@@ -40,7 +40,7 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   struct Options {
     uint64_t gate_limit;
     uint32_t worker;  // the notice ring of the worker that owns the connection
-    size_t copy_buffer;  // CopyBufferSize(receive buffer)
+    uint64_t receive_buffer;  // the legs' receive buffer (sockmap.receive_buffer): sizes the copy buffer
   };
   // How much one recv takes from a source whose bytes the gate passed: all that the source's receive buffer
   // holds, so that one read catches up with the verdict and it may redirect again sooner (the share of one

@@ -30,8 +30,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Worker 0's notice ring, and the copy buffer of the default receive buffer (1 MiB).
-SockmapPipe::Options PipeOptions(uint64_t gate_limit) { return {gate_limit, 0, SockmapPipe::CopyBufferSize(1 << 20)}; }
+// Worker 0's notice ring, and the default receive buffer (1 MiB) for the copy buffer's size.
+SockmapPipe::Options PipeOptions(uint64_t gate_limit) { return {gate_limit, 0, 1 << 20}; }
 
 uint8_t PatternByte(uint64_t offset) { return static_cast<uint8_t>((offset * 2654435761u) >> 13); }
 
