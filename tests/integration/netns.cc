@@ -51,6 +51,15 @@ absl::Status WriteSysctl(const std::string& path, const std::string& value) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::array<uint64_t, 3>> ReadSysctlTriple(const std::string& path) {
+  const std::string file = "/proc/sys/" + path;
+  std::ifstream in(file);
+  std::array<uint64_t, 3> values{};
+  in >> values[0] >> values[1] >> values[2];
+  if (!in) return absl::UnavailableError(absl::StrCat("cannot read three numbers from ", file));
+  return values;
+}
+
 uint64_t NetstatCounter(const std::string& group, const std::string& name) {
   // Pairs of lines: "TcpExt: Name1 Name2 ..." then "TcpExt: value1 value2 ...".
   std::ifstream in("/proc/thread-self/net/netstat");

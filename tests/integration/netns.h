@@ -2,6 +2,8 @@
 // outside the test sees a dropped segment.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +33,9 @@ class ScopedNetns {
 // Writes `value` to /proc/sys/`path` (e.g. "net/ipv4/tcp_rmem") as the calling thread sees it: inside a
 // ScopedNetns, a per-namespace setting changes for that namespace only.
 absl::Status WriteSysctl(const std::string& path, const std::string& value);
+// The three numbers of /proc/sys/`path` (e.g. "net/ipv4/tcp_mem": low, pressure, high; tcp_rmem and tcp_wmem:
+// minimum, default, maximum) as the calling thread sees it.
+absl::StatusOr<std::array<uint64_t, 3>> ReadSysctlTriple(const std::string& path);
 // A counter of the calling thread's namespace from /proc/thread-self/net/netstat, e.g. ("TcpExt",
 // "TCPMemoryPressures"); 0 when absent.
 uint64_t NetstatCounter(const std::string& group, const std::string& name);

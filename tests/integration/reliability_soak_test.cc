@@ -25,7 +25,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
-#include <fstream>
+#include <array>
 #include <map>
 #include <mutex>
 #include <random>
@@ -244,12 +244,9 @@ TEST_P(ReliabilitySoakTest, ThousandConnectionsWithKilledUpstreamsAndClientReset
   }
   // Per slot: the client's socket and the in-process upstream's (the proxy holds its own two).
   ASSERT_TRUE(RaiseOpenFileLimit(4 * kSlots + 1024)) << "cannot raise RLIMIT_NOFILE: " << strerror(errno);
-  uint64_t tcp_mem[3] = {0, 0, 0};  // pages: net.ipv4.tcp_mem, only readable outside a namespace
-  {
-    std::ifstream in("/proc/sys/net/ipv4/tcp_mem");
-    in >> tcp_mem[0] >> tcp_mem[1] >> tcp_mem[2];
-    ASSERT_TRUE(in) << "cannot read /proc/sys/net/ipv4/tcp_mem";
-  }
+  // Pages: net.ipv4.tcp_mem, only readable outside a namespace.
+  const absl::StatusOr<std::array<uint64_t, 3>> tcp_mem = ReadSysctlTriple("net/ipv4/tcp_mem");
+  ASSERT_TRUE(tcp_mem.ok()) << tcp_mem.status();
   auto ns = ScopedNetns::Enter();
   if (!ns.ok()) GTEST_SKIP() << "cannot create a network namespace: " << ns.status();
   for (const auto& [name, value] : {std::pair{"net/ipv4/tcp_rmem", kTcpRmem}, std::pair{"net/ipv4/tcp_wmem", kTcpWmem}}) {
@@ -444,7 +441,7 @@ TEST_P(ReliabilitySoakTest, ThousandConnectionsWithKilledUpstreamsAndClientReset
   // Below the kernel's TCP memory pressure all along (kTcpRmem), or the results above are the kernel's.
   EXPECT_EQ(NetstatCounter("TcpExt", "TCPMemoryPressures"), 0u)
       << "the soak's sockets pushed the kernel into TCP memory pressure (peak " << sampler.max_tcp_pages()
-      << " pages, pressure from " << tcp_mem[1] << "): " << kernel_counters();
+      << " pages, pressure from " << (*tcp_mem)[1] << "): " << kernel_counters();
   auto m = proxy->Metrics();
   ASSERT_TRUE(m.ok()) << m.status();
   ByteCounters bytes = ReadByteCounters(*m);
@@ -471,7 +468,7 @@ TEST_P(ReliabilitySoakTest, ThousandConnectionsWithKilledUpstreamsAndClientReset
          kill_latencies.size() > 1 ? kill_latencies[1] : -1, kill_latencies.size() > 2 ? kill_latencies[2] : -1,
          rss_start / double(MiB), rss_warm / double(MiB), kSlots, sampler.max_rss() / double(MiB),
          rss_end / double(MiB), pools_warm / double(MiB), pools_end / double(MiB), pools_bytes / double(MiB),
-         sampler.max_tcp_pages() * page / MiB, tcp_mem[1] * page / MiB, kernel_counters().c_str(),
+         sampler.max_tcp_pages() * page / MiB, (*tcp_mem)[1] * page / MiB, kernel_counters().c_str(),
          bytes.Describe().c_str());
 }
 

@@ -6,13 +6,14 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
-#include <fstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/netns.h"
 #include "tests/integration/test_helpers.h"
 #include "tests/integration/upstreams.h"
 
@@ -35,11 +36,10 @@ constexpr uint64_t kMaxHeldBytesKernelPath = 12 * MiB;
 // buffer may grow to tcp_rmem's maximum, and the destination's send buffer to tcp_wmem's. Measured 5.1 to
 // 8.2 MiB, and once 12.6 MiB (a fresh-clone CI run: the client leg's receive buffer had grown to 8 MiB,
 // 7.8 MB of it unread). Plus a few 64 KiB pool buffers and the test's own buffers: 1 MiB.
+// An unreadable setting counts as 0, which leaves only the 1 MiB and fails the test loudly.
 uint64_t SysctlMaximum(const std::string& name) {
-  std::ifstream in("/proc/sys/net/ipv4/" + name);
-  uint64_t low = 0, initial = 0, maximum = 0;
-  in >> low >> initial >> maximum;
-  return maximum;
+  const absl::StatusOr<std::array<uint64_t, 3>> values = ReadSysctlTriple("net/ipv4/" + name);
+  return values.ok() ? (*values)[2] : 0;
 }
 uint64_t MaxHeldBytes(const std::string& datapath) {
   if (datapath == "sockmap") return kMaxHeldBytesKernelPath;
