@@ -713,7 +713,6 @@ INSTANTIATE_TEST_SUITE_P(RecvModes, SharedPoolTest, ::testing::Bool(),
 INSTANTIATE_TEST_SUITE_P(Paths, PipeTest, ::testing::Values(TestPath::kSockmap, TestPath::kUserspace, TestPath::kHeld),
                          [](const auto& info) { return std::string(TestPathName(info.param)); });
 
-}  // namespace
 // In user mode one recv takes what the source's receive buffer holds, bounded for the memory it costs.
 TEST(SockmapPipeCopyBuffer, FollowsTheReceiveBufferWithinBounds) {
   constexpr size_t KiB = 1024, MiB = 1024 * KiB;
@@ -727,4 +726,5 @@ TEST(SockmapPipeCopyBuffer, FollowsTheReceiveBufferWithinBounds) {
     EXPECT_EQ(SockmapPipe::CopyBufferSize(c.receive_buffer), c.copy_buffer) << c.receive_buffer;
 }
 
+}  // namespace
 }  // namespace skproxy
