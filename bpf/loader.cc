@@ -80,6 +80,11 @@ absl::StatusOr<std::unique_ptr<SockmapProgram>> SockmapProgram::Load(const LoadO
     return Errno(errno, "attaching the stream verdict to the sockhash");
   program->attached_ = true;
   if (absl::Status s = program->MapUsers(options.max_sockets); !s.ok()) return s;
+  // Without the iterator a demoted connection stays held in the map: slower, equally exact.
+  program->leave_link_ = bpf_program__attach_iter(skel->progs.skp_leave, nullptr);
+  if (program->leave_link_ == nullptr)
+    std::fprintf(stderr, "skproxy: the leave pass is unavailable (%s): demoted connections stay in the sockhash\n",
+                 std::strerror(errno));
   return program;
 }
 
@@ -145,6 +150,7 @@ void SockmapProgram::ReturnSlots(ConnectionKeys& keys) {
 
 SockmapProgram::~SockmapProgram() {
   if (users_ != nullptr) munmap(users_, users_bytes_);
+  if (leave_link_ != nullptr) bpf_link__destroy(leave_link_);
   if (attached_)
     bpf_prog_detach2(bpf_program__fd(skel_->progs.skp_verdict), socks_fd(), BPF_SK_SKB_STREAM_VERDICT);
   skp_verdict_bpf::destroy(skel_);
@@ -241,6 +247,39 @@ void SockmapProgram::RemoveState(ConnectionKeys& keys) {
   sockets_held_.fetch_sub(keys.sockets_in_map, std::memory_order_relaxed);
   keys.sockets_in_map = 0;
 }
+
+absl::Status SockmapProgram::AskToLeave(int fd) {
+  const uint64_t mark = (static_cast<uint64_t>(gettid()) << 32) | SKP_LEAVE_ASKED;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.skp_leaving), &fd, &mark, BPF_ANY) != 0)
+    return Errno(errno, "asking a leg to leave the sockhash");
+  return absl::OkStatus();
+}
+
+absl::Status SockmapProgram::RunLeavePass() {
+  UniqueFd iter(bpf_iter_create(bpf_link__fd(leave_link_)));
+  if (!iter.valid()) return Errno(errno, "starting the leave pass");
+  char sink[64];  // the program writes nothing: read() returns 0 once it has seen every socket
+  for (;;) {
+    const ssize_t n = read(iter.get(), sink, sizeof(sink));
+    if (n == 0) return absl::OkStatus();
+    if (n < 0 && errno != EINTR && errno != EAGAIN) return Errno(errno, "running the leave pass");
+  }
+}
+
+bool SockmapProgram::Left(int fd, ConnectionKeys& keys) {
+  uint64_t mark = 0;
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.skp_leaving), &fd, &mark) != 0 ||
+      static_cast<uint32_t>(mark) != SKP_LEAVE_DONE)
+    return false;
+  ForgetLeave(fd);
+  if (keys.sockets_in_map > 0) {
+    --keys.sockets_in_map;
+    sockets_held_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  return true;
+}
+
+void SockmapProgram::ForgetLeave(int fd) { bpf_map_delete_elem(bpf_map__fd(skel_->maps.skp_leaving), &fd); }
 
 absl::StatusOr<skp_dir> SockmapProgram::ReadDirection(const skp_key& source) const {
   skp_dir dir;

@@ -16,6 +16,7 @@
 #include "proxy/unique_fd.h"
 
 struct skp_verdict_bpf;  // the bpftool skeleton
+struct bpf_link;
 
 namespace skproxy::bpf {
 
@@ -93,6 +94,20 @@ class SockmapProgram {
     return __atomic_load_n(&users_[slot].redirected_skbs, __ATOMIC_RELAXED);
   }
 
+  // The leave pass (skp_leave in verdict.bpf.c) takes legs of held connections out of the sockhash under
+  // their socket lock, so that no byte the verdict passes can be lost with the psock. AskToLeave marks a
+  // leg (the caller has made sure that nothing redirected towards it is still in its backlog and that the
+  // connection is held); RunLeavePass walks every TCP socket of the namespace once, which takes
+  // milliseconds with many sockets, so run it at most once per sampling interval for all that asked;
+  // Left says whether the pass took the leg out (and then forgets the mark, and counts the leg as gone).
+  // A pass takes out only the legs its own thread marked: ask, run and check on the same thread.
+  // Unavailable (false) when the kernel could not attach the iterator: held connections then stay held.
+  bool leave_available() const { return leave_link_ != nullptr; }
+  absl::Status AskToLeave(int fd);
+  absl::Status RunLeavePass();
+  bool Left(int fd, ConnectionKeys& keys);
+  void ForgetLeave(int fd);
+
   // The notice ring of worker `index` (a BPF ring buffer map), for the worker to poll and consume.
   int NoticeRingFd(uint32_t index) const { return index < rings_.size() ? rings_[index].get() : -1; }
   uint32_t workers() const { return static_cast<uint32_t>(rings_.size()); }
@@ -126,6 +141,7 @@ class SockmapProgram {
 
   skp_verdict_bpf* skel_;
   bool attached_ = false;
+  bpf_link* leave_link_ = nullptr;
   skp_user* users_ = nullptr;  // skp_users, mapped
   size_t users_bytes_ = 0;
   std::vector<UniqueFd> rings_;

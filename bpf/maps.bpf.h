@@ -44,6 +44,15 @@ struct {
 	__array(values, struct skp_notice_ring);
 } skp_notices SEC(".maps");
 
+/* Legs of held connections that ask to leave the sockhash (enum skp_leave_mark), per socket: user space
+ * writes it keyed by the descriptor, the leave pass reads it for every TCP socket it walks. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} skp_leaving SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SKP_STATS_ENTRIES);

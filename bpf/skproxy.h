@@ -60,6 +60,15 @@ struct skp_user {
 	__u64 redirected_skbs; /* verdict: skbs redirected */
 };
 
+/* A held connection's leg asking to leave the sockhash: the low 32 bits of its skp_leaving value (user
+ * space writes ASKED, the leave pass sets DONE once it has taken the leg out); the high 32 bits are the
+ * thread id of the worker that asked. Only that worker's own pass takes the leg out: another worker's pass
+ * could otherwise delete it after the owner had given up and gone back to reading, unseen. */
+enum skp_leave_mark {
+	SKP_LEAVE_ASKED = 1,
+	SKP_LEAVE_DONE = 2,
+};
+
 /* One record in a worker's notice ring: direction `slot` needs user space. */
 enum skp_notice_kind {
 	SKP_NOTICE_PASSED = 0, /* the gate passed bytes to user space while it was not watching */

@@ -277,4 +277,67 @@ int skp_verdict(struct __sk_buff *skb)
 	return SK_PASS;
 }
 
+/* The leave pass: takes the legs of held connections that asked (skp_leaving) out of the sockhash, exactly.
+ *
+ * A delete from user space can race a data-ready: a segment that arrives between user space's last read and
+ * the delete is passed into the psock and dropped with it. Both the data-ready and this program run under
+ * the socket's lock (a TCP iterator locks each socket it hands over; segments that arrive meanwhile wait
+ * in the socket's backlog), so here no verdict can run for this socket: if every byte the verdict passed
+ * has been copied by user space, the psock holds nothing of this direction, and the delete loses nothing.
+ * User space has made sure before asking that nothing redirected towards this socket is still in its
+ * backlog, and that no verdict of the peer will redirect again (the connection is held). A leg whose
+ * verdict passed more bytes meanwhile stays in and keeps its mark: user space copies them and runs the
+ * pass again. Runs for every TCP socket of the namespace; most have no mark and cost one lookup. Each
+ * worker runs its own passes, for the legs it marked (the thread id in the mark). */
+static __always_inline void key_from_sock(struct sock_common *skc, struct skp_key *key)
+{
+	__builtin_memset(key, 0, sizeof(*key));
+	key->family = skc->skc_family;
+	if (skc->skc_family == AF_INET6) {
+		key->local_ip[0] = skc->skc_v6_rcv_saddr.in6_u.u6_addr32[0];
+		key->local_ip[1] = skc->skc_v6_rcv_saddr.in6_u.u6_addr32[1];
+		key->local_ip[2] = skc->skc_v6_rcv_saddr.in6_u.u6_addr32[2];
+		key->local_ip[3] = skc->skc_v6_rcv_saddr.in6_u.u6_addr32[3];
+		key->remote_ip[0] = skc->skc_v6_daddr.in6_u.u6_addr32[0];
+		key->remote_ip[1] = skc->skc_v6_daddr.in6_u.u6_addr32[1];
+		key->remote_ip[2] = skc->skc_v6_daddr.in6_u.u6_addr32[2];
+		key->remote_ip[3] = skc->skc_v6_daddr.in6_u.u6_addr32[3];
+	} else {
+		key->local_ip[0] = skc->skc_rcv_saddr;
+		key->remote_ip[0] = skc->skc_daddr;
+	}
+	key->local_port = skc->skc_num;                  /* host order */
+	key->remote_port = bpf_ntohs(skc->skc_dport);
+}
+
+SEC("iter/tcp")
+int skp_leave(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct skp_user *user;
+	struct tcp_sock *tp;
+	struct skp_dir *dir;
+	struct skp_key key;
+	__u64 *mark;
+
+	if (!skc)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(skc);  /* full sockets only: not request or time-wait sockets */
+	if (!tp)
+		return 0;
+	mark = bpf_sk_storage_get(&skp_leaving, tp, 0, 0);
+	if (!mark || (__u32)*mark != SKP_LEAVE_ASKED || (__u32)(*mark >> 32) != (__u32)bpf_get_current_pid_tgid())
+		return 0;
+	key_from_sock(skc, &key);
+	dir = bpf_map_lookup_elem(&skp_dirs, &key);
+	if (!dir)
+		return 0;
+	user = bpf_map_lookup_elem(&skp_users, &dir->user_slot);
+	if (!user || *(volatile __u64 *)&user->copied != user->passed)
+		return 0;
+	if (bpf_map_delete_elem(&skp_socks, &key) == 0)
+		*mark = SKP_LEAVE_DONE;  /* for the owner only: it forgets the mark next */
+	return 0;
+}
+
 char LICENSE[] SEC("license") = "GPL";
