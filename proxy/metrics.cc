@@ -150,6 +150,10 @@ Metrics::Metrics(const bpf::SockmapProgram* program, const ProcessState* state)
                              .Name("skproxy_datapath_switches_total")
                              .Help("Connections moved from one data path to the other, by the path they moved to.")
                              .Register(*registry_)),
+      sockmap_leaves_(prometheus::BuildCounter()
+                          .Name("skproxy_sockmap_leaves_total")
+                          .Help("Attempts of held (demoted) connections to leave the sockhash, by result.")
+                          .Register(*registry_)),
       resource_errors_(prometheus::BuildCounter()
                            .Name("skproxy_resource_errors_total")
                            .Help("Client connections closed because skproxy ran out of descriptors or memory.")
@@ -254,6 +258,7 @@ Metrics::Metrics(const bpf::SockmapProgram* program, const ProcessState* state)
                                .Add({})) {
   last_reload_success_.Set(1);
   for (const char* result : {"success", "failure"}) reloads_.Add({{"result", result}});
+  for (const char* result : {"left", "stayed"}) sockmap_leaves_.Add({{"result", result}});
 }
 
 ListenerMetrics Metrics::ForListener(const std::string& listener) {

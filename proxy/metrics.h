@@ -96,6 +96,9 @@ class Metrics {
   prometheus::Counter& PipeError(const std::string& op) { return pipe_errors_.Add({{"op", op}}); }
   // A connection moved between data paths (to: "kernel" | "user").
   prometheus::Counter& DatapathSwitch(const std::string& to) { return datapath_switches_.Add({{"to", to}}); }
+  // A held connection's attempt to leave the sockhash (result: "left", both legs out and the connection
+  // on the user-space pipe; "stayed", a leg's verdict passed bytes meanwhile or a leg is ending).
+  prometheus::Counter& SockmapLeave(const std::string& result) { return sockmap_leaves_.Add({{"result", result}}); }
   // Connections closed because the process ran out of a resource (reason: emfile, enfile, enobufs, enomem).
   prometheus::Counter& ResourceErrors(const std::string& reason);
   // skproxy_socket_option_failures_total: options the kernel refused when set through io_uring.
@@ -138,6 +141,7 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>& connect_duration_;
   prometheus::Family<prometheus::Counter>& pipe_errors_;
   prometheus::Family<prometheus::Counter>& datapath_switches_;
+  prometheus::Family<prometheus::Counter>& sockmap_leaves_;
   prometheus::Family<prometheus::Counter>& resource_errors_;
   prometheus::Family<prometheus::Counter>& socket_option_failures_;
   prometheus::Family<prometheus::Counter>& route_decisions_;

@@ -1,5 +1,7 @@
 #include "proxy/path_switch.h"
 
+#include <cstdio>
+
 #include "proxy/socket_options.h"
 #include "proxy/sockmap_pipe.h"
 #include "proxy/userspace_pipe.h"
@@ -79,6 +81,10 @@ std::unique_ptr<Pipe> PathSwitch::KernelPipe(UniqueFd downstream, UniqueFd upstr
       std::move(downstream), std::move(upstream), on_finish_, &failure);
   if (!failure.reason.empty()) worker_.metrics->Fallback(failure.reason).Increment();
   if (pipe == nullptr) {
+    // EBUSY: the socket left the sockhash a moment ago and its old psock is still being freed (a connection
+    // that left and turned bulk again): it stays promotable, and its next bulk run tries again.
+    if (worker_.promote && failure.reason == "insert_ebusy")
+      return UserPipe(std::move(failure.downstream), std::move(failure.upstream), nullptr);
     return std::make_unique<UserspacePipe>(*worker_.ring, *worker_.metrics, std::move(failure.downstream),
                                            std::move(failure.upstream), on_finish_);
   }
@@ -91,7 +97,7 @@ std::unique_ptr<Pipe> PathSwitch::KernelPipe(UniqueFd downstream, UniqueFd upstr
 
 void PathSwitch::Promote(UniqueFd downstream, UniqueFd upstream) {
   // Called from inside the user-space pipe, which must outlive the call: it is retired, not destroyed.
-  retired_ = std::move(pipe_);
+  Retire(std::move(pipe_));
   pipe_ = KernelPipe(std::move(downstream), std::move(upstream));
   if (pipe_->kind() == PathKind::kSockmap) {
     worker_.metrics->DatapathSwitch("kernel").Increment();
@@ -103,6 +109,30 @@ void PathSwitch::Promote(UniqueFd downstream, UniqueFd upstream) {
   }
   Count(pipe_->kind());
   pipe_->Start();
+}
+
+void PathSwitch::AfterLeavePass() {
+  if (kernel_ != nullptr) kernel_->AfterLeavePass();
+}
+
+void PathSwitch::Demote(UniqueFd downstream, UniqueFd upstream) {
+  // Called from inside the SockmapPipe, which must outlive the call: it is retired, not destroyed.
+  kernel_ = nullptr;
+  Watch(false);
+  Retire(std::move(pipe_));
+  pipe_ = UserPipe(std::move(downstream), std::move(upstream), nullptr);
+  Count(pipe_->kind());
+  pipe_->Start();
+}
+
+void PathSwitch::Retire(std::unique_ptr<Pipe> pipe) {
+  if (retired_ != nullptr) {
+    for (int d = 0; d < 2; ++d) {
+      carried_kernel_[d] += retired_->kernel_bytes(d);
+      carried_user_[d] += retired_->user_bytes(d);
+    }
+  }
+  retired_ = std::move(pipe);
 }
 
 PathSwitch::Traffic PathSwitch::Seen() const {
@@ -145,6 +175,13 @@ void PathSwitch::Sample() {
       worker_.metrics->DatapathSwitch("kernel").Increment();
       ++switches_;
     }
+  } else if (!kernel_->leaving() && worker_.switches->leave_available()) {
+    // Held for a whole interval and still not bulk: out of the map, so that its skbs no longer cost a
+    // psock's work. The pipe may still decline (a leg ending); then it stays held and tries again.
+    kernel_->BeginLeave([this] { worker_.switches->AskLeavePass(this); },
+                        [this](UniqueFd downstream, UniqueFd upstream) {
+                          Demote(std::move(downstream), std::move(upstream));
+                        });
   }
   if (!pipe_->done()) Count(pipe_->kind());
 }
@@ -181,15 +218,38 @@ void PathSwitch::Uncount() {
   }
 }
 
-PathSwitches::PathSwitches(Ring& ring, absl::Duration interval) : ring_(ring) {
+PathSwitches::PathSwitches(Ring& ring, absl::Duration interval, bpf::SockmapProgram* program)
+    : ring_(ring), program_(program) {
   interval_.tv_sec = absl::ToInt64Seconds(interval);
   interval_.tv_nsec = absl::ToInt64Nanoseconds(interval - absl::Seconds(interval_.tv_sec));
   Arm();
 }
 
-void PathSwitches::Arm() { io_uring_prep_timeout(ring_.Prepare(this, 0), &interval_, 0, 0); }
+void PathSwitches::Arm() { io_uring_prep_timeout(ring_.Prepare(this, kTimer), &interval_, 0, 0); }
 
-void PathSwitches::OnCompletion(unsigned, int res, unsigned) {
+void PathSwitches::AskLeavePass(PathSwitch* path) {
+  leaving_.insert(path);
+  if (pass_armed_) return;
+  // A no-op through the ring: the pass runs once this round's completions have been handled, so every
+  // connection that asks in the same round shares it.
+  pass_armed_ = true;
+  io_uring_prep_nop(ring_.Prepare(this, kLeavePass));
+}
+
+void PathSwitches::OnCompletion(unsigned tag, int res, unsigned) {
+  if (tag == kLeavePass) {
+    pass_armed_ = false;
+    if (absl::Status s = program_->RunLeavePass(); !s.ok() && !pass_error_logged_) {
+      pass_error_logged_ = true;  // the connections stay held: exact, only slower
+      std::fprintf(stderr, "skproxy: %s (logged once per worker)\n", s.ToString().c_str());
+    }
+    absl::flat_hash_set<PathSwitch*> asked;
+    asked.swap(leaving_);
+    // A connection that leaves is removed from switches_ on the way (Demote); none is destroyed here,
+    // since the worker reaps connections only between dispatches.
+    for (PathSwitch* path : asked) path->AfterLeavePass();
+    return;
+  }
   // A sample may end a pipe (a reset found while copying) but never destroys a switch: the worker reaps
   // connections only between dispatches, so the set does not change under this loop.
   for (PathSwitch* path : switches_) path->Sample();
@@ -198,6 +258,10 @@ void PathSwitches::OnCompletion(unsigned, int res, unsigned) {
 
 PathSwitch::Summary PathSwitch::Summarize() const {
   Summary summary;
+  for (int d = 0; d < 2; ++d) {
+    summary.kernel_bytes[d] = carried_kernel_[d];
+    summary.user_bytes[d] = carried_user_[d];
+  }
   for (const Pipe* pipe : {retired_.get(), pipe_.get()}) {
     if (pipe == nullptr) continue;
     for (int d = 0; d < 2; ++d) {

@@ -4,9 +4,9 @@
 //   start ── datapath sockmap ──────────────────────────────► kernel (SockmapPipe)
 //     │                                                          ▲  │
 //     └─ datapath auto/userspace ─► user (UserspacePipe) ── promote ┘  │ demote: Hold(true)
-//                                                                      ▼
-//                                       held (SockmapPipe, both directions passed to user space)
-//                                                    └── promote again: Hold(false) ──► kernel
+//                                     ▲                                ▼
+//                                     │ leave   held (SockmapPipe, both directions passed to user space)
+//                                     └──────────────┘   └── promote again: Hold(false) ──► kernel
 //
 //  - promote (user -> kernel): the UserspacePipe stops reading once it sees a bulk flow (or a quiet worker),
 //    writes what it read, and hands both legs over (UserspacePipe::HandOverWhen); they go into the
@@ -17,6 +17,9 @@
 //    passed between user space's last read and the delete; the hold has no such window.
 //  - promote again (held -> kernel): the hold ends and the gate's own rule hands the direction back to the
 //    redirect once every passed byte has been copied.
+//  - leave (held -> user): held for a whole interval and still not bulk, the connection leaves the sockhash
+//    exactly (SockmapPipe::BeginLeave: a BPF iterator deletes each leg under its socket lock once the
+//    verdict has passed nothing uncopied) and goes on on a new UserspacePipe (Demote), promotable again.
 // The signal for the kernel side is the verdict's per-direction counts of bytes and skbs (skp_user),
 // sampled once per switch_interval by the worker's PathSwitches timer: no wake-up per skb.
 #pragma once
@@ -28,6 +31,7 @@
 #include <memory>
 
 #include "absl/container/flat_hash_set.h"
+#include "bpf/loader.h"
 #include "proxy/datapath.h"
 #include "proxy/metrics.h"
 #include "proxy/ring.h"
@@ -67,6 +71,8 @@ class PathSwitch {
 
   // Called once per switch_interval while the connection is on a SockmapPipe with both legs in the map.
   void Sample();
+  // The leave pass this connection asked for has run (PathSwitches::AskLeavePass).
+  void AfterLeavePass();
 
   // The connection is about to be destroyed unfinished (drain timeout, failed worker): RST, never a FIN.
   void ResetOnClose() { pipe_->ResetOnClose(); }
@@ -92,6 +98,10 @@ class PathSwitch {
   std::unique_ptr<Pipe> UserPipe(UniqueFd downstream, UniqueFd upstream,
                                  std::function<void(UniqueFd, bool)> no_response);
   void Promote(UniqueFd downstream, UniqueFd upstream);
+  // Both legs have left the sockhash (SockmapPipe::BeginLeave): on as a user-space connection.
+  void Demote(UniqueFd downstream, UniqueFd upstream);
+  // Keeps what the retired pipe moved before a newer one takes its place.
+  void Retire(std::unique_ptr<Pipe> pipe);
   // What the verdict has seen of this connection so far, both directions.
   Traffic Seen() const;
   bool WorkerQuiet() const;
@@ -103,7 +113,9 @@ class PathSwitch {
   ListenerMetrics& listener_metrics_;
   std::function<void()> on_finish_;
   std::unique_ptr<Pipe> pipe_;
-  std::unique_ptr<Pipe> retired_;  // the user-space pipe after a promotion: spent, kept until we go
+  std::unique_ptr<Pipe> retired_;  // the pipe before the last move: spent, kept until we go
+  uint64_t carried_kernel_[2] = {0, 0};  // what pipes retired before it moved, by direction
+  uint64_t carried_user_[2] = {0, 0};
   SockmapPipe* kernel_ = nullptr;  // pipe_, when it is a SockmapPipe with both legs in the map
   Traffic last_;                   // Seen() at the previous sample
   PathKind counted_kind_ = PathKind::kUserspace;
@@ -115,17 +127,30 @@ class PathSwitch {
 // One worker's connections on the kernel path, and the timer that samples them.
 class PathSwitches final : public IoHandler {
  public:
-  PathSwitches(Ring& ring, absl::Duration interval);
+  // `program`: for the leave pass, nullptr without one.
+  PathSwitches(Ring& ring, absl::Duration interval, bpf::SockmapProgram* program);
   void Add(PathSwitch* path) { switches_.insert(path); }
-  void Remove(PathSwitch* path) { switches_.erase(path); }
+  void Remove(PathSwitch* path) {
+    switches_.erase(path);
+    leaving_.erase(path);
+  }
+  bool leave_available() const { return program_ != nullptr && program_->leave_available(); }
+  // One leave pass for every connection that asks within one round of completions: the pass walks every
+  // TCP socket of the namespace, so it is shared.
+  void AskLeavePass(PathSwitch* path);
   void OnCompletion(unsigned tag, int res, unsigned cqe_flags) override;
 
  private:
+  enum Tag : unsigned { kTimer = 0, kLeavePass = 1 };
   void Arm();
 
   Ring& ring_;
+  bpf::SockmapProgram* program_;
   __kernel_timespec interval_{};
   absl::flat_hash_set<PathSwitch*> switches_;
+  absl::flat_hash_set<PathSwitch*> leaving_;  // asked for the next leave pass
+  bool pass_armed_ = false;
+  bool pass_error_logged_ = false;
 };
 
 }  // namespace skproxy

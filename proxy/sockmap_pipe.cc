@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -185,6 +186,7 @@ void SockmapPipe::Handle(unsigned tag, int res, unsigned cqe_flags) {
       break;
   }
   if (aborting_ && inflight() == 0) Finish();
+  if (leave_ == Leave::kStopping && !aborting_) StopForLeave();
 }
 
 void SockmapPipe::OnNotice(uint32_t slot, uint32_t kind) {
@@ -201,7 +203,8 @@ void SockmapPipe::OnNotice(uint32_t slot, uint32_t kind) {
 }
 
 bool SockmapPipe::Hold(bool hold) {
-  if (!upstream_in_map_ || hold == held_ || aborting_ || state_released_) return false;
+  // While leaving, the pipe is held and reads nothing until the leave pass has run.
+  if (!upstream_in_map_ || hold == held_ || aborting_ || state_released_ || leave_ != Leave::kNone) return false;
   held_ = hold;
   for (const Direction& dir : dirs_) program_.Hold(dir.slot, hold);
   // Held, every byte comes to user space: each direction keeps a recv through the ring in flight from now
@@ -217,6 +220,122 @@ bool SockmapPipe::Hold(bool hold) {
 }
 
 void SockmapPipe::OnSweep(uint32_t slot) { OnNotice(slot, SKP_NOTICE_PASSED); }
+
+bool SockmapPipe::BeginLeave(std::function<void()> ask_pass, Left left) {
+  if (!held_ || leave_ != Leave::kNone || aborting_ || state_released_) return false;
+  for (const Direction& dir : dirs_) {
+    if (dir.eof || dir.shut) return false;  // ending anyway
+  }
+  // From here, bytes that arrive stay in the source's receive queue: a data-ready runs the verdict only
+  // once SO_RCVLOWAT bytes are queued (the kernel caps it at half the receive buffer), or at a FIN, so what
+  // the verdict has passed stops growing while the pipe writes it out and the pass compares. The
+  // setsockopt also takes each leg's lock, which every verdict holds while it runs: none that read the
+  // hold before it was set is still deciding.
+  const int most = std::numeric_limits<int>::max();
+  for (int d = 0; d < SKP_DIRECTIONS; ++d) {
+    if (!dirs_[d].source_in_map) continue;
+    if (setsockopt(source(d), SOL_SOCKET, SO_RCVLOWAT, &most, sizeof(most)) != 0) {
+      const int one = 1;  // back to 1 where it was raised: the kick runs the verdict on what waited
+      for (int fd : {downstream_.get(), upstream_.get()}) setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+      return false;
+    }
+  }
+  leave_ = Leave::kStopping;
+  leave_cancelled_ = false;
+  ask_pass_ = std::move(ask_pass);
+  left_ = std::move(left);
+  StopForLeave();
+  return true;
+}
+
+// Reads and polls are cancelled once no send is in flight (a send is never cut short); a recv that had
+// bytes completes with them, and they are written first. Once nothing is in flight, the legs are marked.
+void SockmapPipe::StopForLeave() {
+  for (const Direction& dir : dirs_) {
+    if (dir.send_inflight) return;  // its completion comes back here
+  }
+  if (!leave_cancelled_) {
+    leave_cancelled_ = true;
+    CancelAll(kCancel);
+    return;
+  }
+  if (inflight() == 0) AskToLeave();
+}
+
+void SockmapPipe::AskToLeave() {
+  for (const Direction& dir : dirs_) {
+    if (dir.eof || dir.shut || dir.length > dir.sent || dir.ring_buffer != kNoRingBuffer) {
+      ResumeAfterLeave();
+      return;
+    }
+  }
+  // Nothing redirected towards either leg is still in its backlog, and every byte passed from either leg
+  // has been written: the psocks hold nothing of this connection.
+  for (int d = 0; d < SKP_DIRECTIONS; ++d) {
+    if (!BacklogDrained(d) || !AllPassedCopied(d)) {
+      if (!aborting_) ResumeAfterLeave();
+      return;
+    }
+  }
+  for (int d = 0; d < SKP_DIRECTIONS; ++d) {
+    if (dirs_[d].source_in_map && !program_.AskToLeave(source(d)).ok()) {
+      ResumeAfterLeave();
+      return;
+    }
+  }
+  leave_ = Leave::kAsked;
+  ask_pass_();
+}
+
+void SockmapPipe::AfterLeavePass() {
+  if (leave_ != Leave::kAsked) return;
+  if (aborting_) {  // reset meanwhile (a notice): the legs are closed with the pipe, out of the map or not
+    leave_ = Leave::kNone;
+    for (int d = 0; d < SKP_DIRECTIONS; ++d) program_.ForgetLeave(source(d));
+    return;
+  }
+  for (int d = 0; d < SKP_DIRECTIONS; ++d) {
+    if (dirs_[d].source_in_map && program_.Left(source(d), keys_)) {
+      dirs_[d].source_in_map = false;
+      // A connection with a leg out is copied in user space for good: no redirect can reach that leg.
+      upstream_in_map_ = false;
+    }
+  }
+  if (dirs_[0].source_in_map || dirs_[1].source_in_map) {
+    ResumeAfterLeave();  // a leg whose verdict passed more meanwhile: copy it, ask again at the next sample
+    return;
+  }
+  // Both legs are plain sockets now: the verdict never runs for them again.
+  const int one = 1;
+  for (int fd : {downstream_.get(), upstream_.get()}) setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+  ReleaseKernelState();
+  leave_ = Leave::kNone;
+  held_ = false;
+  Left left = std::move(left_);
+  ask_pass_ = nullptr;
+  metrics_.SockmapLeave("left").Increment();
+  left(std::move(downstream_), std::move(upstream_));
+}
+
+void SockmapPipe::ResumeAfterLeave() {
+  metrics_.SockmapLeave("stayed").Increment();
+  const Leave was = leave_;
+  leave_ = Leave::kNone;
+  ask_pass_ = nullptr;
+  left_ = nullptr;
+  // Back to SO_RCVLOWAT 1: bytes that waited in a source run the verdict now (the same kick as at Start).
+  const int one = 1;
+  for (int d = 0; d < SKP_DIRECTIONS; ++d) {
+    if (was == Leave::kAsked && dirs_[d].source_in_map) program_.ForgetLeave(source(d));
+    if (setsockopt(source(d), SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one)) != 0) {
+      metrics_.PipeError("rcvlowat").Increment();
+      Abort();
+      return;
+    }
+  }
+  Pump(0);
+  Pump(1);
+}
 
 void SockmapPipe::Pump(int d) {
   Direction& dir = dirs_[d];
@@ -250,6 +369,7 @@ void SockmapPipe::Pump(int d) {
     }
     if (held_) {
       dir.buffer.reset();
+      if (leave_ != Leave::kNone) return;  // leaving: what arrives waits in the source from here
       if (!dir.pool_dry) {
         Receive(d);
         return;
@@ -327,7 +447,7 @@ void SockmapPipe::OnReceived(int d, int res, unsigned cqe_flags) {
     }
   }
   if (aborting_) return;
-  if (res > 0 || res == -EINTR || res == -EAGAIN) {
+  if (res > 0 || res == -EINTR || res == -EAGAIN || (res == -ECANCELED && leave_ != Leave::kNone)) {
     Pump(d);
   } else if (res == 0) {
     if (AtEof(d)) Pump(d);
@@ -557,7 +677,8 @@ uint64_t SockmapPipe::activity() const {
 
 std::string SockmapPipe::Operations() const {
   std::string out = absl::StrCat(Pipe::Operations(), held_ ? " held" : "", upstream_in_map_ ? "" : " upstream_not_in_map",
-                                 aborting_ ? " aborting" : "");
+                                 leave_ == Leave::kStopping ? " leave_stopping" : "",
+                                 leave_ == Leave::kAsked ? " leave_asked" : "", aborting_ ? " aborting" : "");
   for (int d = 0; d < 2; ++d) {
     const Direction& dir = dirs_[d];
     absl::StrAppend(&out, d == 0 ? "; d2u:" : "; u2d:");

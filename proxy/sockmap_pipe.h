@@ -9,7 +9,8 @@
 // When both directions have ended, both legs leave the map and are closed.
 // Held (a demoted connection, see path_switch.h), every byte is passed, and the copy goes through the ring
 // instead: a recv into the worker's provided buffers, then a send, no synchronous syscall per message;
-// when the pool is dry, a read into a small buffer of the direction's own (own_buffer.h).
+// when the pool is dry, a read into a small buffer of the direction's own (own_buffer.h). A held
+// connection can leave the sockhash exactly (BeginLeave) and hand its legs to a UserspacePipe.
 #pragma once
 
 #include <linux/time_types.h>
@@ -71,6 +72,20 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   // False when nothing changed (already so, or the pipe is ending).
   bool Hold(bool hold);
   bool held() const { return held_; }
+
+  // Held, takes both legs out of the sockhash, so that the connection goes on as a plain user-space one
+  // without the psock's work per skb (docs/adaptive-datapath.md, "Leaving the map"). The pipe stops
+  // reading, writes what it has read, raises both legs' SO_RCVLOWAT so that arriving bytes wait in the
+  // receive queue instead of running the verdict, and marks each leg for the leave pass, which deletes it
+  // under its socket lock when every byte the verdict passed has been copied. `ask_pass` is called once
+  // the legs are marked; then AfterLeavePass. False when it cannot start (not held, ending).
+  using Left = std::function<void(UniqueFd downstream, UniqueFd upstream)>;
+  bool BeginLeave(std::function<void()> ask_pass, Left left);
+  bool leaving() const { return leave_ != Leave::kNone; }
+  // After the leave pass: both legs out, the legs go to `left` (and this pipe is spent); otherwise the
+  // pipe copies again, held, with what is still in the map. Each attempt is counted in
+  // skproxy_sockmap_leaves_total.
+  void AfterLeavePass();
   bool both_in_map() const { return upstream_in_map_; }
   const bpf::ConnectionKeys& keys() const { return keys_; }
 
@@ -148,6 +163,11 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   void WaitForBacklog(int d);
   void ShutDestination(int d);
   void EndIfDone();
+  // Leaving: cancels reads and polls once no send is in flight, then, with nothing in flight, AskToLeave
+  // marks the legs if nothing is left to copy, or copies again.
+  void StopForLeave();
+  void AskToLeave();
+  void ResumeAfterLeave();
   void ReleaseKernelState() override;
   void Abort(bool reset = true);
 
@@ -165,6 +185,12 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   bool timer_armed_ = false;
   __kernel_timespec timer_delay_{0, 0};
   bool aborting_ = false;
+  // kStopping: cancelling the reads and polls; kAsked: legs marked, waiting for the leave pass.
+  enum class Leave { kNone, kStopping, kAsked };
+  Leave leave_ = Leave::kNone;
+  bool leave_cancelled_ = false;
+  std::function<void()> ask_pass_;
+  Left left_;
 };
 
 // A socket's TCP state, and the bytes that have entered its write queue since it connected

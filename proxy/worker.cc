@@ -394,7 +394,7 @@ void Worker::Run() {
     notice_reader_ = *std::move(reader);
   }
   if (context_.promote && config_.sockmap.demote_below_bytes > 0) {
-    switches_ = std::make_unique<PathSwitches>(*ring_, config_.sockmap.switch_interval);
+    switches_ = std::make_unique<PathSwitches>(*ring_, config_.sockmap.switch_interval, context_.sockmap);
     context_.switches = switches_.get();
   }
   for (std::unique_ptr<Listening>& listening : listening_) StartAccepting(*listening);
