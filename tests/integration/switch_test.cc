@@ -175,11 +175,15 @@ void RunSoak(ProxyProcess& proxy, const SoakPlan& plan, Millis timeout, const ch
   ASSERT_TRUE(m.ok()) << m.status();
   const double to_kernel = SumMetric(*m, "skproxy_datapath_switches_total", {{"to", "kernel"}});
   const double to_user = SumMetric(*m, "skproxy_datapath_switches_total", {{"to", "user"}});
+  const double left = SumMetric(*m, "skproxy_sockmap_leaves_total", {{"result", "left"}});
+  const double stayed = SumMetric(*m, "skproxy_sockmap_leaves_total", {{"result", "stayed"}});
   ByteCounters c = ReadByteCounters(*m);
-  printf("[%s] %d connections: %.0f switches to the kernel, %.0f to user space; %s\n", name,
-         2 * plan.connections_per_family, to_kernel, to_user, c.Describe().c_str());
+  printf("[%s] %d connections: %.0f switches to the kernel, %.0f to user space, %.0f left the sockhash "
+         "(%.0f attempts stayed); %s\n",
+         name, 2 * plan.connections_per_family, to_kernel, to_user, left, stayed, c.Describe().c_str());
   EXPECT_GT(to_kernel, 0) << "no promotion: the test proved nothing";
   EXPECT_GT(to_user, 0) << "no demotion: the test proved nothing";
+  EXPECT_GT(left, 0) << "no held connection left the sockhash: the test proved nothing about the leave";
   // The proxy's own count of the bytes it moved, by path, adds up to what the clients sent.
   EXPECT_EQ(c.d2u(), static_cast<double>(total)) << c.Describe();
   EXPECT_EQ(c.u2d(), static_cast<double>(total)) << c.Describe();
@@ -275,11 +279,18 @@ TEST_P(SwitchTest, DemotionAndPromotionWithBytesInFlightBothWays) {
     }
     return true;
   };
+  auto left = [&] { return proxy->Metric("skproxy_sockmap_leaves_total", {{"result", "left"}}); };
   for (int i = 0; i < 3; ++i) {
     small = false;
     if (!wait_switch("kernel", i)) break;
     small = true;
     if (!wait_switch("user", i)) break;
+    // Held for a whole interval, the connection leaves the sockhash (both legs out) and goes on as a plain
+    // user-space connection, every byte still in order; the next bulk run puts it back in.
+    EXPECT_TRUE(WaitFor([&] { return left() > i; }, 30s)) << "the held connection did not leave the sockhash";
+    EXPECT_EQ(proxy->Metric("skproxy_sockmap_entries"), 0);
+    const uint64_t echoed = flow.echoed();
+    EXPECT_TRUE(WaitFor([&] { return flow.echoed() > echoed + 64 * KiB; }, 30s)) << "the flow stalled after leaving";
   }
   small = false;
   stop = true;
@@ -287,6 +298,7 @@ TEST_P(SwitchTest, DemotionAndPromotionWithBytesInFlightBothWays) {
   EXPECT_EQ(flow.Finish(DeadlineIn(30s)), "");
   EXPECT_GE(switches("kernel"), 3);
   EXPECT_GE(switches("user"), 3);
+  EXPECT_GE(left(), 3);
   auto m = proxy->Metrics();
   ASSERT_TRUE(m.ok()) << m.status();
   ByteCounters c = ReadByteCounters(*m);
