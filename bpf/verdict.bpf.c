@@ -286,8 +286,8 @@ int skp_verdict(struct __sk_buff *skb)
  * has been copied by user space, the psock holds nothing of this direction, and the delete loses nothing.
  * User space has made sure before asking that nothing redirected towards this socket is still in its
  * backlog, and that no verdict of the peer will redirect again (the connection is held). A leg whose
- * verdict passed more bytes meanwhile stays in and keeps its mark: user space copies them and runs the
- * pass again. Runs for every TCP socket of the namespace; most have no mark and cost one lookup. Each
+ * verdict passed more bytes meanwhile stays in: user space forgets its mark, copies them, and asks again
+ * at its next sample. Runs for every TCP socket of the namespace; most have no mark and cost one lookup. Each
  * worker runs its own passes, for the legs it marked (the thread id in the mark). */
 static __always_inline void key_from_sock(struct sock_common *skc, struct skp_key *key)
 {
