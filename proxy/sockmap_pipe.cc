@@ -104,16 +104,20 @@ void SockmapPipe::Start() {
   // Bytes that arrived before the insertion sit in the receive queue, where the verdict only sees them
   // when the next segment arrives. Setting SO_RCVLOWAT runs the data-ready path now, synchronously.
   // Without it those bytes could wait for ever (a client that sent its request and waits): reset.
-  const int one = 1;
-  for (int fd : {downstream_.get(), upstream_.get()}) {
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one)) != 0) {
-      metrics_.PipeError("rcvlowat").Increment();
-      Abort();
-      return;
-    }
+  if (!SetLowWater(1)) {
+    metrics_.PipeError("rcvlowat").Increment();
+    Abort();
+    return;
   }
   Pump(0);
   Pump(1);
+}
+
+bool SockmapPipe::SetLowWater(int bytes) {
+  for (int fd : {downstream_.get(), upstream_.get()}) {
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof(bytes)) != 0) return false;
+  }
+  return true;
 }
 
 void SockmapPipe::WatchReadable(int d) {
@@ -235,8 +239,7 @@ bool SockmapPipe::BeginLeave(std::function<void()> ask_pass, Left left) {
   for (int d = 0; d < SKP_DIRECTIONS; ++d) {
     if (!dirs_[d].source_in_map) continue;
     if (setsockopt(source(d), SOL_SOCKET, SO_RCVLOWAT, &most, sizeof(most)) != 0) {
-      const int one = 1;  // back to 1 where it was raised: the kick runs the verdict on what waited
-      for (int fd : {downstream_.get(), upstream_.get()}) setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+      SetLowWater(1);  // back to 1 where it was raised: the kick runs the verdict on what waited
       return false;
     }
   }
@@ -306,8 +309,7 @@ void SockmapPipe::AfterLeavePass() {
     return;
   }
   // Both legs are plain sockets now: the verdict never runs for them again.
-  const int one = 1;
-  for (int fd : {downstream_.get(), upstream_.get()}) setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+  SetLowWater(1);
   ReleaseKernelState();
   leave_ = Leave::kNone;
   held_ = false;
@@ -323,15 +325,14 @@ void SockmapPipe::ResumeAfterLeave() {
   leave_ = Leave::kNone;
   ask_pass_ = nullptr;
   left_ = nullptr;
-  // Back to SO_RCVLOWAT 1: bytes that waited in a source run the verdict now (the same kick as at Start).
-  const int one = 1;
   for (int d = 0; d < SKP_DIRECTIONS; ++d) {
     if (was == Leave::kAsked && dirs_[d].source_in_map) program_.ForgetLeave(source(d));
-    if (setsockopt(source(d), SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one)) != 0) {
-      metrics_.PipeError("rcvlowat").Increment();
-      Abort();
-      return;
-    }
+  }
+  // Back to SO_RCVLOWAT 1: bytes that waited in a source run the verdict now (the same kick as at Start).
+  if (!SetLowWater(1)) {
+    metrics_.PipeError("rcvlowat").Increment();
+    Abort();
+    return;
   }
   Pump(0);
   Pump(1);

@@ -166,6 +166,9 @@ class SockmapPipe final : public Pipe, public NoticeTarget {
   // Leaving: cancels reads and polls once no send is in flight, then, with nothing in flight, AskToLeave
   // marks the legs if nothing is left to copy, or copies again.
   void StopForLeave();
+  // SO_RCVLOWAT on both legs; setting it also runs the data-ready path once (the verdict, for a leg in the
+  // map). False on the first leg that refused.
+  bool SetLowWater(int bytes);
   void AskToLeave();
   void ResumeAfterLeave();
   void ReleaseKernelState() override;
