@@ -239,6 +239,8 @@ void PathSwitches::AskLeavePass(PathSwitch* path) {
 void PathSwitches::OnCompletion(unsigned tag, int res, unsigned) {
   if (tag == kLeavePass) {
     pass_armed_ = false;
+    // Every connection that asked may have ended since: then there is nothing to walk the sockets for.
+    if (leaving_.empty()) return;
     if (absl::Status s = program_->RunLeavePass(); !s.ok() && !pass_error_logged_) {
       pass_error_logged_ = true;  // the connections stay held: exact, only slower
       std::fprintf(stderr, "skproxy: %s (logged once per worker)\n", s.ToString().c_str());
